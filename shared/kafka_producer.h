@@ -1,0 +1,48 @@
+/* kafka_producer: the idempotent producer every worker publishes results and DLQ records with.
+ *
+ * enable.idempotence=true and acks=all always; other librdkafka properties pass through from
+ * KAFKA_* environment variables. Sends are asynchronous; bw_producer_flush() waits for every
+ * delivery report and fails if any message since the previous flush was not acknowledged, so
+ * a caller stores offsets only after a successful flush. */
+#ifndef BW_KAFKA_PRODUCER_H
+#define BW_KAFKA_PRODUCER_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+
+#include "err.h"
+
+struct bw_producer;
+
+/* New producer on brokers; extra_props are "name=value" pairs (NULL-terminated, may be NULL)
+ * applied after the KAFKA_* pass-through. Returns NULL with err (FATAL) on bad config. */
+struct bw_producer *bw_producer_new(const char *brokers, const char *const *extra_props,
+				    struct bw_err *err);
+
+/* Queues one message (key and value copied). headers, if not NULL, is taken over in every
+ * case (the caller must not touch it after the call). Returns 0 or -1 with err
+ * (TRANSIENT when the local queue is full and stays full, FATAL on a fatal producer error). */
+int bw_producer_send(struct bw_producer *p, const char *topic, const void *key, size_t key_len,
+		     const void *value, size_t value_len, rd_kafka_headers_t *headers,
+		     struct bw_err *err);
+
+/* Waits up to timeout_ms for every queued message's delivery report. Returns 0 when all
+ * messages sent since the last flush were acknowledged; -1 with err otherwise (TRANSIENT for
+ * timeouts and broker errors, FATAL when the idempotent producer raised a fatal error). */
+int bw_producer_flush(struct bw_producer *p, int timeout_ms, struct bw_err *err);
+
+/* Serves delivery reports without blocking. */
+void bw_producer_poll(struct bw_producer *p);
+
+/* Borrowed librdkafka handle (for metadata queries). */
+rd_kafka_t *bw_producer_handle(struct bw_producer *p);
+
+/* Flushes briefly and frees. NULL-safe. */
+void bw_producer_destroy(struct bw_producer *p);
+
+/* Shared by producer and consumer: applies KAFKA_* env pass-through and extra "k=v" pairs to
+ * conf. Returns 0 or -1 with err (FATAL). */
+int bw_kafka_conf_apply(rd_kafka_conf_t *conf, const char *brokers,
+			const char *const *extra_props, struct bw_err *err);
+
+#endif

@@ -1,0 +1,62 @@
+/* mongo: the MongoDB connection pool, the indexes every collection needs, and error
+ * classification (the one place that decides a database error's kind).
+ *
+ * Only plain MongoDB features are used (single-document atomic updates, unique indexes,
+ * bulk writes), so the same code runs on MongoDB 7 and on the local wire-protocol server. */
+#ifndef BW_MONGO_H
+#define BW_MONGO_H
+
+#include <jansson.h>
+#include <mongoc/mongoc.h>
+
+#include "err.h"
+
+#define BW_COLL_CUSTOMERS "payments_customers"
+#define BW_COLL_USAGE_RECORDS "payments_usage_records"
+#define BW_COLL_CREDIT_TX "payments_credit_transactions"
+#define BW_COLL_STRIPE_EVENTS "payments_stripe_events"
+#define BW_COLL_PRICES "payments_prices"
+
+/* MongoDB's duplicate key error code. */
+#define BW_MONGO_DUPLICATE_KEY 11000
+
+struct bw_mongo;
+
+/* Opens a pool on uri and uses database db (both copied). NULL with err (FATAL for a bad
+ * URI). Does not contact the server: call bw_mongo_ping(). */
+struct bw_mongo *bw_mongo_new(const char *uri, const char *db, const char *appname,
+			      struct bw_err *err);
+
+/* Frees the pool. NULL-safe. */
+void bw_mongo_destroy(struct bw_mongo *m);
+
+/* Borrows a client from the pool (blocks until one is free); give it back with
+ * bw_mongo_push(). */
+mongoc_client_t *bw_mongo_pop(struct bw_mongo *m);
+void bw_mongo_push(struct bw_mongo *m, mongoc_client_t *client);
+
+/* The database name (borrowed). */
+const char *bw_mongo_db(const struct bw_mongo *m);
+
+/* New collection handle of client (caller mongoc_collection_destroy()). */
+mongoc_collection_t *bw_mongo_coll(struct bw_mongo *m, mongoc_client_t *client,
+				   const char *name);
+
+/* Round trip to the server. 0, or -1 with err (TRANSIENT). */
+int bw_mongo_ping(struct bw_mongo *m, struct bw_err *err);
+
+/* Creates every index the workers rely on (idempotent). 0, or -1 with err. */
+int bw_mongo_ensure_indexes(struct bw_mongo *m, struct bw_err *err);
+
+/* Fills err from a driver error with context `what`: duplicate key -> CONFLICT,
+ * everything else (network, server selection, server errors) -> TRANSIENT. Returns -1. */
+int bw_mongo_error(const bson_error_t *error, const char *what, struct bw_err *err);
+
+/* Milliseconds since the epoch, for timestamps stored in documents. */
+int64_t bw_mongo_now_ms(void);
+
+/* Appends a jansson value to b under key: objects and arrays recursively, integers as int64,
+ * reals as double. Returns 0, or -1 when a value cannot be converted. */
+int bw_mongo_append_json(bson_t *b, const char *key, const json_t *v);
+
+#endif

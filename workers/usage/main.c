@@ -1,0 +1,109 @@
+/* bw-usage-worker: consumes usage.events, charges each event through the waterfall exactly
+ * once, writes the usage record, publishes the outcome to billing.results.
+ * This file only wires config, the shared consumer loop and the batch handler. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "kafka_consumer.h"
+#include "kafka_producer.h"
+#include "log.h"
+#include "metrics.h"
+#include "mongo.h"
+#include "signals.h"
+#include "usage_batch.h"
+#include "worker_config.h"
+
+struct usage_cfg {
+	char *topic;
+	char *group_id;
+	char *waterfall_order;
+	int64_t max_event_bytes;
+	int64_t max_attempts;
+};
+
+#define OWN(field) offsetof(struct usage_cfg, field)
+
+static const struct bw_cfg_opt usage_opts[] = {
+	{ "USAGE_TOPIC", BW_CFG_STR, "usage.events", 1, 249, 0, OWN(topic),
+	  "topic of usage events" },
+	{ "USAGE_GROUP_ID", BW_CFG_STR, "usage-worker", 1, 255, 0, OWN(group_id),
+	  "consumer group of the usage workers" },
+	{ "WATERFALL_ORDER", BW_CFG_STR, "subscription,purchased,granted", 1, 64, 0,
+	  OWN(waterfall_order), "bucket order, each of subscription, purchased, granted once" },
+	{ "MAX_EVENT_BYTES", BW_CFG_INT, "65536", 64, 1048576, 0, OWN(max_event_bytes),
+	  "largest usage event accepted; larger ones go to the DLQ" },
+	{ "USAGE_MAX_ATTEMPTS", BW_CFG_INT, "50", 1, 10000, 0, OWN(max_attempts),
+	  "conditional-update retries of a contended org before the batch is retried" },
+};
+
+#define NOPTS (sizeof(usage_opts) / sizeof(usage_opts[0]))
+
+int main(void)
+{
+	struct bw_common_cfg common = { 0 };
+	struct usage_cfg cfg = { 0 };
+	struct bw_usage_ctx ctx = { 0 };
+	struct bw_err err;
+	struct bw_mongo *mongo = NULL;
+	struct bw_producer *producer = NULL;
+	struct bw_consumer *consumer = NULL;
+	volatile sig_atomic_t *stop = bw_signals_install();
+	int exit_code = 1;
+
+	bw_err_clear(&err);
+	if (bw_worker_config_load("usage-worker", &common, usage_opts, NOPTS, &cfg) != 0) {
+		exit_code = 2;
+		goto done;
+	}
+	if (bw_waterfall_order_parse(cfg.waterfall_order, &ctx.order, &err) != 0) {
+		fprintf(stderr, "usage-worker: 1 configuration problem:\nWATERFALL_ORDER: %s\n",
+			err.msg);
+		exit_code = 2;
+		goto done;
+	}
+	mongo = bw_mongo_new(common.mongo_uri, common.mongo_db, "bw-usage-worker", &err);
+	if (!mongo)
+		goto fail;
+	if (bw_mongo_ensure_indexes(mongo, &err) != 0)
+		goto fail;
+	producer = bw_producer_new(common.kafka_brokers, NULL, &err);
+	if (!producer)
+		goto fail;
+	struct bw_consumer_conf cconf = {
+		.brokers = common.kafka_brokers,
+		.group_id = cfg.group_id,
+		.topic = cfg.topic,
+		.batch_max = (int)common.batch_max,
+		.batch_wait_ms = (int)common.batch_wait_ms,
+		.idle_exit_ms = (int)common.idle_exit_ms,
+		.backoff_max_ms = 10000,
+	};
+	consumer = bw_consumer_new(&cconf, &err);
+	if (!consumer)
+		goto fail;
+	ctx.mongo = mongo;
+	ctx.producer = producer;
+	ctx.worker = "usage-worker";
+	ctx.results_topic = common.results_topic;
+	ctx.free_grant = common.free_grant;
+	ctx.max_event_bytes = (size_t)cfg.max_event_bytes;
+	ctx.max_attempts = (int)cfg.max_attempts;
+	ctx.flush_timeout_ms = 30000;
+	bw_log(BW_LOG_INFO, NULL, "started: topic %s, group %s, batch %lld, order %s", cfg.topic,
+	       cfg.group_id, (long long)common.batch_max, cfg.waterfall_order);
+	if (bw_consumer_run(consumer, bw_usage_process_batch, &ctx, stop, &err) != 0)
+		goto fail;
+	exit_code = 0;
+	goto done;
+fail:
+	bw_log(BW_LOG_ERROR, NULL, "stopping: %s error: %s", bw_err_kind_name(err.kind), err.msg);
+done:
+	bw_consumer_destroy(consumer);
+	bw_producer_destroy(producer);
+	bw_mongo_destroy(mongo);
+	if (exit_code != 2)
+		bw_metrics_log("final");
+	bw_worker_config_free(&common, usage_opts, NOPTS, &cfg);
+	return exit_code;
+}

@@ -1,0 +1,439 @@
+/* usage_batch: see usage_batch.h. */
+#include "usage_batch.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dlq.h"
+#include "fault.h"
+#include "log.h"
+#include "metrics.h"
+#include "usage_event.h"
+#include "usage_result.h"
+#include "usage_store.h"
+
+struct item {
+	const rd_kafka_message_t *msg;
+	size_t index;
+	struct bw_usage_event ev;
+	int valid;
+	char *raw_event_id, *raw_org_id;   /* ids of a rejected message, when readable */
+	char reason[BW_DLQ_REASON_MAX];
+	struct item *primary;              /* first item of the batch with the same event_id */
+	struct bw_org *org;
+	struct bw_usage_outcome out;
+	int need_record;
+	int to_dlq;
+};
+
+struct batch {
+	struct item *items;
+	size_t n;
+	struct item **valid;   /* primaries, sorted by (org_id, index) */
+	size_t nvalid;
+	struct bw_org *orgs;
+	size_t norgs;
+};
+
+static int cmp_by_event(const void *a, const void *b)
+{
+	const struct item *x = *(struct item *const *)a, *y = *(struct item *const *)b;
+	int c = strcmp(x->ev.event_id, y->ev.event_id);
+	return c ? c : (x->index < y->index ? -1 : x->index > y->index);
+}
+
+static int cmp_by_org(const void *a, const void *b)
+{
+	const struct item *x = *(struct item *const *)a, *y = *(struct item *const *)b;
+	int c = strcmp(x->ev.org_id, y->ev.org_id);
+	return c ? c : (x->index < y->index ? -1 : x->index > y->index);
+}
+
+static void reject(struct item *it, const char *reason)
+{
+	snprintf(it->reason, sizeof(it->reason), "%s", reason);
+	it->out.status = BW_USAGE_REJECTED;
+	it->out.reason = it->reason;
+	it->to_dlq = 1;
+}
+
+/* Parses every message; marks later copies of an event_id (inside the batch) against the
+ * first; groups the first copies by org. */
+static int batch_prepare(struct batch *b, const struct bw_usage_ctx *ctx,
+			 rd_kafka_message_t *const *msgs, size_t n, struct bw_err *err)
+{
+	struct item **by_event = NULL;
+	size_t nv = 0;
+
+	b->items = calloc(n, sizeof(*b->items));
+	b->valid = calloc(n, sizeof(*b->valid));
+	by_event = calloc(n, sizeof(*by_event));
+	if (!b->items || !b->valid || !by_event) {
+		free(by_event);
+		return bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
+	}
+	b->n = n;
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &b->items[i];
+		struct bw_err perr;
+		it->msg = msgs[i];
+		it->index = i;
+		bw_err_clear(&perr);
+		if (bw_usage_event_parse(msgs[i]->payload, msgs[i]->len, ctx->max_event_bytes,
+					 &it->ev, &it->raw_event_id, &it->raw_org_id,
+					 &perr) != 0) {
+			reject(it, perr.msg);
+			it->out.event_id = it->raw_event_id;
+			it->out.org_id = it->raw_org_id;
+			continue;
+		}
+		it->valid = 1;
+		it->out.event_id = it->ev.event_id;
+		it->out.org_id = it->ev.org_id;
+		it->out.spus = it->ev.spus;
+		by_event[nv++] = it;
+	}
+	qsort(by_event, nv, sizeof(*by_event), cmp_by_event);
+	for (size_t i = 0; i < nv; i++) {
+		if (i > 0 && strcmp(by_event[i]->ev.event_id, by_event[i - 1]->ev.event_id) == 0)
+			by_event[i]->primary = by_event[i - 1]->primary;
+		else {
+			by_event[i]->primary = by_event[i];
+			b->valid[b->nvalid++] = by_event[i];
+		}
+	}
+	free(by_event);
+	qsort(b->valid, b->nvalid, sizeof(*b->valid), cmp_by_org);
+
+	b->orgs = calloc(b->nvalid ? b->nvalid : 1, sizeof(*b->orgs));
+	if (!b->orgs)
+		return bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
+	for (size_t i = 0; i < b->nvalid; i++) {
+		if (i == 0 || strcmp(b->valid[i]->ev.org_id, b->valid[i - 1]->ev.org_id) != 0)
+			b->orgs[b->norgs++].org_id = b->valid[i]->ev.org_id;
+		b->valid[i]->org = &b->orgs[b->norgs - 1];
+	}
+	return 0;
+}
+
+static struct bw_pending *find_pending(struct bw_org *org, const char *event_id)
+{
+	for (size_t i = 0; i < org->npending; i++)
+		if (strcmp(org->pending[i].event_id, event_id) == 0)
+			return &org->pending[i];
+	return NULL;
+}
+
+static void set_outcome(struct item *it, enum bw_usage_status st, const struct bw_breakdown *bd,
+			const struct bw_balances *bal, int64_t version)
+{
+	it->out.status = st;
+	it->out.has_breakdown = bd != NULL;
+	if (bd)
+		it->out.bd = *bd;
+	it->out.has_balances = 1;
+	it->out.bal = *bal;
+	it->out.balance_version = version;
+}
+
+/* Runs the org's events (items[first..]) through dedupe and the waterfall in memory. */
+static int org_compute(struct bw_org *org, struct item **items, size_t nitems,
+		       const struct bw_found_record *found, size_t nfound,
+		       const struct bw_usage_ctx *ctx, struct bw_err *err)
+{
+	struct bw_balances bal = org->bal;
+	int64_t version = org->version;
+
+	org->new_pending = calloc(org->npending + nitems + 1, sizeof(*org->new_pending));
+	if (!org->new_pending)
+		return bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
+	/* Keep pending entries until a write has seen their usage record. */
+	for (size_t i = 0; i < org->npending; i++) {
+		org->pending[i].record_found =
+			bw_found_record_lookup(found, nfound, org->pending[i].event_id) != NULL;
+		if (!org->pending[i].record_found)
+			org->new_pending[org->nnew_pending++] = org->pending[i];
+	}
+	for (size_t i = 0; i < nitems; i++) {
+		struct item *it = items[i];
+		const struct bw_found_record *rec =
+			bw_found_record_lookup(found, nfound, it->ev.event_id);
+		struct bw_pending *p;
+		struct bw_breakdown bd;
+		struct bw_err cerr;
+
+		it->need_record = 0;
+		it->to_dlq = 0;
+		it->out.reason = NULL;
+		if (rec) {
+			int same = strcmp(rec->hash, it->ev.hash) == 0;
+			set_outcome(it, same ? BW_USAGE_DUPLICATE : BW_USAGE_CONFLICT, &rec->bd, &bal,
+				    version);
+			if (!same)
+				it->out.reason = "event_id already recorded with different content";
+			continue;
+		}
+		p = find_pending(org, it->ev.event_id);
+		if (p) {
+			/* Applied by an attempt that did not finish (crash, or a write whose
+			 * outcome we could not see): finish it with the stored breakdown. */
+			if (strcmp(p->hash, it->ev.hash) != 0) {
+				set_outcome(it, BW_USAGE_CONFLICT, &p->bd, &bal, version);
+				it->out.reason = "event_id already applied with different content";
+				continue;
+			}
+			set_outcome(it, p->bd.from_paid > 0 ? BW_USAGE_INSUFFICIENT : BW_USAGE_APPLIED,
+				    &p->bd, &bal, p->version);
+			it->need_record = 1;
+			continue;
+		}
+		bw_err_clear(&cerr);
+		if (bw_waterfall_charge(&bal, it->ev.spus, &ctx->order, &bd, &cerr) != 0) {
+			reject(it, cerr.msg);
+			set_outcome(it, BW_USAGE_REJECTED, NULL, &bal, version);
+			continue;
+		}
+		version++;
+		set_outcome(it, bd.from_paid > 0 ? BW_USAGE_INSUFFICIENT : BW_USAGE_APPLIED, &bd,
+			    &bal, version);
+		it->need_record = 1;
+		struct bw_pending *np = &org->new_pending[org->nnew_pending++];
+		np->event_id = (char *)it->ev.event_id; /* borrowed for the write */
+		memcpy(np->hash, it->ev.hash, sizeof(np->hash));
+		np->bd = bd;
+		np->version = version;
+		org->dirty = 1;
+	}
+	org->new_bal = bal;
+	org->new_version = version;
+	return 0;
+}
+
+/* Load, dedupe, compute and conditionally write orgs[0..n); repeat for the orgs whose write
+ * missed, up to ctx->max_attempts. */
+static int batch_apply(struct batch *b, const struct bw_usage_ctx *ctx,
+		       mongoc_client_t *client, struct bw_err *err)
+{
+	struct bw_org **todo = calloc(b->norgs ? b->norgs : 1, sizeof(*todo));
+	const char **ids = NULL;
+	size_t ntodo = 0;
+	int rc = -1;
+
+	if (!todo)
+		return bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
+	for (size_t i = 0; i < b->norgs; i++)
+		todo[ntodo++] = &b->orgs[i];
+	for (int attempt = 0; ntodo > 0; attempt++) {
+		struct bw_found_record *found = NULL;
+		size_t nfound = 0, nids = 0, cap = 0;
+
+		if (attempt >= ctx->max_attempts) {
+			bw_err_set(err, BW_ERR_TRANSIENT,
+				   "%zu orgs still contended after %d attempts", ntodo, attempt);
+			goto done;
+		}
+		if (attempt > 0) {
+			struct timespec ts = { 0, (long)(rand() % (attempt * 5 + 1)) * 1000000L };
+			nanosleep(&ts, NULL);
+		}
+		if (bw_usage_store_load_orgs(ctx->mongo, client, todo, ntodo, ctx->free_grant,
+					     err) != 0)
+			goto done;
+		for (size_t i = 0; i < ntodo; i++)
+			cap += todo[i]->npending;
+		cap += b->nvalid;
+		free(ids);
+		ids = calloc(cap ? cap : 1, sizeof(*ids));
+		if (!ids) {
+			bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
+			goto done;
+		}
+		for (size_t i = 0; i < ntodo; i++)
+			for (size_t j = 0; j < todo[i]->npending; j++)
+				ids[nids++] = todo[i]->pending[j].event_id;
+		for (size_t i = 0; i < b->nvalid; i++)
+			if (!b->valid[i]->org->confirmed)
+				ids[nids++] = b->valid[i]->ev.event_id;
+		if (bw_usage_store_find_records(ctx->mongo, client, ids, nids, &found, &nfound,
+						err) != 0)
+			goto done;
+		/* b->valid is grouped by org: each org's events are one run. */
+		for (size_t i = 0, start = 0; i <= b->nvalid; i++) {
+			if (i < b->nvalid && (i == start || b->valid[i]->org == b->valid[start]->org))
+				continue;
+			struct bw_org *org = b->valid[start]->org;
+			if (!org->confirmed &&
+			    org_compute(org, &b->valid[start], i - start, found, nfound, ctx,
+					err) != 0) {
+				bw_found_records_free(found, nfound);
+				goto done;
+			}
+			start = i;
+		}
+		bw_found_records_free(found, nfound);
+		if (bw_usage_store_write_orgs(ctx->mongo, client, todo, ntodo, ctx->free_grant,
+					      err) != 0)
+			goto done;
+		size_t left = 0;
+		for (size_t i = 0; i < ntodo; i++)
+			if (!todo[i]->confirmed)
+				todo[left++] = todo[i];
+		if (left)
+			bw_metrics_add(BW_M_VERSION_MISSES, left);
+		ntodo = left;
+	}
+	rc = 0;
+done:
+	free(ids);
+	free(todo);
+	return rc;
+}
+
+static int batch_record(struct batch *b, const struct bw_usage_ctx *ctx,
+			mongoc_client_t *client, struct bw_err *err)
+{
+	bson_t **docs = calloc(b->nvalid ? b->nvalid : 1, sizeof(*docs));
+	size_t ndocs = 0;
+	int64_t now = bw_mongo_now_ms();
+	int rc = -1;
+
+	if (!docs)
+		return bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
+	for (size_t i = 0; i < b->nvalid; i++) {
+		struct item *it = b->valid[i];
+		if (!it->need_record)
+			continue;
+		docs[ndocs] = bw_usage_record_bson(&it->ev, &it->out, it->org->period_start_ms,
+						   it->msg, now);
+		if (!docs[ndocs]) {
+			bw_err_set(err, BW_ERR_TRANSIENT, "cannot build usage record");
+			goto done;
+		}
+		ndocs++;
+	}
+	rc = bw_usage_store_insert_records(ctx->mongo, client, docs, ndocs, err);
+done:
+	for (size_t i = 0; i < ndocs; i++)
+		bson_destroy(docs[i]);
+	free(docs);
+	return rc;
+}
+
+static void format_now(char *buf, size_t len)
+{
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 ts.tv_nsec / 1000000L);
+}
+
+/* Later copies of an event inside the batch answer like the first one did. */
+static void settle_copies(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct item *it = &b->items[i];
+		if (!it->valid || it->primary == it)
+			continue;
+		struct item *p = it->primary;
+		int same = strcmp(p->ev.hash, it->ev.hash) == 0;
+		it->out = p->out;
+		it->out.event_id = it->ev.event_id;
+		it->out.org_id = it->ev.org_id;
+		it->out.spus = it->ev.spus;
+		it->out.status = same ? BW_USAGE_DUPLICATE : BW_USAGE_CONFLICT;
+		it->out.reason = same ? NULL : "event_id seen in this batch with different content";
+		if (p->out.status == BW_USAGE_REJECTED)
+			reject(it, p->reason);
+	}
+}
+
+static void log_outcome(const struct item *it, const struct bw_usage_ctx *ctx)
+{
+	struct bw_log_ctx lc = { rd_kafka_topic_name(it->msg->rkt), it->msg->partition,
+				 it->msg->offset, it->out.org_id, it->out.event_id };
+	(void)ctx;
+	if (it->out.status == BW_USAGE_REJECTED)
+		bw_log(BW_LOG_WARN, &lc, "rejected to DLQ: %s", it->reason);
+	else if (it->out.status == BW_USAGE_CONFLICT)
+		bw_log(BW_LOG_WARN, &lc, "conflict: %s", it->out.reason);
+	else
+		bw_log(BW_LOG_DEBUG, &lc, "%s", bw_usage_status_name(it->out.status));
+}
+
+static int batch_publish(struct batch *b, const struct bw_usage_ctx *ctx, struct bw_err *err)
+{
+	char now[40];
+	static const enum bw_metric metric_of[] = { BW_M_APPLIED, BW_M_APPLIED, BW_M_DUPLICATES,
+						    BW_M_CONFLICTS, BW_M_REJECTED };
+
+	format_now(now, sizeof(now));
+	for (size_t i = 0; i < b->n; i++) {
+		struct item *it = &b->items[i];
+		const char *key = it->out.org_id;
+		char *json;
+
+		log_outcome(it, ctx);
+		if (it->to_dlq && bw_dlq_publish(ctx->producer, ctx->worker, it->msg, it->reason,
+						 err) != 0)
+			return -1;
+		json = bw_usage_result_json(&it->out, it->msg, now);
+		if (!json)
+			return bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
+		int rc = bw_producer_send(ctx->producer, ctx->results_topic, key,
+					  key ? strlen(key) : 0, json, strlen(json), NULL, err);
+		free(json);
+		if (rc != 0)
+			return -1;
+		bw_metrics_add(metric_of[it->out.status], 1);
+		bw_metrics_add(BW_M_RESULTS, 1);
+	}
+	return bw_producer_flush(ctx->producer, ctx->flush_timeout_ms, err);
+}
+
+static void batch_cleanup(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		bw_usage_event_cleanup(&b->items[i].ev);
+		free(b->items[i].raw_event_id);
+		free(b->items[i].raw_org_id);
+	}
+	for (size_t i = 0; i < b->norgs; i++)
+		bw_org_reset(&b->orgs[i]);
+	free(b->items);
+	free(b->valid);
+	free(b->orgs);
+}
+
+int bw_usage_process_batch(void *opaque, rd_kafka_message_t *const *msgs, size_t count,
+			   struct bw_err *err)
+{
+	const struct bw_usage_ctx *ctx = opaque;
+	struct batch b;
+	mongoc_client_t *client = NULL;
+	int rc = -1;
+
+	memset(&b, 0, sizeof(b));
+	if (batch_prepare(&b, ctx, msgs, count, err) != 0)
+		goto done;
+	client = bw_mongo_pop(ctx->mongo);
+	if (b.norgs > 0 && batch_apply(&b, ctx, client, err) != 0)
+		goto done;
+	bw_fault_point("after_db_write");
+	if (batch_record(&b, ctx, client, err) != 0)
+		goto done;
+	bw_fault_point("after_records");
+	settle_copies(&b);
+	if (batch_publish(&b, ctx, err) != 0)
+		goto done;
+	bw_fault_point("after_results");
+	rc = 0;
+done:
+	bw_mongo_push(ctx->mongo, client);
+	batch_cleanup(&b);
+	return rc;
+}

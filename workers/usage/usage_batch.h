@@ -1,0 +1,41 @@
+/* usage_batch: the usage worker's batch handler (a bw_batch_fn for the consumer loop).
+ *
+ * One polled batch: parse and validate every message (invalid ones go to the DLQ); dedupe
+ * event ids inside the batch; group by org; load those orgs (1 query) and the usage records
+ * of the batch's event ids (1 query); run the waterfall in memory; write every changed org
+ * with one conditional update on balance_version (1 unordered bulk; misses are reloaded and
+ * redone); insert the usage records (1 unordered bulk); publish one result per message and
+ * wait for the acks. Only then does the loop store the offsets.
+ *
+ * Exactly-once effect: an applied event's id, hash and breakdown are written atomically with
+ * the balances (pending_events on the customer document) and stay there until a later write
+ * has seen its usage record, so a crash between any two steps is repaired on redelivery. */
+#ifndef BW_USAGE_BATCH_H
+#define BW_USAGE_BATCH_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "kafka_producer.h"
+#include "mongo.h"
+#include "waterfall.h"
+
+struct bw_usage_ctx {
+	struct bw_mongo *mongo;          /* borrowed */
+	struct bw_producer *producer;    /* borrowed */
+	const char *worker;              /* borrowed: worker name for DLQ records */
+	const char *results_topic;       /* borrowed */
+	struct bw_waterfall_order order;
+	int64_t free_grant;
+	size_t max_event_bytes;
+	int max_attempts;                /* conditional-update retries before a transient error */
+	int flush_timeout_ms;
+};
+
+/* bw_batch_fn: opaque is a struct bw_usage_ctx. */
+int bw_usage_process_batch(void *opaque, rd_kafka_message_t *const *msgs, size_t count,
+			   struct bw_err *err);
+
+#endif

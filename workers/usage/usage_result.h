@@ -1,0 +1,48 @@
+/* usage_result: the billing.results message of one usage.events input, and the usage record
+ * stored for an applied event. Pure builders, no I/O. */
+#ifndef BW_USAGE_RESULT_H
+#define BW_USAGE_RESULT_H
+
+#include <librdkafka/rdkafka.h>
+#include <mongoc/mongoc.h>
+
+#include "usage_event.h"
+#include "waterfall.h"
+
+enum bw_usage_status {
+	BW_USAGE_APPLIED = 0,
+	BW_USAGE_INSUFFICIENT,  /* applied, with from_paid overage */
+	BW_USAGE_DUPLICATE,
+	BW_USAGE_CONFLICT,      /* same event_id, different content: not applied */
+	BW_USAGE_REJECTED,      /* invalid: also sent to the DLQ */
+};
+
+/* "applied", "insufficient_credits", "duplicate", "conflict", "rejected". */
+const char *bw_usage_status_name(enum bw_usage_status st);
+
+/* What the batch decided for one input message. */
+struct bw_usage_outcome {
+	enum bw_usage_status status;
+	const char *event_id;         /* borrowed, may be NULL for rejected input */
+	const char *org_id;           /* borrowed, may be NULL */
+	int64_t spus;
+	const char *reason;           /* borrowed, rejected/conflict only */
+	int has_breakdown;
+	struct bw_breakdown bd;
+	int has_balances;
+	struct bw_balances bal;       /* balances after the event (or current, for duplicates) */
+	int64_t balance_version;
+};
+
+/* The result JSON of msg (borrowed) as a new string (caller free()), or NULL on OOM. */
+char *bw_usage_result_json(const struct bw_usage_outcome *out, const rd_kafka_message_t *msg,
+			   const char *processed_at);
+
+/* The payments_usage_records document of an applied event: every field of the event (and
+ * the whole event under "event"), the breakdown, hash, version, period start and source
+ * position. New bson (caller bson_destroy), or NULL when the event cannot be converted. */
+bson_t *bw_usage_record_bson(const struct bw_usage_event *ev, const struct bw_usage_outcome *out,
+			     int64_t period_start_ms, const rd_kafka_message_t *msg,
+			     int64_t now_ms);
+
+#endif

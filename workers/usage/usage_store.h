@@ -1,0 +1,93 @@
+/* usage_store: the usage worker's MongoDB I/O, one round trip per call, whatever the number
+ * of orgs or events in the batch.
+ *
+ *   load_orgs      find payments_customers where org_id in [...]
+ *   find_records   find payments_usage_records where event_id in [...]
+ *   write_orgs     one unordered bulk of conditional updates (filter on balance_version;
+ *                  upsert for orgs seen for the first time)
+ *   insert_records one unordered bulk insert; duplicate keys are fine (already recorded)
+ *
+ * Every writer of a customer document's balance fields bumps balance_version, so the
+ * conditional update here misses whenever anything changed since the read. */
+#ifndef BW_USAGE_STORE_H
+#define BW_USAGE_STORE_H
+
+#include <mongoc/mongoc.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "mongo.h"
+#include "waterfall.h"
+
+/* An event applied to an org whose usage record may not be written yet: kept on the customer
+ * document (pending_events) until a later write sees the record. */
+struct bw_pending {
+	char *event_id;          /* owned */
+	char hash[65];
+	struct bw_breakdown bd;
+	int64_t version;         /* balance_version right after this event */
+	int record_found;        /* set by the caller after find_records */
+};
+
+/* One org of a batch. The store fills the loaded part; the batch logic the rest. */
+struct bw_org {
+	const char *org_id;      /* borrowed (from an event of the batch) */
+	/* loaded */
+	int exists;
+	int64_t version;
+	struct bw_balances bal;
+	int64_t period_start_ms;
+	struct bw_pending *pending;  /* owned array */
+	size_t npending;
+	/* computed by the batch logic */
+	struct bw_balances new_bal;
+	int64_t new_version;
+	struct bw_pending *new_pending; /* owned array: what the write stores */
+	size_t nnew_pending;
+	int dirty;               /* has a write to do */
+	int confirmed;           /* write known to have landed (or nothing to write) */
+};
+
+/* A usage record found by event id. */
+struct bw_found_record {
+	char *event_id;          /* owned */
+	char *org_id;            /* owned */
+	char hash[65];
+	struct bw_breakdown bd;
+	int64_t version;
+};
+
+/* Frees the loaded and computed arrays of org (not org itself) and zeroes them. */
+void bw_org_reset(struct bw_org *org);
+
+/* Loads the customer documents of orgs[0..n) (one query). An org without a document gets
+ * exists = 0, version 0 and the balances of a new org (granted = free_grant). */
+int bw_usage_store_load_orgs(struct bw_mongo *m, mongoc_client_t *client,
+			     struct bw_org *const *orgs, size_t n, int64_t free_grant,
+			     struct bw_err *err);
+
+/* Finds the usage records of ids[0..n) (one query). *out: new array sorted by event_id
+ * (bw_found_records_free). */
+int bw_usage_store_find_records(struct bw_mongo *m, mongoc_client_t *client,
+				const char *const *ids, size_t n, struct bw_found_record **out,
+				size_t *nout, struct bw_err *err);
+
+/* Binary search in a sorted found-record array. Borrowed pointer or NULL. */
+const struct bw_found_record *bw_found_record_lookup(const struct bw_found_record *recs,
+						     size_t n, const char *event_id);
+void bw_found_records_free(struct bw_found_record *recs, size_t n);
+
+/* Writes every dirty org of orgs[0..n) in one unordered bulk. Sets org->confirmed for writes
+ * known to have landed; the rest missed (another writer came first) or are uncertain and
+ * must be reloaded. Returns 0 (even with misses) or -1 with err (TRANSIENT). */
+int bw_usage_store_write_orgs(struct bw_mongo *m, mongoc_client_t *client,
+			      struct bw_org *const *orgs, size_t n, int64_t free_grant,
+			      struct bw_err *err);
+
+/* Inserts docs[0..n) into payments_usage_records in one unordered bulk, ignoring duplicate
+ * keys. docs stay owned by the caller. */
+int bw_usage_store_insert_records(struct bw_mongo *m, mongoc_client_t *client,
+				  bson_t *const *docs, size_t n, struct bw_err *err);
+
+#endif
