@@ -1,0 +1,141 @@
+/* Unit tests of shared/json: strict getters, malformed input, RFC 3339, canonical hash. */
+#include <check.h>
+#include <string.h>
+
+#include "json.h"
+
+static json_t *parse(const char *s, struct bw_err *err)
+{
+	return bw_json_parse_object((const unsigned char *)s, strlen(s), 4096, err);
+}
+
+START_TEST(malformed_input_is_invalid_with_a_reason)
+{
+	static const struct { const char *text, *reason; } cases[] = {
+		{ "", "empty message" },
+		{ "{", "malformed JSON" },
+		{ "not json", "malformed JSON" },
+		{ "[1,2]", "not an object" },
+		{ "\"str\"", "malformed JSON" },
+		{ "{\"a\":1,\"a\":2}", "malformed JSON" },            /* duplicate key */
+		{ "{\"a\":99999999999999999999}", "malformed JSON" }, /* beyond int64 */
+		{ "{\"a\":\"\xff\"}", "malformed JSON" },             /* invalid UTF-8 */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct bw_err err;
+		bw_err_clear(&err);
+		ck_assert_ptr_null(parse(cases[i].text, &err));
+		ck_assert_int_eq(err.kind, BW_ERR_INVALID);
+		ck_assert_msg(strstr(err.msg, cases[i].reason), "case %zu: %s", i, err.msg);
+	}
+}
+END_TEST
+
+START_TEST(oversized_input_is_refused_before_parsing)
+{
+	struct bw_err err;
+	const char *s = "{\"a\":1}";
+	ck_assert_ptr_null(bw_json_parse_object((const unsigned char *)s, strlen(s), 3, &err));
+	ck_assert_ptr_nonnull(strstr(err.msg, "exceeds the limit"));
+}
+END_TEST
+
+START_TEST(getters_enforce_types)
+{
+	struct bw_err err;
+	json_t *o = parse("{\"s\":\"x\",\"i\":5,\"r\":5.0,\"b\":true,\"e\":\"\",\"n\":null}", &err);
+	const char *s;
+	int64_t i;
+	int present;
+
+	ck_assert_ptr_nonnull(o);
+	ck_assert_int_eq(bw_json_get_str(o, "s", 1, 10, &s, &err), 0);
+	ck_assert_str_eq(s, "x");
+	ck_assert_int_eq(bw_json_get_str(o, "i", 1, 10, &s, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'i' must be a string"));
+	ck_assert_int_eq(bw_json_get_str(o, "e", 1, 10, &s, &err), -1);
+	ck_assert_int_eq(bw_json_get_str(o, "missing", 0, 10, &s, &err), 0);
+	ck_assert_ptr_null(s);
+	ck_assert_int_eq(bw_json_get_str(o, "missing", 1, 10, &s, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'missing' is required"));
+	ck_assert_int_eq(bw_json_get_int64(o, "i", 1, 1, 10, &i, &present, &err), 0);
+	ck_assert_int_eq(i, 5);
+	ck_assert_int_eq(present, 1);
+	ck_assert_int_eq(bw_json_get_int64(o, "r", 1, 1, 10, &i, NULL, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "must be an integer"));
+	ck_assert_int_eq(bw_json_get_int64(o, "b", 1, 1, 10, &i, NULL, &err), -1);
+	ck_assert_int_eq(bw_json_get_int64(o, "i", 1, 6, 10, &i, NULL, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "outside [6, 10]"));
+	ck_assert_int_eq(bw_json_get_int64(o, "n", 0, 1, 10, &i, &present, &err), 0);
+	ck_assert_int_eq(present, 0);
+	json_decref(o);
+}
+END_TEST
+
+START_TEST(rfc3339_accepts_only_date_times)
+{
+	static const char *good[] = { "2026-11-25T12:00:00Z", "2026-11-25T12:00:00.5+01:00",
+				      "2026-02-28t23:59:60z", "2026-11-25 12:00:00-08:00" };
+	static const char *bad[] = { "2026-11-25", "2026-13-01T00:00:00Z", "2026-11-25T24:00:00Z",
+				     "2026-11-25T12:00:00", "2026-11-25T12:00:00+0100",
+				     "2026-11-25T12:00:00.Z", "yesterday", "" };
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		ck_assert_msg(bw_json_check_rfc3339(good[i]) == 0, "%s", good[i]);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(bw_json_check_rfc3339(bad[i]) != 0, "%s", bad[i]);
+}
+END_TEST
+
+START_TEST(canonical_hash_ignores_key_order_not_values)
+{
+	struct bw_err err;
+	json_t *a = parse("{\"x\":1,\"y\":{\"b\":2,\"a\":3}}", &err);
+	json_t *b = parse("{\"y\":{\"a\":3,\"b\":2},\"x\":1}", &err);
+	json_t *c = parse("{\"y\":{\"a\":3,\"b\":2},\"x\":2}", &err);
+	char ha[65], hb[65], hc[65];
+
+	ck_assert_int_eq(bw_json_canonical_hash(a, ha), 0);
+	ck_assert_int_eq(bw_json_canonical_hash(b, hb), 0);
+	ck_assert_int_eq(bw_json_canonical_hash(c, hc), 0);
+	ck_assert_str_eq(ha, hb);
+	ck_assert_str_ne(ha, hc);
+	ck_assert_int_eq(strlen(ha), 64);
+	json_decref(a);
+	json_decref(b);
+	json_decref(c);
+}
+END_TEST
+
+START_TEST(path_lookup_walks_objects)
+{
+	struct bw_err err;
+	json_t *o = parse("{\"a\":{\"b\":{\"c\":\"deep\"},\"n\":1}}", &err);
+
+	ck_assert_str_eq(bw_json_path_str(o, "a.b.c"), "deep");
+	ck_assert_ptr_null(bw_json_path_str(o, "a.n"));
+	ck_assert_ptr_null(bw_json_path_str(o, "a.x.c"));
+	ck_assert_ptr_null(bw_json_path_str(o, "a..c"));
+	json_decref(o);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("json");
+	TCase *tc = tcase_create("helpers");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, malformed_input_is_invalid_with_a_reason);
+	tcase_add_test(tc, oversized_input_is_refused_before_parsing);
+	tcase_add_test(tc, getters_enforce_types);
+	tcase_add_test(tc, rfc3339_accepts_only_date_times);
+	tcase_add_test(tc, canonical_hash_ignores_key_order_not_values);
+	tcase_add_test(tc, path_lookup_walks_objects);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

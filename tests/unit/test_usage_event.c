@@ -1,0 +1,178 @@
+/* Unit tests of usage-event parsing against the fixture files the JSON Schema is also checked
+ * with (tests/data/usage_events/{valid,invalid}), plus specific reasons. */
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "usage_event.h"
+
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	ck_assert_msg(f != NULL, "open %s", path);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	ck_assert(fread(buf, 1, (size_t)n, f) == (size_t)n);
+	fclose(f);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	buf[n] = '\0';
+	*len = (size_t)n;
+	return buf;
+}
+
+static int check_dir(const char *sub, int expect_ok)
+{
+	char dir[512], path[1024];
+	DIR *d;
+	struct dirent *e;
+	int count = 0;
+
+	snprintf(dir, sizeof(dir), "%s/usage_events/%s", BW_TEST_DATA_DIR, sub);
+	d = opendir(dir);
+	ck_assert_msg(d != NULL, "opendir %s", dir);
+	while ((e = readdir(d))) {
+		struct bw_usage_event ev;
+		struct bw_err err;
+		size_t len;
+		char *buf;
+
+		if (!strstr(e->d_name, ".json"))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		buf = read_file(path, &len);
+		bw_err_clear(&err);
+		int rc = bw_usage_event_parse((unsigned char *)buf, len, 65536, &ev, NULL, NULL, &err);
+		ck_assert_msg((rc == 0) == expect_ok, "%s: rc=%d %s", e->d_name, rc, err.msg);
+		if (rc != 0)
+			ck_assert_msg(err.kind == BW_ERR_INVALID && err.msg[0], "%s: no reason", e->d_name);
+		bw_usage_event_cleanup(&ev);
+		free(buf);
+		count++;
+	}
+	closedir(d);
+	return count;
+}
+
+START_TEST(valid_fixtures_parse)
+{
+	ck_assert_int_ge(check_dir("valid", 1), 4);
+}
+END_TEST
+
+START_TEST(invalid_fixtures_are_refused_with_a_reason)
+{
+	ck_assert_int_ge(check_dir("invalid", 0), 10);
+}
+END_TEST
+
+static void expect_reason(const char *json, const char *reason)
+{
+	struct bw_usage_event ev;
+	struct bw_err err;
+	char *eid = NULL, *oid = NULL;
+
+	ck_assert_int_eq(bw_usage_event_parse((const unsigned char *)json, strlen(json), 65536, &ev,
+					      &eid, &oid, &err), -1);
+	ck_assert_msg(strstr(err.msg, reason), "got '%s', want '%s'", err.msg, reason);
+	free(eid);
+	free(oid);
+}
+
+START_TEST(reasons_name_the_field)
+{
+	expect_reason("{\"event_id\":\"e\",\"org_id\":\"o\",\"spus\":0,\"operation\":\"x\","
+		      "\"source\":\"y\",\"timestamp\":\"2026-01-01T00:00:00Z\"}",
+		      "'spus' = 0 is outside");
+	expect_reason("{\"event_id\":\"e\",\"org_id\":\"o\",\"spus\":1.5,\"operation\":\"x\","
+		      "\"source\":\"y\",\"timestamp\":\"2026-01-01T00:00:00Z\"}",
+		      "'spus' must be an integer");
+	expect_reason("{\"org_id\":\"o\",\"spus\":1}", "'event_id' is required");
+	expect_reason("{\"event_id\":\"e\",\"org_id\":\"o\",\"spus\":1,\"operation\":\"x\","
+		      "\"source\":\"y\",\"timestamp\":\"noon\"}",
+		      "'timestamp' is not an RFC 3339");
+}
+END_TEST
+
+START_TEST(ids_of_a_rejected_event_are_reported)
+{
+	const char *json = "{\"event_id\":\"e9\",\"org_id\":\"o9\",\"spus\":-1}";
+	struct bw_usage_event ev;
+	struct bw_err err;
+	char *eid = NULL, *oid = NULL;
+
+	ck_assert_int_eq(bw_usage_event_parse((const unsigned char *)json, strlen(json), 65536, &ev,
+					      &eid, &oid, &err), -1);
+	ck_assert_str_eq(eid, "e9");
+	ck_assert_str_eq(oid, "o9");
+	free(eid);
+	free(oid);
+}
+END_TEST
+
+START_TEST(oversized_event_is_refused)
+{
+	const char *json = "{\"event_id\":\"e\",\"org_id\":\"o\",\"spus\":1,\"operation\":\"x\","
+			   "\"source\":\"y\",\"timestamp\":\"2026-01-01T00:00:00Z\"}";
+	struct bw_usage_event ev;
+	struct bw_err err;
+
+	ck_assert_int_eq(bw_usage_event_parse((const unsigned char *)json, strlen(json), 64, &ev,
+					      NULL, NULL, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "exceeds the limit"));
+}
+END_TEST
+
+START_TEST(same_content_same_hash_different_content_different_hash)
+{
+	const char *a = "{\"event_id\":\"e\",\"org_id\":\"o\",\"spus\":1,\"operation\":\"x\","
+			"\"source\":\"y\",\"timestamp\":\"2026-01-01T00:00:00Z\"}";
+	const char *b = "{\"timestamp\":\"2026-01-01T00:00:00Z\",\"source\":\"y\",\"operation\":\"x\","
+			"\"spus\":1,\"org_id\":\"o\",\"event_id\":\"e\"}";
+	const char *c = "{\"event_id\":\"e\",\"org_id\":\"o\",\"spus\":2,\"operation\":\"x\","
+			"\"source\":\"y\",\"timestamp\":\"2026-01-01T00:00:00Z\"}";
+	struct bw_usage_event ea, eb, ec;
+	struct bw_err err;
+
+	ck_assert_int_eq(bw_usage_event_parse((const unsigned char *)a, strlen(a), 4096, &ea, NULL,
+					      NULL, &err), 0);
+	ck_assert_int_eq(bw_usage_event_parse((const unsigned char *)b, strlen(b), 4096, &eb, NULL,
+					      NULL, &err), 0);
+	ck_assert_int_eq(bw_usage_event_parse((const unsigned char *)c, strlen(c), 4096, &ec, NULL,
+					      NULL, &err), 0);
+	ck_assert_str_eq(ea.hash, eb.hash);
+	ck_assert_str_ne(ea.hash, ec.hash);
+	ck_assert_int_eq(ec.spus, 2);
+	bw_usage_event_cleanup(&ea);
+	bw_usage_event_cleanup(&eb);
+	bw_usage_event_cleanup(&ec);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("usage_event");
+	TCase *tc = tcase_create("parse");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, valid_fixtures_parse);
+	tcase_add_test(tc, invalid_fixtures_are_refused_with_a_reason);
+	tcase_add_test(tc, reasons_name_the_field);
+	tcase_add_test(tc, ids_of_a_rejected_event_are_reported);
+	tcase_add_test(tc, oversized_event_is_refused);
+	tcase_add_test(tc, same_content_same_hash_different_content_different_hash);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
