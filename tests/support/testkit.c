@@ -51,6 +51,15 @@ static rd_kafka_t *new_client(rd_kafka_type_t type)
 	if (type == RD_KAFKA_PRODUCER)
 		ck_assert(rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr,
 					    sizeof(errstr)) == RD_KAFKA_CONF_OK);
+	if (type == RD_KAFKA_CONSUMER) {
+		/* assign() needs a group id; this reader never commits. */
+		char group[96];
+		tk_unique(group, sizeof(group), "tk_reader");
+		ck_assert(rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr)) ==
+			  RD_KAFKA_CONF_OK);
+		ck_assert(rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr,
+					    sizeof(errstr)) == RD_KAFKA_CONF_OK);
+	}
 	rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
 	ck_assert_msg(rk != NULL, "rd_kafka_new: %s", errstr);
 	return rk;
