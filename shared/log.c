@@ -33,22 +33,23 @@ int bw_log_level_parse(const char *s, enum bw_log_level *out)
 	return -1;
 }
 
-static void format_now(char *buf, size_t len)
+void bw_log_format_now(char *buf, size_t len)
 {
 	struct timespec ts;
 	struct tm tm;
+	size_t n;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 ts.tv_nsec / 1000000L);
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (n > 0 && n < len)
+		snprintf(buf + n, len - n, ".%03dZ", (int)((ts.tv_nsec / 1000000L) % 1000));
 }
 
 void bw_log(enum bw_log_level level, const struct bw_log_ctx *ctx, const char *fmt, ...)
 {
 	char msg[1024];
-	char now[40];
+	char now[BW_LOG_TIME_LEN];
 	va_list ap;
 	json_t *line;
 	char *text;
@@ -58,7 +59,7 @@ void bw_log(enum bw_log_level level, const struct bw_log_ctx *ctx, const char *f
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	format_now(now, sizeof(now));
+	bw_log_format_now(now, sizeof(now));
 
 	line = json_object();
 	if (!line)

@@ -6,6 +6,7 @@
 #ifndef BW_LOG_H
 #define BW_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum bw_log_level { BW_LOG_DEBUG = 0, BW_LOG_INFO, BW_LOG_WARN, BW_LOG_ERROR };
@@ -27,6 +28,11 @@ void bw_log_init(const char *worker, enum bw_log_level min_level);
 
 /* Parses "debug", "info", "warn", "error". Returns 0, or -1 for anything else. */
 int bw_log_level_parse(const char *s, enum bw_log_level *out);
+
+/* Writes the current UTC time as RFC 3339 with milliseconds ("2026-11-25T12:00:00.000Z")
+ * into buf (at least BW_LOG_TIME_LEN bytes). */
+#define BW_LOG_TIME_LEN 40
+void bw_log_format_now(char *buf, size_t len);
 
 /* Writes one line. ctx may be NULL. */
 void bw_log(enum bw_log_level level, const struct bw_log_ctx *ctx, const char *fmt, ...)

@@ -320,18 +320,6 @@ done:
 	return rc;
 }
 
-static void format_now(char *buf, size_t len)
-{
-	struct timespec ts;
-	struct tm tm;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 ts.tv_nsec / 1000000L);
-}
-
 /* Later copies of an event inside the batch answer like the first one did. */
 static void settle_copies(struct batch *b)
 {
@@ -367,11 +355,11 @@ static void log_outcome(const struct item *it, const struct bw_usage_ctx *ctx)
 
 static int batch_publish(struct batch *b, const struct bw_usage_ctx *ctx, struct bw_err *err)
 {
-	char now[40];
+	char now[BW_LOG_TIME_LEN];
 	static const enum bw_metric metric_of[] = { BW_M_APPLIED, BW_M_APPLIED, BW_M_DUPLICATES,
 						    BW_M_CONFLICTS, BW_M_REJECTED };
 
-	format_now(now, sizeof(now));
+	bw_log_format_now(now, sizeof(now));
 	for (size_t i = 0; i < b->n; i++) {
 		struct item *it = &b->items[i];
 		const char *key = it->out.org_id;

@@ -1,0 +1,142 @@
+/* usage_kit: see usage_kit.h. */
+#include "usage_kit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void uk_ref_charge(struct uk_org *org, long long spus, const int order[3])
+{
+	long long left = spus;
+
+	org->charged_events++;
+	if (org->enterprise) {
+		org->used[0] += spus;
+		return;
+	}
+	for (int i = 0; i < 3; i++) {
+		int b = order[i];
+		long long avail = org->cap[b] > org->used[b] ? org->cap[b] - org->used[b] : 0;
+		long long take = avail < left ? avail : left;
+		org->used[b] += take;
+		left -= take;
+	}
+	org->paid += left;
+}
+
+void uk_event_json(char *buf, size_t len, const char *event_id, const char *org_id,
+		   long long spus)
+{
+	snprintf(buf, len,
+		 "{\"event_id\":\"%s\",\"org_id\":\"%s\",\"spus\":%lld,\"operation\":\"llm_call\","
+		 "\"source\":\"test\",\"timestamp\":\"2026-11-25T12:00:00Z\","
+		 "\"llm_model\":\"m\",\"total_tokens\":%lld}",
+		 event_id, org_id, spus, spus * 10);
+}
+
+void uk_env_init(struct uk_env *env, const char *name, int partitions)
+{
+	tk_unique(env->topic, sizeof(env->topic), name);
+	snprintf(env->results, sizeof(env->results), "%s.results", env->topic);
+	snprintf(env->group, sizeof(env->group), "%s.group", env->topic);
+	tk_unique(env->db, sizeof(env->db), "db");
+	snprintf(env->log, sizeof(env->log), "%s/%s.log", BW_BINARY_DIR, env->topic);
+	tk_create_topic(env->topic, partitions, 1);
+	tk_create_topic(env->results, 1, 0);
+}
+
+void uk_seed_org(const struct uk_env *env, const struct uk_org *org)
+{
+	char doc[1024];
+
+	snprintf(doc, sizeof(doc),
+		 "{\"org_id\":\"%s\",\"subscription_type\":\"%s\","
+		 "\"subscription_spu_allowance\":{\"$numberLong\":\"%lld\"},"
+		 "\"subscription_spus_used\":{\"$numberLong\":\"%lld\"},"
+		 "\"purchased_credits\":{\"$numberLong\":\"%lld\"},"
+		 "\"purchased_credits_used\":{\"$numberLong\":\"%lld\"},"
+		 "\"granted_credits\":{\"$numberLong\":\"%lld\"},"
+		 "\"granted_credits_used\":{\"$numberLong\":\"%lld\"},"
+		 "\"paid_spus_used\":{\"$numberLong\":\"0\"},"
+		 "\"balance_version\":{\"$numberLong\":\"1\"}}",
+		 org->id, org->enterprise ? "enterprise" : "pro", org->cap[0], 0LL, org->cap[1],
+		 0LL, org->cap[2], 0LL);
+	tk_mongo_insert(env->db, "payments_customers", doc);
+}
+
+pid_t uk_start_worker(const struct uk_env *env, const char *const *extra)
+{
+	static char vars[8][320];
+	const char *envp[24];
+	int n = 0;
+
+	snprintf(vars[0], sizeof(vars[0]), "KAFKA_BROKERS=%s", tk_brokers());
+	snprintf(vars[1], sizeof(vars[1]), "MONGO_URI=%s", tk_mongo_uri());
+	snprintf(vars[2], sizeof(vars[2]), "MONGO_DB=%s", env->db);
+	snprintf(vars[3], sizeof(vars[3]), "USAGE_TOPIC=%s", env->topic);
+	snprintf(vars[4], sizeof(vars[4]), "USAGE_GROUP_ID=%s", env->group);
+	snprintf(vars[5], sizeof(vars[5]), "RESULTS_TOPIC=%s", env->results);
+	for (int i = 0; i < 6; i++)
+		envp[n++] = vars[i];
+	envp[n++] = "LOG_LEVEL=info";
+	for (const char *const *e = extra; e && *e && n < 23; e++)
+		envp[n++] = *e;
+	envp[n] = NULL;
+	return tk_spawn(BW_USAGE_WORKER_PATH, envp, env->log);
+}
+
+int uk_run_worker(const struct uk_env *env, const char *const *extra, int idle_ms)
+{
+	char idle[64];
+	const char *vars[16];
+	int n = 0;
+
+	snprintf(idle, sizeof(idle), "IDLE_EXIT_MS=%d", idle_ms);
+	vars[n++] = idle;
+	for (const char *const *e = extra; e && *e && n < 15; e++)
+		vars[n++] = *e;
+	vars[n] = NULL;
+	return tk_wait(uk_start_worker(env, vars), 240000);
+}
+
+void uk_check_org(const struct uk_env *env, const struct uk_org *org)
+{
+	char filter[256];
+	json_t *doc, *recs, *r;
+	long long sum[4] = { 0, 0, 0, 0 };
+	size_t i;
+
+	snprintf(filter, sizeof(filter), "{\"org_id\":\"%s\"}", org->id);
+	doc = tk_mongo_find_one(env->db, "payments_customers", filter);
+	ck_assert_msg(doc != NULL, "no customer document for %s", org->id);
+	ck_assert_int_eq(tk_int(doc, "subscription_spus_used"), org->used[0]);
+	ck_assert_int_eq(tk_int(doc, "purchased_credits_used"), org->used[1]);
+	ck_assert_int_eq(tk_int(doc, "granted_credits_used"), org->used[2]);
+	ck_assert_int_eq(tk_int(doc, "paid_spus_used"), org->paid);
+	/* Never negative: used never exceeds the cap (enterprise has none). */
+	if (!org->enterprise) {
+		ck_assert_int_le(tk_int(doc, "subscription_spus_used"),
+				 tk_int(doc, "subscription_spu_allowance") > org->used[0]
+					 ? tk_int(doc, "subscription_spu_allowance")
+					 : org->used[0]);
+		ck_assert_int_le(tk_int(doc, "purchased_credits_used"),
+				 tk_int(doc, "purchased_credits"));
+		ck_assert_int_le(tk_int(doc, "granted_credits_used"), tk_int(doc, "granted_credits"));
+	}
+	recs = tk_mongo_find(env->db, "payments_usage_records", filter);
+	ck_assert_int_eq(json_array_size(recs), org->charged_events);
+	json_array_foreach(recs, i, r) {
+		sum[0] += tk_int(r, "from_subscription");
+		sum[1] += tk_int(r, "from_purchased");
+		sum[2] += tk_int(r, "from_granted");
+		sum[3] += tk_int(r, "from_paid");
+	}
+	/* Invariant 2: the counters equal the sum of the breakdowns of the records (orgs are
+	 * seeded with used counters of 0). */
+	ck_assert_int_eq(sum[0], tk_int(doc, "subscription_spus_used"));
+	ck_assert_int_eq(sum[1], tk_int(doc, "purchased_credits_used"));
+	ck_assert_int_eq(sum[2], tk_int(doc, "granted_credits_used"));
+	ck_assert_int_eq(sum[3], tk_int(doc, "paid_spus_used"));
+	json_decref(recs);
+	json_decref(doc);
+}
