@@ -30,7 +30,9 @@ static const struct {
 	{ BW_COLL_USAGE_RECORDS, "event_id", 1 },
 	{ BW_COLL_USAGE_RECORDS, "org_id", 0 },
 	{ BW_COLL_CREDIT_TX, "checkout_session_id", 1 },
+	{ BW_COLL_CREDIT_TX, "org_id", 0 },
 	{ BW_COLL_STRIPE_EVENTS, "event_id", 1 },
+	{ BW_COLL_STRIPE_EVENTS, "state", 0 },
 	{ BW_COLL_PRICES, "price_id", 1 },
 };
 

@@ -1,0 +1,109 @@
+/* bw-stripe-worker: consumes stripe.events (raw Stripe webhook events from the ingress),
+ * applies each one at most once to MongoDB (credits, subscription, billing period),
+ * publishes customer sync ticks to sync.ticks and the outcome to billing.results.
+ * This file only wires config, the shared consumer loop and the batch handler. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "kafka_consumer.h"
+#include "kafka_producer.h"
+#include "log.h"
+#include "metrics.h"
+#include "mongo.h"
+#include "signals.h"
+#include "stripe_batch.h"
+#include "worker_config.h"
+
+struct stripe_cfg {
+	char *topic;
+	char *group_id;
+	char *ticks_topic;
+	int64_t max_event_bytes;
+	int64_t unknown_customer_retries;
+	int64_t backoff_max_ms;
+};
+
+#define OWN(field) offsetof(struct stripe_cfg, field)
+
+static const struct bw_cfg_opt stripe_opts[] = {
+	{ "STRIPE_EVENTS_TOPIC", BW_CFG_STR, "stripe.events", 1, 249, 0, OWN(topic),
+	  "topic of the raw Stripe events published by the webhook ingress" },
+	{ "STRIPE_GROUP_ID", BW_CFG_STR, "stripe-worker", 1, 255, 0, OWN(group_id),
+	  "consumer group of the stripe workers" },
+	{ "SYNC_TICKS_TOPIC", BW_CFG_STR, "sync.ticks", 1, 249, 0, OWN(ticks_topic),
+	  "topic of the customer sync ticks this worker asks the sync worker for" },
+	{ "STRIPE_MAX_EVENT_BYTES", BW_CFG_INT, "1048576", 256, 16777216, 0,
+	  OWN(max_event_bytes), "largest Stripe event accepted; larger ones go to the DLQ" },
+	{ "STRIPE_UNKNOWN_CUSTOMER_RETRIES", BW_CFG_INT, "5", 0, 1000, 0,
+	  OWN(unknown_customer_retries),
+	  "batch retries an event of an unknown Stripe customer waits before the DLQ" },
+	{ "STRIPE_BACKOFF_MAX_MS", BW_CFG_INT, "10000", 10, 600000, 0, OWN(backoff_max_ms),
+	  "cap of the retry backoff after a failed or waiting batch" },
+};
+
+#define NOPTS (sizeof(stripe_opts) / sizeof(stripe_opts[0]))
+
+int main(void)
+{
+	struct bw_common_cfg common = { 0 };
+	struct stripe_cfg cfg = { 0 };
+	struct bw_stripe_ctx ctx = { 0 };
+	struct bw_err err;
+	struct bw_mongo *mongo = NULL;
+	struct bw_producer *producer = NULL;
+	struct bw_consumer *consumer = NULL;
+	volatile sig_atomic_t *stop = bw_signals_install();
+	int exit_code = 1;
+
+	bw_err_clear(&err);
+	if (bw_worker_config_load("stripe-worker", &common, stripe_opts, NOPTS, &cfg) != 0) {
+		exit_code = 2;
+		goto done;
+	}
+	mongo = bw_mongo_new(common.mongo_uri, common.mongo_db, "bw-stripe-worker", &err);
+	if (!mongo)
+		goto fail;
+	if (bw_mongo_ensure_indexes(mongo, &err) != 0)
+		goto fail;
+	producer = bw_producer_new(common.kafka_brokers, NULL, &err);
+	if (!producer)
+		goto fail;
+	struct bw_consumer_conf cconf = {
+		.brokers = common.kafka_brokers,
+		.group_id = cfg.group_id,
+		.topic = cfg.topic,
+		.batch_max = (int)common.batch_max,
+		.batch_wait_ms = (int)common.batch_wait_ms,
+		.idle_exit_ms = (int)common.idle_exit_ms,
+		.backoff_max_ms = (int)cfg.backoff_max_ms,
+	};
+	consumer = bw_consumer_new(&cconf, &err);
+	if (!consumer)
+		goto fail;
+	ctx.mongo = mongo;
+	ctx.producer = producer;
+	ctx.worker = "stripe-worker";
+	ctx.results_topic = common.results_topic;
+	ctx.ticks_topic = cfg.ticks_topic;
+	ctx.apply.free_grant = common.free_grant;
+	ctx.apply.unknown_customer_retries = (int)cfg.unknown_customer_retries;
+	ctx.max_event_bytes = (size_t)cfg.max_event_bytes;
+	ctx.flush_timeout_ms = 30000;
+	bw_log(BW_LOG_INFO, NULL, "started: topic %s, group %s, batch %lld, ticks %s", cfg.topic,
+	       cfg.group_id, (long long)common.batch_max, cfg.ticks_topic);
+	if (bw_consumer_run(consumer, bw_stripe_process_batch, &ctx, stop, &err) != 0)
+		goto fail;
+	exit_code = 0;
+	goto done;
+fail:
+	bw_log(BW_LOG_ERROR, NULL, "stopping: %s error: %s", bw_err_kind_name(err.kind), err.msg);
+done:
+	bw_consumer_destroy(consumer);
+	bw_producer_destroy(producer);
+	bw_mongo_destroy(mongo);
+	if (exit_code != 2)
+		bw_metrics_log("final");
+	bw_worker_config_free(&common, stripe_opts, NOPTS, &cfg);
+	return exit_code;
+}
