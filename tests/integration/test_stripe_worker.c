@@ -1,0 +1,394 @@
+/* Integration tests of the stripe worker binary against the real broker and MongoDB-wire
+ * server, with events shaped like real Stripe payloads (tests/fixtures/stripe): credits once
+ * per checkout session, subscription ordering, billing-period resets once, unknown
+ * customers waiting then DLQ, ignored and malformed events, and a 2000-event throughput run. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stripe_kit.h"
+
+#ifndef BW_STRIPE_WORKER_PATH
+#define BW_STRIPE_WORKER_PATH NULL
+#endif
+
+static json_t *event(const char *fixture, const char *id, long long created)
+{
+	json_t *ev = sk_fixture(fixture);
+	sk_set_str(ev, "id", id);
+	if (created)
+		sk_set_int(ev, "created", created);
+	return ev;
+}
+
+static void produce_and_free(const struct sk_env *env, json_t *ev)
+{
+	sk_produce(env, ev);
+	json_decref(ev);
+}
+
+static void expect_status(json_t *all, const char *event_id, int nth, const char *status)
+{
+	json_t *r = sk_result(all, event_id, nth);
+	ck_assert_msg(r != NULL, "no result %d for %s", nth, event_id);
+	ck_assert_msg(strcmp(sk_status(r), status) == 0, "%s: status %s, want %s", event_id,
+		      sk_status(r), status);
+}
+
+static json_t *checkout(const char *id, const char *org, const char *cus, const char *sid,
+			const char *credits)
+{
+	json_t *ev = event("checkout_session_completed.json", id, 0);
+	sk_set_str(ev, "data.object.id", sid);
+	sk_set_str(ev, "data.object.customer", cus);
+	sk_set_str(ev, "data.object.metadata.org_id", org);
+	sk_set_str(ev, "data.object.metadata.credits", credits);
+	return ev;
+}
+
+START_TEST(checkout_credits_once_per_session)
+{
+	struct sk_env env;
+	const char *extra[] = { "FREE_GRANT_SPUS=100", NULL };
+	json_t *ev, *all, *doc, *dlq;
+	struct tk_msg *msgs = NULL;
+
+	sk_env_init(&env, "stripe_checkout", BW_STRIPE_WORKER_PATH);
+	ev = checkout("evt_c1", "org-c", "cus_c", "cs_A", "500");
+	sk_produce(&env, ev);
+	sk_produce(&env, ev);                                    /* same event again */
+	json_decref(ev);
+	ev = event("checkout_session_async_payment_succeeded.json", "evt_c2", 0);
+	sk_set_str(ev, "data.object.id", "cs_A");                /* other event, same session */
+	sk_set_str(ev, "data.object.customer", "cus_c");
+	sk_set_str(ev, "data.object.metadata.org_id", "org-c");
+	sk_set_str(ev, "data.object.metadata.credits", "500");
+	produce_and_free(&env, ev);
+	ev = event("checkout_session_completed_unpaid.json", "evt_c3", 0);
+	sk_set_str(ev, "data.object.customer", "cus_c");
+	sk_set_str(ev, "data.object.metadata.org_id", "org-c");
+	produce_and_free(&env, ev);                              /* cs_test_async1, unpaid */
+	ev = event("checkout_session_async_payment_succeeded.json", "evt_c4", 0);
+	sk_set_str(ev, "data.object.customer", "cus_c");
+	sk_set_str(ev, "data.object.metadata.org_id", "org-c");
+	produce_and_free(&env, ev);                              /* cs_test_async1 paid: 200 */
+	produce_and_free(&env, event("unknown_type.json", "evt_c5", 0));
+	ev = event("checkout_session_bad_credits.json", "evt_c6", 0);
+	produce_and_free(&env, ev);
+	tk_produce(env.topic, "k", "this is not json");
+	ev = checkout("evt_c8", "org-c", "cus_c", "cs_C", "7");
+	json_object_del(json_object_get(json_object_get(json_object_get(ev, "data"), "object"),
+					"metadata"), "org_id");          /* org from the mapping */
+	sk_set_int(ev, "data.object.metadata.credits", 7);
+	produce_and_free(&env, ev);
+
+	ck_assert_int_eq(sk_run_worker(&env, extra, 2500), 0);
+
+	doc = sk_customer(&env, "org-c");
+	ck_assert_int_eq(tk_int(doc, "purchased_credits"), 707);
+	ck_assert_int_eq(tk_int(doc, "granted_credits"), 100);
+	ck_assert_int_eq(tk_int(doc, "balance_version"), 4); /* created + 3 credits */
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "stripe_customer_id")), "cus_c");
+	json_decref(doc);
+	doc = tk_mongo_find(env.db, "payments_credit_transactions", "{\"state\":\"applied\"}");
+	ck_assert_int_eq(json_array_size(doc), 3);
+	json_decref(doc);
+	doc = tk_mongo_find(env.db, "payments_stripe_events", "{\"state\":\"done\"}");
+	ck_assert_int_eq(json_array_size(doc), 6); /* every well-formed event, once */
+	json_decref(doc);
+
+	all = sk_read_json(env.results, 9);
+	expect_status(all, "evt_c1", 0, "applied");
+	expect_status(all, "evt_c1", 1, "duplicate");
+	expect_status(all, "evt_c2", 0, "duplicate");
+	expect_status(all, "evt_c3", 0, "deferred");
+	expect_status(all, "evt_c4", 0, "applied");
+	expect_status(all, "evt_c5", 0, "ignored");
+	expect_status(all, "evt_c6", 0, "rejected");
+	expect_status(all, "evt_c8", 0, "applied");
+	ck_assert_str_eq(json_string_value(json_object_get(sk_result(all, "evt_c8", 0), "org_id")),
+			 "org-c");
+	ck_assert_int_eq(tk_int(json_object_get(sk_result(all, "evt_c1", 0), "details"), "credits"),
+			 500);
+	json_decref(all);
+
+	ck_assert_int_eq(tk_consume(env.dlq, 2, 20000, &msgs), 2);
+	for (int i = 0; i < 2; i++) {
+		char *reason = tk_header(&msgs[i], "dlq.reason");
+		ck_assert_ptr_nonnull(reason);
+		if (strstr(msgs[i].value, "evt_c6"))
+			ck_assert_msg(strstr(reason, "metadata.credits") != NULL, "%s", reason);
+		free(reason);
+	}
+	tk_msgs_free(msgs, 2);
+	(void)dlq;
+	tk_mongo_drop(env.db);
+}
+END_TEST
+
+static json_t *sub_event(const char *fixture, const char *id, long long created,
+			 const char *sub, const char *status)
+{
+	json_t *ev = event(fixture, id, created);
+	sk_set_str(ev, "data.object.id", sub);
+	sk_set_str(ev, "data.object.customer", "cus_s");
+	if (status)
+		sk_set_str(ev, "data.object.status", status);
+	return ev;
+}
+
+START_TEST(subscription_events_out_of_order)
+{
+	struct sk_env env;
+	json_t *doc, *all, *ticks;
+
+	sk_env_init(&env, "stripe_subs", BW_STRIPE_WORKER_PATH);
+	sk_seed_customer(&env, "org-s", "cus_s", 0, 40);
+	produce_and_free(&env, sub_event("customer_subscription_created.json", "evt_s1", 1000,
+					 "sub_A", NULL));
+	produce_and_free(&env, sub_event("customer_subscription_updated.json", "evt_s3", 1200,
+					 "sub_A", NULL));  /* business, 20000 */
+	produce_and_free(&env, sub_event("customer_subscription_created.json", "evt_s2", 1100,
+					 "sub_A", NULL));  /* older: stale */
+	produce_and_free(&env, sub_event("customer_subscription_updated.json", "evt_s3", 1200,
+					 "sub_A", NULL));  /* same event again */
+	produce_and_free(&env, sub_event("customer_subscription_created.json", "evt_s4", 1200,
+					 "sub_A", NULL));  /* same second: tick */
+	produce_and_free(&env, sub_event("customer_subscription_updated.json", "evt_s5", 1300,
+					 "sub_A", "incomplete")); /* backwards: tick */
+	produce_and_free(&env, sub_event("customer_subscription_created.json", "evt_n1", 1400,
+					 "sub_B", NULL));  /* a new subscription, team */
+	produce_and_free(&env, sub_event("customer_subscription_deleted.json", "evt_d1", 1500,
+					 "sub_A", NULL));  /* old one deleted: new kept */
+	produce_and_free(&env, sub_event("customer_subscription_deleted.json", "evt_d2", 1350,
+					 "sub_B", NULL));  /* older than stored: stale */
+	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
+
+	doc = sk_customer(&env, "org-s");
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "stripe_subscription_id")), "sub_B");
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "subscription_type")), "team");
+	ck_assert_int_eq(tk_int(doc, "subscription_spu_allowance"), 5000);
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "stripe_subscription_status")),
+			 "active");
+	ck_assert_int_eq(tk_int(doc, "stripe_subscription_event_created"), 1400);
+	ck_assert_int_eq(tk_int(doc, "balance_version"), 4); /* seed 1 + s1, s3, n1 */
+	ck_assert_int_eq(tk_int(doc, "subscription_spus_used"), 40); /* untouched */
+	ck_assert_int_eq(sk_date_ms(json_object_get(doc, "stripe_current_billing_period_start")),
+			 1718000000LL * 1000);
+	ck_assert_int_eq(sk_date_ms(json_object_get(doc, "stripe_current_billing_period_end")),
+			 1720592000LL * 1000);
+	json_decref(doc);
+	all = sk_read_json(env.results, 9);
+	expect_status(all, "evt_s1", 0, "applied");
+	expect_status(all, "evt_s3", 0, "applied");
+	expect_status(all, "evt_s2", 0, "stale");
+	expect_status(all, "evt_s3", 1, "duplicate");
+	expect_status(all, "evt_s4", 0, "deferred");
+	expect_status(all, "evt_s5", 0, "deferred");
+	expect_status(all, "evt_n1", 0, "applied");
+	expect_status(all, "evt_d1", 0, "stale");
+	expect_status(all, "evt_d2", 0, "stale");
+	json_decref(all);
+	ticks = sk_read_json(env.ticks, 2);
+	for (size_t i = 0; i < 2; i++) {
+		json_t *t = json_array_get(ticks, i);
+		ck_assert_str_eq(json_string_value(json_object_get(t, "scope")), "customer");
+		ck_assert_str_eq(json_string_value(json_object_get(t, "org_id")), "org-s");
+		ck_assert_str_eq(json_string_value(json_object_get(t, "stripe_customer_id")), "cus_s");
+	}
+	json_decref(ticks);
+
+	/* A newer delete of the current subscription clears it. */
+	produce_and_free(&env, sub_event("customer_subscription_deleted.json", "evt_d3", 1600,
+					 "sub_B", NULL));
+	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
+	doc = sk_customer(&env, "org-s");
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "subscription_type")), "none");
+	ck_assert_int_eq(tk_int(doc, "subscription_spu_allowance"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "stripe_subscription_status")),
+			 "canceled");
+	ck_assert_int_eq(tk_int(doc, "balance_version"), 5);
+	json_decref(doc);
+	tk_mongo_drop(env.db);
+}
+END_TEST
+
+static json_t *invoice(const char *fixture, const char *id, const char *sub, long long start,
+		       long long end)
+{
+	json_t *ev = event(fixture, id, 0);
+	sk_set_str(ev, "data.object.customer", "cus_i");
+	if (json_object_get(json_object_get(json_object_get(ev, "data"), "object"), "parent"))
+		sk_set_str(ev, "data.object.parent.subscription_details.subscription", sub);
+	else
+		sk_set_str(ev, "data.object.subscription", sub);
+	sk_set_int(ev, "data.object.lines.data.0.period.start", start);
+	sk_set_int(ev, "data.object.lines.data.0.period.end", end);
+	return ev;
+}
+
+START_TEST(invoice_resets_usage_once_per_period)
+{
+	struct sk_env env;
+	const long long p2 = 1720592000, p3 = 1723270400, p4 = 1725948800;
+	json_t *doc, *all, *ev, *ticks;
+
+	sk_env_init(&env, "stripe_invoice", BW_STRIPE_WORKER_PATH);
+	sk_seed_customer(&env, "org-i", "cus_i", 0, 40);
+	ev = sub_event("customer_subscription_created.json", "evt_i0", 1000, "sub_I", NULL);
+	sk_set_str(ev, "data.object.customer", "cus_i");
+	produce_and_free(&env, ev);
+	/* The renewal's subscription.updated moves the stored period first ... */
+	ev = sub_event("customer_subscription_updated.json", "evt_i1", 2000, "sub_I", NULL);
+	sk_set_str(ev, "data.object.customer", "cus_i");
+	sk_set_int(ev, "data.object.items.data.0.current_period_start", p2);
+	sk_set_int(ev, "data.object.items.data.0.current_period_end", p3);
+	produce_and_free(&env, ev);
+	/* ... and the invoice of that period still resets usage. */
+	produce_and_free(&env, invoice("invoice_paid_cycle.json", "evt_i2", "sub_I", p2, p3));
+	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
+	doc = sk_customer(&env, "org-i");
+	ck_assert_int_eq(tk_int(doc, "subscription_spus_used"), 0);
+	ck_assert_int_eq(tk_int(doc, "balance_version"), 4);
+	json_decref(doc);
+
+	sk_set_customer_int(&env, "org-i", "subscription_spus_used", 30); /* usage meanwhile */
+	produce_and_free(&env, invoice("invoice_paid_cycle.json", "evt_i2", "sub_I", p2, p3));
+	produce_and_free(&env, invoice("invoice_payment_succeeded_basil.json", "evt_i3", "sub_I",
+				       p2, p3));   /* second event of the same invoice */
+	ev = invoice("invoice_paid_cycle.json", "evt_i4", "sub_I", p3, p4);
+	sk_set_str(ev, "data.object.billing_reason", "manual");
+	produce_and_free(&env, ev);                /* does not open a period: ignored */
+	produce_and_free(&env, invoice("invoice_created.json", "evt_i5", "sub_I", p3, p4));
+	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
+	doc = sk_customer(&env, "org-i");
+	ck_assert_int_eq(tk_int(doc, "subscription_spus_used"), 30); /* not reset again */
+	json_decref(doc);
+
+	produce_and_free(&env, invoice("invoice_payment_succeeded_basil.json", "evt_i6", "sub_I",
+				       p3, p4));   /* next period, newer API shape */
+	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
+	doc = sk_customer(&env, "org-i");
+	ck_assert_int_eq(tk_int(doc, "subscription_spus_used"), 0);
+	ck_assert_int_eq(sk_date_ms(json_object_get(doc, "stripe_current_billing_period_start")),
+			 p3 * 1000);
+	ck_assert_int_eq(tk_int(doc, "balance_version"), 5);
+	json_decref(doc);
+
+	all = sk_read_json(env.results, 8);
+	expect_status(all, "evt_i2", 0, "applied");
+	expect_status(all, "evt_i2", 1, "duplicate");
+	expect_status(all, "evt_i3", 0, "duplicate");
+	expect_status(all, "evt_i4", 0, "ignored");
+	expect_status(all, "evt_i5", 0, "applied");
+	expect_status(all, "evt_i6", 0, "applied");
+	json_decref(all);
+	ticks = sk_read_json(env.ticks, 1);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(ticks, 0), "org_id")),
+			 "org-i");
+	json_decref(ticks);
+	tk_mongo_drop(env.db);
+}
+END_TEST
+
+START_TEST(unknown_customer_waits_then_dlq)
+{
+	struct sk_env env;
+	const char *extra[] = { "STRIPE_UNKNOWN_CUSTOMER_RETRIES=2", "STRIPE_BACKOFF_MAX_MS=200",
+				NULL };
+	json_t *ev, *all, *ticks, *doc;
+	struct tk_msg *msgs = NULL;
+	char *reason;
+
+	sk_env_init(&env, "stripe_unknown", BW_STRIPE_WORKER_PATH);
+	produce_and_free(&env, checkout("evt_u0", "org-u", "cus_known", "cs_U", "50"));
+	ev = sub_event("customer_subscription_created.json", "evt_u1", 1000, "sub_U", NULL);
+	sk_set_str(ev, "data.object.customer", "cus_nobody");
+	produce_and_free(&env, ev);
+	ck_assert_int_eq(sk_run_worker(&env, extra, 2500), 0);
+
+	all = sk_read_json(env.results, 2);
+	ck_assert_uint_eq(json_array_size(all), 2); /* one result each, after the wait */
+	expect_status(all, "evt_u0", 0, "applied"); /* its recorded outcome, replayed */
+	expect_status(all, "evt_u1", 0, "rejected");
+	json_decref(all);
+	doc = sk_customer(&env, "org-u");
+	ck_assert_int_eq(tk_int(doc, "purchased_credits"), 50);
+	json_decref(doc);
+	ticks = sk_read_json(env.ticks, 2);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(ticks, 0),
+							    "stripe_customer_id")), "cus_nobody");
+	json_decref(ticks);
+	ck_assert_int_eq(tk_consume(env.dlq, 1, 20000, &msgs), 1);
+	reason = tk_header(&msgs[0], "dlq.reason");
+	ck_assert_msg(reason && strstr(reason, "unknown Stripe customer cus_nobody"), "%s", reason);
+	free(reason);
+	tk_msgs_free(msgs, 1);
+	tk_mongo_drop(env.db);
+}
+END_TEST
+
+START_TEST(throughput_2000_checkouts)
+{
+	enum { N = 2000, ORGS = 50 };
+	struct sk_env env;
+	const char *extra[] = { "BATCH_MAX=500", NULL };
+	static char *values[N];
+	static const char *keys[N];
+	static char keybuf[N][32];
+	json_t *doc;
+	long long t0, ms;
+
+	sk_env_init(&env, "stripe_bench", BW_STRIPE_WORKER_PATH);
+	for (int i = 0; i < N; i++) {
+		char id[32], org[32], cus[32], sid[32];
+		snprintf(id, sizeof(id), "evt_b%d", i);
+		snprintf(org, sizeof(org), "org-b%d", i % ORGS);
+		snprintf(cus, sizeof(cus), "cus_b%d", i % ORGS);
+		snprintf(sid, sizeof(sid), "cs_b%d", i);
+		json_t *ev = checkout(id, org, cus, sid, "3");
+		values[i] = json_dumps(ev, JSON_COMPACT);
+		snprintf(keybuf[i], sizeof(keybuf[i]), "%s", cus);
+		keys[i] = keybuf[i];
+		json_decref(ev);
+	}
+	tk_produce_many(env.topic, keys, (const char *const *)values, N);
+	t0 = tk_now_ms();
+	ck_assert_int_eq(sk_run_worker(&env, extra, 1500), 0);
+	ms = tk_now_ms() - t0 - 1500; /* minus the idle wait before exit */
+	fprintf(stderr, "stripe worker: %d checkout events in %.2f s = %.0f events/s (incl. "
+		"start-up and group join)\n", N, ms / 1000.0, N * 1000.0 / (ms > 0 ? ms : 1));
+	for (int i = 0; i < ORGS; i++) {
+		char org[32];
+		snprintf(org, sizeof(org), "org-b%d", i);
+		doc = sk_customer(&env, org);
+		ck_assert_int_eq(tk_int(doc, "purchased_credits"), 3 * (N / ORGS));
+		json_decref(doc);
+	}
+	for (int i = 0; i < N; i++)
+		free(values[i]);
+	tk_mongo_drop(env.db);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("stripe_worker");
+	TCase *tc = tcase_create("worker");
+	SRunner *sr;
+	int failed;
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, checkout_credits_once_per_session);
+	tcase_add_test(tc, subscription_events_out_of_order);
+	tcase_add_test(tc, invoice_resets_usage_once_per_period);
+	tcase_add_test(tc, unknown_customer_waits_then_dlq);
+	tcase_add_test(tc, throughput_2000_checkouts);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
