@@ -24,6 +24,7 @@ struct bw_consumer {
 	bw_batch_fn fn;             /* set during run() */
 	void *opaque;
 	int backoff_ms;
+	int64_t last_activity;      /* last message or assignment: the idle exit counts from it */
 	int fatal;                  /* a fatal handler error happened inside a callback */
 	struct bw_err fatal_err;
 };
@@ -133,6 +134,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t rerr,
 
 	if (rerr == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		bw_log(BW_LOG_INFO, NULL, "assigned %d partitions", parts->cnt);
+		c->last_activity = now_ms();
 		if (cooperative)
 			error = rd_kafka_incremental_assign(rk, parts);
 		else
@@ -248,11 +250,11 @@ static int take_message(struct bw_consumer *c, rd_kafka_message_t *m, struct bw_
 int bw_consumer_run(struct bw_consumer *c, bw_batch_fn fn, void *opaque,
 		    volatile sig_atomic_t *stop, struct bw_err *err)
 {
-	int64_t last_msg = now_ms();
 	int rc = 0;
 
 	c->fn = fn;
 	c->opaque = opaque;
+	c->last_activity = now_ms();
 	bw_fault_point("before_poll");
 	while (!(stop && *stop)) {
 		int64_t first_at = 0;
@@ -271,7 +273,7 @@ int bw_consumer_run(struct bw_consumer *c, bw_batch_fn fn, void *opaque,
 				break;
 			if (!m) {
 				if (c->count == 0 && c->idle_exit_ms > 0 &&
-				    now_ms() - last_msg >= c->idle_exit_ms)
+				    now_ms() - c->last_activity >= c->idle_exit_ms)
 					goto done;
 				continue;
 			}
@@ -281,9 +283,9 @@ int bw_consumer_run(struct bw_consumer *c, bw_batch_fn fn, void *opaque,
 				goto done;
 			}
 			if (c->count > before) {
-				last_msg = now_ms();
+				c->last_activity = now_ms();
 				if (before == 0)
-					first_at = last_msg;
+					first_at = c->last_activity;
 			}
 		}
 		if (!c->fatal && batch_process(c) != 0 && !c->fatal)
