@@ -1,0 +1,233 @@
+#!/usr/bin/python3
+"""Stripe API stub for the sync worker's tests: a small HTTP/1.1 server on 127.0.0.1.
+
+Usage: stripe_stub.py --dir DIR
+
+DIR/state.json is what the stub serves (re-read whenever the file is replaced, so a test
+changes the "Stripe" state between ticks by writing a new file and renaming it over):
+  page_size       most items per list page (Stripe's own `limit` still applies)
+  products        {id: product object}
+  prices          [price object, "product" as an id: expanded when expand[]=data.product]
+  customers       {id: customer object}
+  subscriptions   [subscription object; items.data[].price as a price id, served inline]
+  faults          [{method, path (prefix), status, headers, body | raw, delay_ms, times}]:
+                  the first matching fault with times left (-1 = forever) answers instead
+Every request is appended to DIR/requests.jsonl (method, path, query, headers that matter,
+body). The port is written to DIR/port once listening (binds port 0: a free port).
+POST /v1/customers honours Idempotency-Key like Stripe (same key: same answer) and creates
+"cus_for_<metadata[org_id]>". Errors have Stripe's shape {"error": {type, code, message}}.
+"""
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+LOCK = threading.Lock()
+STATE = {"key": None, "data": {}, "fault_used": {}}
+CREATED = {}      # customer id -> customer object created by POST
+IDEMPOTENT = {}   # Idempotency-Key -> (status, body)
+
+
+def load_state(d):
+    path = os.path.join(d, "state.json")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return {}
+    key = (st.st_ino, st.st_mtime_ns, st.st_size)
+    if STATE["key"] != key:
+        with open(path) as f:
+            STATE["data"] = json.load(f)
+        STATE["key"] = key
+        STATE["fault_used"] = {}
+    return STATE["data"]
+
+
+def stripe_error(status, etype, message, code=None, param=None):
+    err = {"type": etype, "message": message}
+    if code:
+        err["code"] = code
+    if param:
+        err["param"] = param
+    return status, {"error": err}
+
+
+def page(items, q, url, state):
+    limit = int(q.get("limit", ["10"])[0])
+    limit = max(1, min(limit, 100, int(state.get("page_size", 100))))
+    after = q.get("starting_after", [None])[0]
+    start = 0
+    if after is not None:
+        ids = [i.get("id") for i in items]
+        if after not in ids:
+            return stripe_error(400, "invalid_request_error",
+                                "No such object: '%s'" % after, "resource_missing",
+                                "starting_after")
+        start = ids.index(after) + 1
+    data = items[start:start + limit]
+    return 200, {"object": "list", "url": url, "has_more": start + limit < len(items),
+                 "data": data}
+
+
+def all_customers(state):
+    c = dict(state.get("customers", {}))
+    c.update(CREATED)
+    return c
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "stripe-stub/1"
+
+    def log_message(self, fmt, *args):  # quiet: tests read requests.jsonl instead
+        pass
+
+    def handle_any(self, method):
+        parts = urlsplit(self.path)
+        q = parse_qs(parts.query, keep_blank_values=True)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        with LOCK:
+            state = load_state(self.server.dir)
+            rec = {"method": method, "path": parts.path, "query": parts.query,
+                   "authorization": self.headers.get("Authorization"),
+                   "stripe_version": self.headers.get("Stripe-Version"),
+                   "idempotency_key": self.headers.get("Idempotency-Key"),
+                   "body": body, "time": time.time()}
+            with open(os.path.join(self.server.dir, "requests.jsonl"), "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            fault = self.pick_fault(state, method, parts.path)
+            if fault is None:
+                status, out = self.route(state, method, parts.path, q, body)
+        if fault is not None:
+            return self.send_fault(fault)
+        self.send_json(status, out)
+
+    def pick_fault(self, state, method, path):
+        for i, f in enumerate(state.get("faults", [])):
+            if f.get("method", method) != method or not path.startswith(f.get("path", "")):
+                continue
+            used = STATE["fault_used"].get(i, 0)
+            times = f.get("times", 1)
+            if times != -1 and used >= times:
+                continue
+            STATE["fault_used"][i] = used + 1
+            return f
+        return None
+
+    def send_fault(self, f):
+        if f.get("delay_ms"):
+            time.sleep(f["delay_ms"] / 1000.0)
+        status = f.get("status", 500)
+        if "raw" in f:
+            raw = f["raw"].encode()
+        else:
+            body = f.get("body")
+            if body is None:
+                etype = "rate_limit_error" if status == 429 else (
+                    "api_error" if status >= 500 else "invalid_request_error")
+                body = {"error": {"type": etype, "message": "stub fault %d" % status}}
+            raw = json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            for k, v in f.get("headers", {}).items():
+                self.send_header(k, str(v))
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client timed out first
+
+    def send_json(self, status, out):
+        raw = json.dumps(out).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.send_header("Request-Id", "req_stub")
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def route(self, state, method, path, q, body):
+        if self.headers.get("Authorization", "")[:10] != "Bearer sk_":
+            return stripe_error(401, "invalid_request_error", "Invalid API Key provided")
+        prices = {p["id"]: p for p in state.get("prices", [])}
+        products = state.get("products", {})
+        if method == "GET" and path == "/v1/prices":
+            items = [dict(p) for p in state.get("prices", [])]
+            if q.get("active", [""])[0] == "true":
+                items = [p for p in items if p.get("active", True)]
+            if "data.product" in q.get("expand[]", []):
+                for p in items:
+                    p["product"] = products.get(p["product"], p["product"])
+            return page(items, q, "/v1/prices", state)
+        if method == "GET" and path == "/v1/subscriptions":
+            cus = q.get("customer", [None])[0]
+            status = q.get("status", ["active"])[0]
+            items = []
+            for s in state.get("subscriptions", []):
+                if cus and s.get("customer") != cus:
+                    continue
+                if status not in ("all", s.get("status")):
+                    continue
+                s = json.loads(json.dumps(s))
+                for it in s.get("items", {}).get("data", []):
+                    if isinstance(it.get("price"), str):
+                        it["price"] = prices.get(it["price"], {"id": it["price"]})
+                items.append(s)
+            return page(items, q, "/v1/subscriptions", state)
+        if method == "GET" and path.startswith("/v1/customers/"):
+            cid = path[len("/v1/customers/"):]
+            c = all_customers(state).get(cid)
+            if c is None:
+                return stripe_error(404, "invalid_request_error",
+                                    "No such customer: '%s'" % cid, "resource_missing", "id")
+            return 200, c
+        if method == "POST" and path == "/v1/customers":
+            key = self.headers.get("Idempotency-Key")
+            if key and key in IDEMPOTENT:
+                return IDEMPOTENT[key]
+            form = parse_qs(body, keep_blank_values=True)
+            org = form.get("metadata[org_id]", [""])[0]
+            cid = "cus_for_" + org if org else "cus_anon_%d" % (len(CREATED) + 1)
+            c = {"id": cid, "object": "customer", "created": int(time.time()),
+                 "metadata": {"org_id": org} if org else {}}
+            CREATED[cid] = c
+            res = (200, c)
+            if key:
+                IDEMPOTENT[key] = res
+            return res
+        return stripe_error(404, "invalid_request_error",
+                            "Unrecognized request URL (%s: %s)" % (method, path))
+
+    def do_GET(self):
+        self.handle_any("GET")
+
+    def do_POST(self):
+        self.handle_any("POST")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", required=True)
+    args = ap.parse_args()
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    srv.dir = args.dir
+    tmp = os.path.join(args.dir, "port.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(srv.server_address[1]))
+    os.rename(tmp, os.path.join(args.dir, "port"))
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
