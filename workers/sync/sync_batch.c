@@ -67,15 +67,15 @@ static void format_now(char *buf, size_t len)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 ts.tv_nsec / 1000000L);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	size_t used = strlen(buf);
+	snprintf(buf + used, len - used, ".%03dZ", (int)(ts.tv_nsec / 1000000L) % 1000);
 }
 
 static int publish(struct bw_sync_ctx *ctx, const struct bw_sync_outcome *out,
 		   const rd_kafka_message_t *msg, struct bw_err *err)
 {
-	char now[40];
+	char now[64];
 	char *json;
 	const char *key = out->org_id ? out->org_id : out->tick_id;
 	static const enum bw_metric metric_of[] = { BW_M_APPLIED, BW_M_APPLIED, BW_M_REJECTED,
