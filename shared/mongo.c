@@ -34,6 +34,8 @@ static const struct {
 	{ BW_COLL_STRIPE_EVENTS, "event_id", 1 },
 	{ BW_COLL_STRIPE_EVENTS, "state", 0 },
 	{ BW_COLL_PRICES, "price_id", 1 },
+	{ BW_COLL_PRICES, "tier", 0 },       /* plan lookups by tier (stripe worker) */
+	{ BW_COLL_PRICES, "sync_run", 0 },   /* the sync's "not listed in this run" sweep */
 };
 
 struct bw_mongo *bw_mongo_new(const char *uri_str, const char *db, const char *appname,
