@@ -27,6 +27,7 @@ struct bw_ingress_server {
 	struct bw_ingress_http_cfg cfg;
 	struct bw_ingress_publisher *pub;
 	atomic_int in_flight; /* webhook requests accepted and not yet completed */
+	atomic_int draining;  /* shutting down: answers close their connection */
 	int port;
 };
 
@@ -52,8 +53,8 @@ static void peer_of(struct MHD_Connection *conn, char *out, size_t len)
 			  (socklen_t)len);
 }
 
-static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *json,
-			       const char *allow)
+static enum MHD_Result respond(struct bw_ingress_server *srv, struct MHD_Connection *conn,
+			       unsigned status, const char *json, const char *allow)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(
 		strlen(json), (void *)json, MHD_RESPMEM_MUST_COPY);
@@ -64,6 +65,9 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, con
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	if (allow)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	/* While draining, keep-alive clients are told to go, so the drain ends quickly. */
+	if (atomic_load(&srv->draining))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	ret = MHD_queue_response(conn, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -71,12 +75,14 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, con
 
 /* Answers {"error":"<code>"} with status and writes the one log line of this refusal
  * (detail never holds the secret or the body). */
-static enum MHD_Result refuse(struct MHD_Connection *conn, unsigned status, const char *code,
-			      const char *allow, const char *event_id, const char *fmt, ...)
-	__attribute__((format(printf, 6, 7)));
+static enum MHD_Result refuse(struct bw_ingress_server *srv, struct MHD_Connection *conn,
+			      unsigned status, const char *code, const char *allow,
+			      const char *event_id, const char *fmt, ...)
+	__attribute__((format(printf, 7, 8)));
 
-static enum MHD_Result refuse(struct MHD_Connection *conn, unsigned status, const char *code,
-			      const char *allow, const char *event_id, const char *fmt, ...)
+static enum MHD_Result refuse(struct bw_ingress_server *srv, struct MHD_Connection *conn,
+			      unsigned status, const char *code, const char *allow,
+			      const char *event_id, const char *fmt, ...)
 {
 	char body[96], detail[300], peer[64];
 	struct bw_log_ctx ctx = BW_LOG_CTX_NONE;
@@ -91,7 +97,7 @@ static enum MHD_Result refuse(struct MHD_Connection *conn, unsigned status, cons
 	       "refused %u %s from %s: %s", status, code, peer, detail);
 	bw_metrics_add(BW_M_REJECTED, 1);
 	snprintf(body, sizeof(body), "{\"error\":\"%s\"}", code);
-	return respond(conn, status, body, allow);
+	return respond(srv, conn, status, body, allow);
 }
 
 static int is_get(const char *method)
@@ -121,11 +127,11 @@ static enum MHD_Result handle_webhook(struct bw_ingress_server *srv, struct MHD_
 	r = bw_stripe_sig_verify(sig, body, req->len, cfg->secrets, cfg->tolerance_s,
 				 (int64_t)time(NULL), &t);
 	if (r != BW_SIG_OK)
-		return refuse(conn, 400, bw_stripe_sig_result_name(r), NULL, NULL,
+		return refuse(srv, conn, 400, bw_stripe_sig_result_name(r), NULL, NULL,
 			      "signature check failed (t=%lld, now=%lld, body %zu bytes)",
 			      (long long)t, (long long)time(NULL), req->len);
 	if (bw_ingress_event_inspect(body, req->len, cfg->max_body, &ev, &err) != 0)
-		return refuse(conn, 400, ev.error, NULL, NULL, "%s", err.msg);
+		return refuse(srv, conn, 400, ev.error, NULL, NULL, "%s", err.msg);
 
 	bw_ingress_format_time(&req->received, received_at);
 	hdrs = rd_kafka_headers_new(4);
@@ -136,7 +142,7 @@ static enum MHD_Result handle_webhook(struct bw_ingress_server *srv, struct MHD_
 	if (bw_ingress_publish(srv->pub, cfg->topic, ev.key, strlen(ev.key), body, req->len,
 			       hdrs, &dlv, &err) != 0) {
 		hdrs = NULL; /* taken over by bw_ingress_publish */
-		return refuse(conn, 503, "unavailable", NULL, ev.id, "not published (%s): %s",
+		return refuse(srv, conn, 503, "unavailable", NULL, ev.id, "not published (%s): %s",
 			      bw_err_kind_name(err.kind), err.msg);
 	}
 	hdrs = NULL;
@@ -146,7 +152,7 @@ static enum MHD_Result handle_webhook(struct bw_ingress_server *srv, struct MHD_
 	ctx.event_id = ev.id;
 	bw_metrics_add(BW_M_APPLIED, 1);
 	bw_log(BW_LOG_INFO, &ctx, "published %s key %s (%zu bytes)", ev.type, ev.key, req->len);
-	return respond(conn, 200, "{\"received\":true}", NULL);
+	return respond(srv, conn, 200, "{\"received\":true}", NULL);
 }
 
 /* First call: route and check the headers (413 before reading an announced oversized body).
@@ -166,11 +172,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 				conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 			int64_t cl = -1;
 			if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
-				return refuse(conn, 405, "method_not_allowed", "POST", NULL,
+				return refuse(srv, conn, 405, "method_not_allowed", "POST", NULL,
 					      "%.16s %s", method, url);
 			if (cl_text && bw_parse_int64(cl_text, 0, INT64_MAX, &cl) == 0 &&
 			    (uint64_t)cl > srv->cfg.max_body)
-				return refuse(conn, 413, "payload_too_large", NULL, NULL,
+				return refuse(srv, conn, 413, "payload_too_large", NULL, NULL,
 					      "Content-Length %lld over the limit of %zu",
 					      (long long)cl, srv->cfg.max_body);
 			req = calloc(1, sizeof(*req));
@@ -184,17 +190,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		}
 		if (!strcmp(url, "/healthz") || !strcmp(url, "/readyz")) {
 			if (!is_get(method))
-				return refuse(conn, 405, "method_not_allowed", "GET, HEAD", NULL,
+				return refuse(srv, conn, 405, "method_not_allowed", "GET, HEAD", NULL,
 					      "%.16s %s", method, url);
 			if (!strcmp(url, "/healthz"))
-				return respond(conn, 200, "{\"status\":\"ok\"}", NULL);
+				return respond(srv, conn, 200, "{\"status\":\"ok\"}", NULL);
 			if (bw_ingress_publisher_ready(srv->pub, srv->cfg.ready_timeout_ms))
-				return respond(conn, 200, "{\"status\":\"ready\"}", NULL);
+				return respond(srv, conn, 200, "{\"status\":\"ready\"}", NULL);
 			bw_log(BW_LOG_WARN, NULL, "readyz: no broker answered within %d ms",
 			       srv->cfg.ready_timeout_ms);
-			return respond(conn, 503, "{\"error\":\"unavailable\"}", NULL);
+			return respond(srv, conn, 503, "{\"error\":\"unavailable\"}", NULL);
 		}
-		return refuse(conn, 404, "not_found", NULL, NULL, "%.16s %.200s", method, url);
+		return refuse(srv, conn, 404, "not_found", NULL, NULL, "%.16s %.200s", method, url);
 	}
 	if (*upload_data_size > 0) {
 		size_t n = *upload_data_size;
@@ -292,9 +298,11 @@ struct bw_ingress_server *bw_ingress_server_start(const struct bw_ingress_http_c
 	srv->daemon = MHD_start_daemon(
 		flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, /* first, so it catches everything */
-		MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30, MHD_OPTION_NOTIFY_COMPLETED,
-		on_completed, srv, MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
+		MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
+		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
 		MHD_OPTION_END);
 	if (!srv->daemon) {
 		bw_err_set(err, BW_ERR_FATAL, "cannot listen on %s:%d", cfg->bind, cfg->port);
@@ -320,6 +328,7 @@ void bw_ingress_server_stop(struct bw_ingress_server *srv, int drain_ms)
 	if (!srv)
 		return;
 	/* Stop accepting first, so a load balancer / Stripe retry goes elsewhere. */
+	atomic_store(&srv->draining, 1);
 	lsock = MHD_quiesce_daemon(srv->daemon);
 	if (lsock != MHD_INVALID_SOCKET)
 		close(lsock);
