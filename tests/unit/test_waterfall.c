@@ -126,7 +126,9 @@ START_TEST(huge_values_near_int64_limits)
 	ck_assert_int_eq(bw_waterfall_charge(&b, 2, &o, &bd, &err), -1);
 	ck_assert_int_eq(err.kind, BW_ERR_INVALID);
 	ck_assert_ptr_nonnull(strstr(err.msg, "overflow"));
-	ck_assert_int_eq(memcmp(&before, &b, sizeof(b)), 0);
+	ck_assert(before.paid_used == b.paid_used && before.granted_used == b.granted_used &&
+		  before.purchased_used == b.purchased_used &&
+		  before.subscription_used == b.subscription_used);
 	charge_ok(&b, 1, &o, 0, 0, 0, 1);
 	ck_assert(b.paid_used == INT64_MAX);
 }
