@@ -30,6 +30,12 @@ static int64_t get_int64(const bson_t *doc, const char *key)
 		return bson_iter_int32(&it);
 	if (BSON_ITER_HOLDS_DATE_TIME(&it))
 		return bson_iter_date_time(&it);
+	if (BSON_ITER_HOLDS_DOUBLE(&it)) {
+		/* Written by a tool that stores numbers as doubles: take integral values only. */
+		double d = bson_iter_double(&it);
+		if (d >= -9.2e18 && d <= 9.2e18 && d == (double)(int64_t)d)
+			return (int64_t)d;
+	}
 	return 0;
 }
 
@@ -114,6 +120,7 @@ static void balances_from_doc(const bson_t *doc, struct bw_org *org)
 
 	org->exists = 1;
 	org->version = get_int64(doc, "balance_version");
+	org->version_missing = !bson_iter_init_find(&it, doc, "balance_version");
 	org->bal.subscription_allowance = get_int64(doc, "subscription_spu_allowance");
 	org->bal.subscription_used = get_int64(doc, "subscription_spus_used");
 	org->bal.purchased = get_int64(doc, "purchased_credits");
@@ -320,7 +327,15 @@ static void build_update(const struct bw_org *org, int64_t free_grant, int64_t n
 	bson_t set, soi;
 
 	BSON_APPEND_UTF8(filter, "org_id", org->org_id);
-	BSON_APPEND_INT64(filter, "balance_version", org->version);
+	if (org->exists && org->version_missing) {
+		/* A document created without a version (by hand or an older tool). */
+		bson_t cond;
+		BSON_APPEND_DOCUMENT_BEGIN(filter, "balance_version", &cond);
+		BSON_APPEND_BOOL(&cond, "$exists", false);
+		bson_append_document_end(filter, &cond);
+	} else {
+		BSON_APPEND_INT64(filter, "balance_version", org->version);
+	}
 	BSON_APPEND_DOCUMENT_BEGIN(update, "$set", &set);
 	BSON_APPEND_INT64(&set, "subscription_spus_used", org->new_bal.subscription_used);
 	BSON_APPEND_INT64(&set, "purchased_credits_used", org->new_bal.purchased_used);

@@ -36,6 +36,7 @@ struct bw_org {
 	/* loaded */
 	int exists;
 	int64_t version;
+	int version_missing;     /* the document has no balance_version field yet */
 	struct bw_balances bal;
 	int64_t period_start_ms;
 	struct bw_pending *pending;  /* owned array */
