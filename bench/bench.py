@@ -1,0 +1,324 @@
+#!/usr/bin/python3
+"""Usage benchmark driver (called by bench/run after the build; see docs/PERFORMANCE.md).
+
+Every scenario gets its own topics (12 partitions, like usage.events), results topic,
+consumer group and database, all deleted afterwards. Prints a table and writes a CSV.
+
+Environment: BENCH_EVENTS (200000), BENCH_ORGS (10000), BENCH_QUICK=1 (smoke: few thousand
+events, few scenarios), BENCH_SWEEP_EVENTS (sweep size), BENCH_BASELINE_EVENTS (20000),
+BENCH_BUILD (build dir), BENCH_CSV (output path), BENCH_ONLY (comma list of scenario groups:
+main,half,baseline,ceilings,batch,orgs), KAFKA_BROKERS, MONGO_URI.
+"""
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+from confluent_kafka.admin import AdminClient, NewTopic
+import pymongo
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+BUILD = os.environ.get("BENCH_BUILD", os.path.join(REPO, "build-bench"))
+LOADGEN = os.path.join(BUILD, "bench", "bw-bench-loadgen")
+WORKER = os.path.join(BUILD, "workers", "usage", "bw-usage-worker")
+BASELINE = os.path.join(HERE, "baseline.py")
+STORE_CEILING = os.path.join(HERE, "store_ceiling")
+BROKERS = os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092")
+MONGO_URI = os.environ.get("MONGO_URI", "mongodb://127.0.0.1:27017")
+PARTITIONS = 12
+IDLE_EXIT_MS = 3000
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+EVENTS = int(os.environ.get("BENCH_EVENTS", "3000" if QUICK else "200000"))
+ORGS = int(os.environ.get("BENCH_ORGS", "200" if QUICK else "10000"))
+SWEEP_EVENTS = int(os.environ.get("BENCH_SWEEP_EVENTS", str(min(EVENTS, 50000))))
+BASELINE_EVENTS = int(os.environ.get("BENCH_BASELINE_EVENTS", str(min(EVENTS, 20000))))
+RUN_ID = time.strftime("%Y%m%d-%H%M%S") + "-" + str(os.getpid())
+LOGDIR = os.path.join(HERE, "results", "logs-" + RUN_ID)
+
+COLUMNS = ["scenario", "impl", "procs", "batch", "orgs", "events", "rate_target", "events_per_s",
+           "p50_ms", "p99_ms", "max_ms", "db_round_trips_per_event", "cpu_us_per_event",
+           "peak_rss_mb", "applied", "duplicates", "version_misses", "results", "note"]
+
+admin = AdminClient({"bootstrap.servers": BROKERS})
+mongo = pymongo.MongoClient(MONGO_URI, serverSelectionTimeoutMS=10000)
+
+
+def log(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+def create_topics(*names):
+    futs = admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
+    for f in futs.values():
+        f.result(30)
+    # wait until the metadata shows every partition with a leader
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        md = admin.list_topics(timeout=10)
+        if all(n in md.topics and len(md.topics[n].partitions) == PARTITIONS and
+               all(p.leader >= 0 for p in md.topics[n].partitions.values()) for n in names):
+            return
+        time.sleep(0.2)
+    raise RuntimeError("topics not ready: %s" % (names,))
+
+
+def delete_topics(*names):
+    try:
+        for f in admin.delete_topics(list(names)).values():
+            f.result(30)
+    except Exception as e:  # cleanup only: a failure here does not spoil the figures
+        log("delete topics %s: %s" % (names, e))
+
+
+def loadgen(*args):
+    out = subprocess.run([LOADGEN] + [str(a) for a in args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "{}"
+    res = json.loads(line)
+    res["rc"] = out.returncode
+    if out.returncode != 0:
+        log("loadgen %s exited %d: %s" % (args[0], out.returncode, out.stderr.strip()[-2000:]))
+    return res
+
+
+def gen_args(events, orgs):
+    return ["--events", events, "--orgs", orgs, "--dup", "0.05", "--zipf", "1.1",
+            "--seed", "42"]
+
+
+class Procs:
+    """Worker (or baseline) processes of one scenario, with their JSON-lines logs."""
+
+    def __init__(self, name, argv_list, env):
+        self.logs = []
+        self.procs = []
+        os.makedirs(LOGDIR, exist_ok=True)
+        for i, argv in enumerate(argv_list):
+            path = os.path.join(LOGDIR, "%s.%d.log" % (name, i))
+            f = open(path, "w")
+            self.procs.append(subprocess.Popen(argv, env=env, stdout=f, stderr=subprocess.STDOUT))
+            self.logs.append(path)
+
+    def lines(self, i):
+        with open(self.logs[i]) as f:
+            for line in f:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+
+    def wait_assigned(self, timeout=60):
+        """Until every process holds partitions and together they hold all of them."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            held = []
+            for i in range(len(self.procs)):
+                n = 0
+                for j in self.lines(i):
+                    m = j.get("msg", "")
+                    if m.startswith("assigned "):
+                        n = int(m.split()[1])
+                    elif m.startswith("revoking "):
+                        n = 0
+                held.append(n)
+            if all(h > 0 for h in held) and sum(held) == PARTITIONS:
+                time.sleep(0.5)
+                return
+            if any(p.poll() is not None for p in self.procs):
+                raise RuntimeError("process exited before assignment: see %s" % self.logs)
+            time.sleep(0.1)
+        raise RuntimeError("no full assignment within %d s: see %s" % (timeout, self.logs))
+
+    def wait_exit(self, timeout=120):
+        codes = []
+        for p in self.procs:
+            try:
+                codes.append(p.wait(timeout))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                codes.append(p.wait())
+        return codes
+
+    def metrics(self):
+        """Sums of the processes' `metrics final` counters; max of peak RSS."""
+        total = {}
+        for i in range(len(self.procs)):
+            for j in self.lines(i):
+                m = j.get("msg", "")
+                if m.startswith("metrics final "):
+                    d = json.loads(m[len("metrics final "):])
+                    for k, v in d.items():
+                        total[k] = max(total.get(k, 0), v) if k == "max_rss_kb" else \
+                            total.get(k, 0) + v
+        return total
+
+
+def worker_env(topic, results, group, db, batch):
+    env = dict(os.environ)
+    env.update({"KAFKA_BROKERS": BROKERS, "MONGO_URI": MONGO_URI, "MONGO_DB": db,
+                "USAGE_TOPIC": topic, "USAGE_GROUP_ID": group, "RESULTS_TOPIC": results,
+                "BATCH_MAX": str(batch), "IDLE_EXIT_MS": str(IDLE_EXIT_MS), "LOG_LEVEL": "info"})
+    return env
+
+
+def row(scenario, impl, procs, batch, orgs, events, rate, lg, met, note=""):
+    msgs = met.get("msgs_in") or 0
+    cpu = met.get("cpu_user_s", 0) + met.get("cpu_sys_s", 0)
+    return {
+        "scenario": scenario, "impl": impl, "procs": procs, "batch": batch, "orgs": orgs,
+        "events": events, "rate_target": round(rate) if rate else "max",
+        "events_per_s": round(lg.get("events_per_s", 0)),
+        "p50_ms": lg.get("p50_ms", ""), "p99_ms": lg.get("p99_ms", ""),
+        "max_ms": lg.get("max_ms", ""),
+        "db_round_trips_per_event": round(met["db_round_trips"] / msgs, 4) if msgs else "",
+        "cpu_us_per_event": round(cpu * 1e6 / msgs, 1) if msgs else "",
+        "peak_rss_mb": round(met.get("max_rss_kb", 0) / 1024, 1) if met else "",
+        "applied": met.get("applied", ""), "duplicates": met.get("duplicates", ""),
+        "version_misses": met.get("version_misses", ""), "results": lg.get("results", ""),
+        "note": note,
+    }
+
+
+FAILURES = []
+
+
+def check(ok, what):
+    if not ok:
+        FAILURES.append(what)
+        log("FAILED: " + what)
+
+
+def run_pipeline(scenario, impl, nprocs=1, batch=500, orgs=ORGS, events=EVENTS, rate=0.0,
+                 keep_topic=False):
+    """One end-to-end run: fresh topics and DB, processes started and assigned, then the
+    load generator produces and waits for every result."""
+    tag = "bench.%s.%s" % (RUN_ID, scenario)
+    topic, results, group, db = tag + ".usage", tag + ".results", tag + ".group", \
+        ("bench_%s_%s" % (RUN_ID, scenario)).replace("-", "_").replace(".", "_")[:60]
+    create_topics(topic, results)
+    if impl == "worker":
+        env = worker_env(topic, results, group, db, batch)
+        argv = [[WORKER]] * nprocs
+    else:
+        env = worker_env(topic, results, group, db, batch)
+        argv = [["/usr/bin/python3", BASELINE]]
+    log("%s: %s x%d, batch %d, %d orgs, %d events, rate %s" %
+        (scenario, impl, nprocs, batch, orgs, events, round(rate) if rate else "max"))
+    procs = Procs(scenario, argv, env)
+    try:
+        procs.wait_assigned()
+        lg = loadgen("run", "--topic", topic, "--results", results, "--prefix", "ev",
+                     "--rate", rate, "--timeout-s", "120", *gen_args(events, orgs))
+    finally:
+        codes = procs.wait_exit()
+    met = procs.metrics()
+    check(lg.get("rc") == 0, "%s: loadgen got %s of %d results" %
+          (scenario, lg.get("results"), events))
+    check(all(c == 0 for c in codes), "%s: exit codes %s (logs %s)" % (scenario, codes,
+                                                                       procs.logs))
+    check(bool(met), "%s: no metrics final line" % scenario)
+    if met:
+        check(met.get("msgs_in") == events, "%s: msgs_in %s != %d" %
+              (scenario, met.get("msgs_in"), events))
+        check(met.get("applied", 0) + met.get("duplicates", 0) == events,
+              "%s: applied+duplicates %s != %d" %
+              (scenario, met.get("applied", 0) + met.get("duplicates", 0), events))
+    check(lg.get("conflict", 0) == 0 and lg.get("rejected", 0) == 0 and
+          lg.get("other_status", 0) == 0, "%s: unexpected statuses %s" % (scenario, lg))
+    mongo.drop_database(db)
+    if not keep_topic:
+        delete_topics(topic, results)
+    return row(scenario, impl, nprocs, batch, orgs, events, rate, lg, met), topic, results
+
+
+def ceiling_pipe(topic, events):
+    log("ceiling_pipe: %d messages of %s" % (events, topic))
+    lg = loadgen("count", "--topic", topic, "--events", events, "--timeout-s", "30")
+    check(lg.get("rc") == 0, "ceiling_pipe: %s of %d messages" % (lg.get("messages"), events))
+    r = row("ceiling_pipe", "librdkafka consumer, no processing", 1, "", ORGS, events, 0, lg, {})
+    r["note"] = "raw consume rate of the 1-process topic"
+    return r
+
+
+def ceiling_store(events, batch=500):
+    db = ("bench_%s_store" % RUN_ID).replace("-", "_")
+    log("ceiling_store: %d events, bulks per %d" % (events, batch))
+    out = subprocess.run([STORE_CEILING, "--db", db, "--batch", str(batch)] +
+                         [str(a) for a in gen_args(events, ORGS)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lg = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
+    lg["rc"] = out.returncode
+    check(out.returncode == 0, "ceiling_store: exit %d %s" % (out.returncode, out.stderr[-500:]))
+    mongo.drop_database(db)
+    r = row("ceiling_store", "bulk conditional updates", 1, batch, ORGS, events, 0, lg, {})
+    r["note"] = "%s updates in %s bulks (%s updates/s)" % (lg.get("updates"), lg.get("bulks"),
+                                                           round(lg.get("updates_per_s", 0)))
+    return r
+
+
+def main():
+    for path in (LOADGEN, WORKER):
+        if not os.access(path, os.X_OK):
+            sys.exit("bench: %s missing: run bench/run (it builds)" % path)
+    groups = os.environ.get("BENCH_ONLY", "main,half,baseline,ceilings,batch,orgs").split(",")
+    if QUICK:
+        groups = [g for g in groups if g in ("main", "baseline", "ceilings")]
+    rows = []
+    t0 = time.time()
+    if "main" in groups:
+        r1, topic1, res1 = run_pipeline("worker_1p", "worker", 1, keep_topic=True)
+        rows.append(r1)
+        if "ceilings" in groups:
+            rows.append(ceiling_pipe(topic1, EVENTS))
+        delete_topics(topic1, res1)
+        rows.append(run_pipeline("worker_2p", "worker", 2)[0])
+        if "half" in groups and r1["events_per_s"]:
+            rate = r1["events_per_s"] / 2
+            n = int(min(EVENTS, max(2000, rate * 20)))
+            r = run_pipeline("worker_1p_half_load", "worker", 1, events=n, rate=rate)[0]
+            r["note"] = "half of worker_1p's events/s"
+            rows.append(r)
+    if "ceilings" in groups:
+        rows.append(ceiling_store(EVENTS))
+    if "baseline" in groups:
+        r = run_pipeline("baseline_python", "python per-event", 1, batch=1,
+                         events=BASELINE_EVENTS)[0]
+        r["note"] = "3 round trips + commit per event; first %d events of the same stream" % \
+            BASELINE_EVENTS
+        rows.append(r)
+    if "batch" in groups:
+        for b in (1, 50, 500, 2000):
+            n = min(SWEEP_EVENTS, 5000) if b == 1 else SWEEP_EVENTS
+            rows.append(run_pipeline("batch_%d" % b, "worker", 1, batch=b, events=n)[0])
+    if "orgs" in groups:
+        for m in (100, 10000, 1000000):
+            rows.append(run_pipeline("orgs_%d" % m, "worker", 1, orgs=m, events=SWEEP_EVENTS)[0])
+
+    csv_path = os.environ.get("BENCH_CSV") or os.path.join(HERE, "results", RUN_ID + ".csv")
+    os.makedirs(os.path.dirname(csv_path), exist_ok=True)
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    show = ["scenario", "procs", "batch", "orgs", "events", "rate_target", "events_per_s",
+            "p50_ms", "p99_ms", "db_round_trips_per_event", "cpu_us_per_event", "peak_rss_mb"]
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in show]
+    print("| " + " | ".join(c.ljust(w) for c, w in zip(show, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(r[c]).ljust(w) for c, w in zip(show, widths)) + " |")
+    print("csv: %s  (logs: %s, %.0f s)" % (csv_path, LOGDIR, time.time() - t0))
+    if FAILURES:
+        print("bench: %d problem(s):\n  %s" % (len(FAILURES), "\n  ".join(FAILURES)),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,687 @@
+/* bw-bench-loadgen: the usage benchmark's load generator and ceiling probes.
+ *
+ *   bw-bench-loadgen run   --topic T --results R [--events N] [--orgs M] [--dup F] [--zipf S]
+ *                          [--seed X] [--rate EPS] [--prefix P] [--timeout-s S]
+ *       Produces N usage events (keyed by org_id, Zipf-skewed orgs, a fraction F re-sent
+ *       unchanged) to T as fast as the broker takes them, or at EPS events/s (token bucket),
+ *       while consuming R; matches every result to its send by event_id and prints one JSON
+ *       line: events, results per status, seconds from the first send to the last result,
+ *       events/s, and produce-to-result latency p50/p99/max in ms.
+ *   bw-bench-loadgen count --topic T --events N
+ *       The pipe ceiling: reads T from the beginning with no processing until N messages.
+ *   bw-bench-loadgen store --db D [--events N] [--orgs M] [--dup F] [--zipf S] [--seed X]
+ *                          [--batch B]
+ *       The store ceiling: the same event stream cut into batches of B; per batch one
+ *       unordered bulk of conditional updates, one per distinct org
+ *       ({org_id, balance_version: v} -> $inc the counter, $set balance_version v+1).
+ *
+ * The event stream depends only on (events, orgs, dup, zipf, seed), so every scenario of a
+ * bench run gets the same topic contents (except bench_ts_us, the send time).
+ * KAFKA_BROKERS and MONGO_URI come from the environment (local stack defaults). */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+
+#include "err.h"
+#include "mongo.h"
+
+struct opts {
+	const char *mode, *topic, *results, *db, *prefix;
+	long events, orgs, batch;
+	double dup, zipf, rate, timeout_s;
+	uint64_t seed;
+};
+
+/* One message of the stream: a new event (src = its unique index) or a re-send of src. */
+struct plan {
+	long n, nuniq;
+	long *msg_uniq;       /* message -> unique event index */
+	long *uniq_org;       /* unique event -> org rank */
+	int *uniq_spus;
+	long *first_msg;      /* unique event -> message index of its first send */
+	long *dup_msg;        /* unique event -> message index of its re-send, or -1 */
+};
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	return z ^ (z >> 31);
+}
+
+static double rng_unit(uint64_t *s)
+{
+	return (double)(rng_next(s) >> 11) / 9007199254740992.0;
+}
+
+static void plan_free(struct plan *p)
+{
+	free(p->msg_uniq);
+	free(p->uniq_org);
+	free(p->uniq_spus);
+	free(p->first_msg);
+	free(p->dup_msg);
+	memset(p, 0, sizeof(*p));
+}
+
+/* Zipf(s) over orgs ranks 0..m-1 via a precomputed CDF and binary search. */
+static int plan_build(struct plan *p, const struct opts *o)
+{
+	double *cdf = calloc((size_t)o->orgs, sizeof(*cdf));
+	uint64_t s = o->seed;
+	double sum = 0;
+	long n = o->events;
+
+	memset(p, 0, sizeof(*p));
+	p->n = n;
+	p->msg_uniq = calloc((size_t)n, sizeof(long));
+	p->uniq_org = calloc((size_t)n, sizeof(long));
+	p->uniq_spus = calloc((size_t)n, sizeof(int));
+	p->first_msg = calloc((size_t)n, sizeof(long));
+	p->dup_msg = calloc((size_t)n, sizeof(long));
+	if (!cdf || !p->msg_uniq || !p->uniq_org || !p->uniq_spus || !p->first_msg ||
+	    !p->dup_msg) {
+		free(cdf);
+		plan_free(p);
+		return -1;
+	}
+	for (long r = 0; r < o->orgs; r++) {
+		sum += 1.0 / pow((double)(r + 1), o->zipf);
+		cdf[r] = sum;
+	}
+	for (long i = 0; i < n; i++) {
+		long src = -1;
+		if (p->nuniq > 0 && rng_unit(&s) < o->dup) {
+			for (int t = 0; t < 4 && src < 0; t++) {
+				long c = (long)(rng_next(&s) % (uint64_t)p->nuniq);
+				if (p->dup_msg[c] < 0)
+					src = c;
+			}
+		}
+		if (src >= 0) {
+			p->dup_msg[src] = i;
+			p->msg_uniq[i] = src;
+			continue;
+		}
+		long u = p->nuniq++;
+		double x = rng_unit(&s) * sum;
+		long lo = 0, hi = o->orgs - 1;
+		while (lo < hi) {
+			long mid = lo + (hi - lo) / 2;
+			if (cdf[mid] < x)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		p->uniq_org[u] = lo;
+		p->uniq_spus[u] = 1 + (int)(rng_next(&s) % 50);
+		p->first_msg[u] = i;
+		p->dup_msg[u] = -1;
+		p->msg_uniq[i] = u;
+	}
+	free(cdf);
+	return 0;
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+
+/* props: name, value pairs ending with NULL; opaque set: a producer with on_delivery. */
+static rd_kafka_t *kafka_new(rd_kafka_type_t type, const char *const *props, void *opaque)
+{
+	char errstr[512];
+	const char *brokers = getenv("KAFKA_BROKERS");
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_t *rk;
+
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers ? brokers : "127.0.0.1:9092",
+			      errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+		goto fail;
+	for (; props && props[0]; props += 2)
+		if (rd_kafka_conf_set(conf, props[0], props[1], errstr, sizeof(errstr)) !=
+		    RD_KAFKA_CONF_OK)
+			goto fail;
+	if (opaque) {
+		rd_kafka_conf_set_opaque(conf, opaque);
+		rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	}
+	rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
+	if (rk)
+		return rk;
+	conf = NULL;
+fail:
+	if (conf)
+		rd_kafka_conf_destroy(conf);
+	fprintf(stderr, "loadgen: kafka: %s\n", errstr);
+	return NULL;
+}
+
+/* Assigns every partition of topic from the beginning (no group: nothing is committed). */
+static int assign_all(rd_kafka_t *rk, const char *topic)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+	rd_kafka_topic_partition_list_t *list = NULL;
+	int rc = -1;
+
+	for (int attempt = 0; attempt < 20; attempt++) {
+		if (rd_kafka_metadata(rk, 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+		    md->topic_cnt == 1 && md->topics[0].partition_cnt > 0)
+			break;
+		if (md)
+			rd_kafka_metadata_destroy(md);
+		md = NULL;
+		struct timespec ts = { 0, 250000000L };
+		nanosleep(&ts, NULL);
+	}
+	if (!md) {
+		fprintf(stderr, "loadgen: no metadata for topic %s\n", topic);
+		goto done;
+	}
+	list = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+	for (int i = 0; i < md->topics[0].partition_cnt; i++)
+		rd_kafka_topic_partition_list_add(list, topic, md->topics[0].partitions[i].id)
+			->offset = RD_KAFKA_OFFSET_BEGINNING;
+	if (rd_kafka_assign(rk, list) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		rc = 0;
+done:
+	if (list)
+		rd_kafka_topic_partition_list_destroy(list);
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(t);
+	return rc;
+}
+
+static rd_kafka_t *reader_new(const char *topic)
+{
+	static const char *const props[] = { "group.id", "bw-bench-reader",
+					     "enable.auto.commit", "false",
+					     "enable.partition.eof", "false",
+					     "fetch.wait.max.ms", "5", NULL };
+	rd_kafka_t *rk = kafka_new(RD_KAFKA_CONSUMER, props, NULL);
+
+	if (rk)
+		rd_kafka_poll_set_consumer(rk);
+	if (rk && assign_all(rk, topic) != 0) {
+		rd_kafka_destroy(rk);
+		rk = NULL;
+	}
+	return rk;
+}
+
+struct run {
+	const struct opts *o;
+	struct plan plan;
+	_Atomic int64_t *send_us;    /* message -> monotonic send time (0: not yet) */
+	_Atomic long sent;
+	_Atomic int64_t first_send_us;
+	_Atomic int produce_failed;
+	_Atomic int stop;
+	rd_kafka_t *producer;
+};
+
+static int event_json(char *buf, size_t len, const struct run *r, long u, int64_t ts_us)
+{
+	return snprintf(buf, len,
+			"{\"event_id\":\"%s-%ld\",\"org_id\":\"org-%ld\",\"spus\":%d,"
+			"\"operation\":\"llm_call\",\"source\":\"bench\","
+			"\"timestamp\":\"2026-11-25T12:00:00Z\",\"llm_provider\":\"openai\","
+			"\"llm_model\":\"gpt-4o-mini\",\"prompt_tokens\":900,"
+			"\"completion_tokens\":100,\"total_tokens\":1000,"
+			"\"bench_ts_us\":%" PRId64 "}",
+			r->o->prefix, u, r->plan.uniq_org[u], r->plan.uniq_spus[u], ts_us);
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	struct run *r = opaque;
+	(void)rk;
+	if (m->err) {
+		if (atomic_fetch_add(&r->produce_failed, 1) == 0)
+			fprintf(stderr, "loadgen: delivery failed: %s\n", rd_kafka_err2str(m->err));
+	}
+}
+
+static void *produce_thread(void *arg)
+{
+	struct run *r = arg;
+	const struct opts *o = r->o;
+	int64_t *wall_ts = calloc((size_t)r->plan.nuniq + 1, sizeof(*wall_ts));
+	int64_t start = 0;
+	char buf[1024], key[32];
+
+	if (!wall_ts) {
+		atomic_store(&r->produce_failed, 1);
+		return NULL;
+	}
+	for (long i = 0; i < r->plan.n && !atomic_load(&r->stop); i++) {
+		long u = r->plan.msg_uniq[i];
+		if (o->rate > 0 && i > 0) {
+			/* token bucket: message i may go at start + i / rate */
+			int64_t due = start + (int64_t)((double)i * 1e6 / o->rate);
+			int64_t wait = due - now_us();
+			if (wait > 0) {
+				struct timespec ts = { wait / 1000000, (long)(wait % 1000000) * 1000 };
+				nanosleep(&ts, NULL);
+			}
+		}
+		if (r->plan.first_msg[u] == i)
+			wall_ts[u] = wall_us();   /* a re-send is the same bytes: same bench_ts_us */
+		int len = event_json(buf, sizeof(buf), r, u, wall_ts[u]);
+		int klen = snprintf(key, sizeof(key), "org-%ld", r->plan.uniq_org[u]);
+		for (;;) {
+			int64_t t = now_us();
+			atomic_store(&r->send_us[i], t);
+			rd_kafka_resp_err_t err = rd_kafka_producev(
+				r->producer, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_KEY(key, (size_t)klen),
+				RD_KAFKA_V_VALUE(buf, (size_t)len),
+				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+			if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+				if (i == 0) {
+					start = t;
+					atomic_store(&r->first_send_us, t);
+				}
+				break;
+			}
+			if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+				fprintf(stderr, "loadgen: produce: %s\n", rd_kafka_err2str(err));
+				atomic_store(&r->produce_failed, 1);
+				free(wall_ts);
+				return NULL;
+			}
+			rd_kafka_poll(r->producer, 10);
+		}
+		atomic_fetch_add(&r->sent, 1);
+		rd_kafka_poll(r->producer, 0);
+	}
+	rd_kafka_flush(r->producer, 60000);
+	free(wall_ts);
+	return NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+static double pct_ms(const int64_t *v, long n, double p)
+{
+	if (n == 0)
+		return -1;
+	long i = (long)ceil(p * (double)n) - 1;
+	if (i < 0)
+		i = 0;
+	if (i >= n)
+		i = n - 1;
+	return (double)v[i] / 1000.0;
+}
+
+static const char *const statuses[] = { "applied", "insufficient_credits", "duplicate",
+					"conflict", "rejected" };
+#define NSTATUS 5
+
+static int mode_run(const struct opts *o)
+{
+	static const char *const pprops[] = { "linger.ms", "2", "acks", "all",
+					      "enable.idempotence", "true",
+					      "queue.buffering.max.messages", "1000000", NULL };
+	struct run r;
+	rd_kafka_t *reader = NULL;
+	pthread_t th;
+	int started = 0, rc = 1;
+	int64_t *lat = NULL, last_result = 0, last_progress;
+	long nlat = 0, results = 0, unmatched = 0, counts[NSTATUS + 1] = { 0 };
+	unsigned char *seen = NULL;
+	char prefix_dash[128];
+	size_t plen;
+
+	memset(&r, 0, sizeof(r));
+	r.o = o;
+	snprintf(prefix_dash, sizeof(prefix_dash), "%s-", o->prefix);
+	plen = strlen(prefix_dash);
+	if (plan_build(&r.plan, o) != 0)
+		goto done;
+	r.send_us = calloc((size_t)o->events, sizeof(*r.send_us));
+	lat = calloc((size_t)o->events, sizeof(*lat));
+	seen = calloc((size_t)r.plan.nuniq + 1, 1);
+	if (!r.send_us || !lat || !seen)
+		goto done;
+	reader = reader_new(o->results);
+	if (!reader)
+		goto done;
+	/* Let the fetcher reach the (empty) results partitions before the clock starts. */
+	for (int i = 0; i < 5; i++) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(reader, 100);
+		if (m)
+			rd_kafka_message_destroy(m);
+	}
+	r.producer = kafka_new(RD_KAFKA_PRODUCER, pprops, &r);
+	if (!r.producer)
+		goto done;
+	if (pthread_create(&th, NULL, produce_thread, &r) != 0)
+		goto done;
+	started = 1;
+	last_progress = now_us();
+	while (results < o->events) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(reader, 100);
+		int64_t t = now_us();
+		if (!m) {
+			if (atomic_load(&r.produce_failed) ||
+			    (double)(t - last_progress) > o->timeout_s * 1e6)
+				break;
+			continue;
+		}
+		if (m->err) {
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		last_progress = t;
+		json_t *j = json_loadb(m->payload, m->len, 0, NULL);
+		const char *id = json_string_value(json_object_get(j, "event_id"));
+		const char *st = json_string_value(json_object_get(j, "status"));
+		int si = NSTATUS;
+		for (int k = 0; st && k < NSTATUS; k++)
+			if (strcmp(st, statuses[k]) == 0)
+				si = k;
+		counts[si]++;
+		results++;
+		last_result = t;
+		long u = -1;
+		if (id && strncmp(id, prefix_dash, plen) == 0) {
+			char *end = NULL;
+			errno = 0;
+			long v = strtol(id + plen, &end, 10);
+			if (errno == 0 && end && *end == '\0' && v >= 0 && v < r.plan.nuniq)
+				u = v;
+		}
+		if (u < 0 || seen[u] >= 2 || (seen[u] == 1 && r.plan.dup_msg[u] < 0)) {
+			unmatched++;
+		} else {
+			long msg = seen[u] == 0 ? r.plan.first_msg[u] : r.plan.dup_msg[u];
+			int64_t s = atomic_load(&r.send_us[msg]);
+			seen[u]++;
+			if (s > 0)
+				lat[nlat++] = t - s;
+		}
+		json_decref(j);
+		rd_kafka_message_destroy(m);
+	}
+	atomic_store(&r.stop, 1);
+	pthread_join(th, NULL);
+	started = 0;
+	qsort(lat, (size_t)nlat, sizeof(*lat), cmp_i64);
+	{
+		int64_t first = atomic_load(&r.first_send_us);
+		double secs = first && last_result > first ? (double)(last_result - first) / 1e6 : 0;
+		printf("{\"mode\":\"run\",\"events\":%ld,\"unique_events\":%ld,\"resends\":%ld,"
+		       "\"sent\":%ld,\"results\":%ld,\"unmatched\":%ld,",
+		       o->events, r.plan.nuniq, o->events - r.plan.nuniq, atomic_load(&r.sent),
+		       results, unmatched);
+		for (int k = 0; k < NSTATUS; k++)
+			printf("\"%s\":%ld,", statuses[k], counts[k]);
+		printf("\"other_status\":%ld,\"seconds\":%.3f,\"events_per_s\":%.1f,"
+		       "\"target_rate\":%.1f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f}\n",
+		       counts[NSTATUS], secs, secs > 0 ? (double)results / secs : 0, o->rate,
+		       pct_ms(lat, nlat, 0.50), pct_ms(lat, nlat, 0.99), pct_ms(lat, nlat, 1.0));
+	}
+	rc = results == o->events && !atomic_load(&r.produce_failed) ? 0 : 3;
+	if (rc)
+		fprintf(stderr, "loadgen: %ld of %ld results (produce failures %d)\n", results,
+			o->events, atomic_load(&r.produce_failed));
+done:
+	if (started) {
+		atomic_store(&r.stop, 1);
+		pthread_join(th, NULL);
+	}
+	if (r.producer)
+		rd_kafka_destroy(r.producer);
+	if (reader) {
+		rd_kafka_consumer_close(reader);
+		rd_kafka_destroy(reader);
+	}
+	free(lat);
+	free(seen);
+	free(r.send_us);
+	plan_free(&r.plan);
+	return rc;
+}
+
+static int mode_count(const struct opts *o)
+{
+	rd_kafka_t *rk = reader_new(o->topic);
+	long n = 0;
+	int64_t first = 0, last = 0, last_progress = now_us();
+
+	if (!rk)
+		return 1;
+	while (n < o->events) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+		int64_t t = now_us();
+		if (!m) {
+			if ((double)(t - last_progress) > o->timeout_s * 1e6)
+				break;
+			continue;
+		}
+		if (!m->err) {
+			if (n++ == 0)
+				first = t;
+			last = t;
+			last_progress = t;
+		}
+		rd_kafka_message_destroy(m);
+	}
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+	double secs = (double)(last - first) / 1e6;
+	printf("{\"mode\":\"count\",\"messages\":%ld,\"seconds\":%.3f,\"events_per_s\":%.1f}\n", n,
+	       secs, secs > 0 ? (double)n / secs : 0);
+	return n == o->events ? 0 : 3;
+}
+
+static int cmp_long(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+	return (x > y) - (x < y);
+}
+
+static int mode_store(const struct opts *o)
+{
+	const char *uri = getenv("MONGO_URI");
+	struct bw_err err;
+	struct bw_mongo *m = NULL;
+	mongoc_client_t *client = NULL;
+	mongoc_collection_t *coll = NULL;
+	struct plan p;
+	int64_t *version = calloc((size_t)o->orgs, sizeof(*version));
+	long *orgs = calloc((size_t)o->batch, sizeof(*orgs));
+	long updates = 0, bulks = 0, misses = 0;
+	int64_t t0, t1;
+	int rc = 1;
+
+	bw_err_clear(&err);
+	memset(&p, 0, sizeof(p));
+	if (!version || !orgs || plan_build(&p, o) != 0)
+		goto done;
+	m = bw_mongo_new(uri ? uri : "mongodb://127.0.0.1:27017", o->db, "bw-bench-store", &err);
+	if (!m || bw_mongo_ensure_indexes(m, &err) != 0) {
+		fprintf(stderr, "loadgen: mongo: %s\n", err.msg);
+		goto done;
+	}
+	client = bw_mongo_pop(m);
+	coll = bw_mongo_coll(m, client, BW_COLL_CUSTOMERS);
+	t0 = now_us();
+	for (long start = 0; start < p.n; start += o->batch) {
+		long end = start + o->batch < p.n ? start + o->batch : p.n, norgs = 0;
+		bson_t *bopts = BCON_NEW("ordered", BCON_BOOL(false));
+		bson_t *upsert = BCON_NEW("upsert", BCON_BOOL(true));
+		mongoc_bulk_operation_t *bulk =
+			mongoc_collection_create_bulk_operation_with_opts(coll, bopts);
+		bson_t reply;
+		bson_error_t error;
+
+		for (long i = start; i < end; i++)
+			orgs[norgs++] = p.uniq_org[p.msg_uniq[i]];
+		qsort(orgs, (size_t)norgs, sizeof(*orgs), cmp_long);
+		for (long i = 0; i < norgs; i++) {
+			char id[32];
+			if (i > 0 && orgs[i] == orgs[i - 1])
+				continue;
+			snprintf(id, sizeof(id), "org-%ld", orgs[i]);
+			int64_t v = version[orgs[i]];
+			bson_t *f = BCON_NEW("org_id", BCON_UTF8(id), "balance_version",
+					     BCON_INT64(v));
+			bson_t *u = BCON_NEW("$inc", "{", "granted_credits_used", BCON_INT64(1),
+					     "}", "$set", "{", "balance_version", BCON_INT64(v + 1),
+					     "}");
+			mongoc_bulk_operation_update_one_with_opts(bulk, f, u, v ? NULL : upsert,
+								   &error);
+			bson_destroy(f);
+			bson_destroy(u);
+			version[orgs[i]] = v + 1;
+			updates++;
+		}
+		int ok = (int)mongoc_bulk_operation_execute(bulk, &reply, &error);
+		bson_iter_t it;
+		if (bson_iter_init_find(&it, &reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY(&it)) {
+			uint32_t alen = 0;
+			const uint8_t *data = NULL;
+			bson_iter_array(&it, &alen, &data);
+			bson_t arr;
+			if (bson_init_static(&arr, data, alen))
+				misses += bson_count_keys(&arr);
+		} else if (!ok) {
+			fprintf(stderr, "loadgen: bulk: %s\n", error.message);
+			bson_destroy(&reply);
+			mongoc_bulk_operation_destroy(bulk);
+			bson_destroy(bopts);
+			bson_destroy(upsert);
+			goto done;
+		}
+		bulks++;
+		bson_destroy(&reply);
+		mongoc_bulk_operation_destroy(bulk);
+		bson_destroy(bopts);
+		bson_destroy(upsert);
+	}
+	t1 = now_us();
+	{
+		double secs = (double)(t1 - t0) / 1e6;
+		printf("{\"mode\":\"store\",\"events\":%ld,\"bulks\":%ld,\"updates\":%ld,"
+		       "\"misses\":%ld,\"seconds\":%.3f,\"events_per_s\":%.1f,"
+		       "\"updates_per_s\":%.1f}\n",
+		       p.n, bulks, updates, misses, secs, secs > 0 ? (double)p.n / secs : 0,
+		       secs > 0 ? (double)updates / secs : 0);
+	}
+	rc = misses == 0 ? 0 : 3;
+done:
+	if (coll)
+		mongoc_collection_destroy(coll);
+	if (client)
+		bw_mongo_push(m, client);
+	bw_mongo_destroy(m);
+	plan_free(&p);
+	free(version);
+	free(orgs);
+	return rc;
+}
+
+static int parse_num(const char *s, double lo, double hi, double *out)
+{
+	char *end = NULL;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || !end || *end || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: bw-bench-loadgen run|count|store [--topic T] [--results R] "
+			"[--db D] [--events N] [--orgs M] [--dup F] [--zipf S] [--seed X] "
+			"[--rate EPS] [--batch B] [--prefix P] [--timeout-s S]\n");
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { .prefix = "bench", .events = 200000, .orgs = 10000, .batch = 500,
+			  .dup = 0.05, .zipf = 1.1, .timeout_s = 60, .seed = 42 };
+
+	if (argc < 2) {
+		usage();
+		return 2;
+	}
+	o.mode = argv[1];
+	for (int i = 2; i < argc; i += 2) {
+		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		double d = 0;
+		int bad = v == NULL;
+		if (bad)
+			;
+		else if (strcmp(k, "--topic") == 0)
+			o.topic = v;
+		else if (strcmp(k, "--results") == 0)
+			o.results = v;
+		else if (strcmp(k, "--db") == 0)
+			o.db = v;
+		else if (strcmp(k, "--prefix") == 0)
+			o.prefix = v;
+		else if (strcmp(k, "--events") == 0)
+			bad = parse_num(v, 1, 1e8, &d) || ((o.events = (long)d), 0);
+		else if (strcmp(k, "--orgs") == 0)
+			bad = parse_num(v, 1, 1e8, &d) || ((o.orgs = (long)d), 0);
+		else if (strcmp(k, "--batch") == 0)
+			bad = parse_num(v, 1, 1e6, &d) || ((o.batch = (long)d), 0);
+		else if (strcmp(k, "--dup") == 0)
+			bad = parse_num(v, 0, 0.9, &o.dup);
+		else if (strcmp(k, "--zipf") == 0)
+			bad = parse_num(v, 0, 10, &o.zipf);
+		else if (strcmp(k, "--rate") == 0)
+			bad = parse_num(v, 0, 1e9, &o.rate);
+		else if (strcmp(k, "--timeout-s") == 0)
+			bad = parse_num(v, 1, 1e6, &o.timeout_s);
+		else if (strcmp(k, "--seed") == 0)
+			bad = parse_num(v, 0, 1e15, &d) || ((o.seed = (uint64_t)d), 0);
+		else
+			bad = 1;
+		if (bad) {
+			fprintf(stderr, "loadgen: bad option %s %s\n", k, v ? v : "(missing)");
+			usage();
+			return 2;
+		}
+	}
+	if (strcmp(o.mode, "run") == 0 && o.topic && o.results)
+		return mode_run(&o);
+	if (strcmp(o.mode, "count") == 0 && o.topic)
+		return mode_count(&o);
+	if (strcmp(o.mode, "store") == 0 && o.db)
+		return mode_store(&o);
+	usage();
+	return 2;
+}
