@@ -102,6 +102,8 @@ struct doc_state {
 	int64_t version;
 	char *org_id, *stripe_customer_id, *subscription_type;
 	int64_t allowance, period_start_ms;
+	int has_reset;
+	int64_t reset_ms;        /* subscription_spus_reset_period_start (shared with the stripe worker) */
 };
 
 static void doc_state_cleanup(struct doc_state *d)
@@ -164,6 +166,7 @@ static int load_doc(mongoc_collection_t *coll, const char *key, const char *valu
 		d->version = get_int(doc, "balance_version", &d->has_version);
 		d->allowance = get_int(doc, "subscription_spu_allowance", NULL);
 		d->period_start_ms = get_int(doc, "stripe_current_billing_period_start", NULL);
+		d->reset_ms = get_int(doc, "subscription_spus_reset_period_start", &d->has_reset);
 	}
 	if (mongoc_cursor_error(cur, &error))
 		rc = bw_mongo_error(&error, "load customer", err);
@@ -237,9 +240,15 @@ static int write_doc(mongoc_collection_t *coll, const char *org_id, const char *
 			int64_t start_ms = st->period_start_s * 1000, end_ms = st->period_end_s * 1000;
 			BSON_APPEND_DATE_TIME(&set, "stripe_current_billing_period_start", start_ms);
 			BSON_APPEND_DATE_TIME(&set, "stripe_current_billing_period_end", end_ms);
-			if (d->exists && d->period_start_ms > 0 && start_ms > d->period_start_ms) {
-				/* a new period: its allowance starts unused */
+			if (d->exists && d->period_start_ms > 0 && start_ms > d->period_start_ms &&
+			    (!d->has_reset || d->reset_ms < start_ms)) {
+				/* A new period: its allowance starts unused. The reset marker is the
+				 * one the stripe worker's invoice reset checks, so whichever of the
+				 * two sees the new period first resets, and the other does not. */
 				BSON_APPEND_INT64(&set, "subscription_spus_used", 0);
+				BSON_APPEND_DATE_TIME(&set, "subscription_spus_reset_period_start",
+						      start_ms);
+				BSON_APPEND_UTF8(&set, "subscription_spus_reset_event_id", "sync");
 				balance_changed = 1;
 			}
 		}
