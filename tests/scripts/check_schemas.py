@@ -11,6 +11,8 @@ import jsonschema
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCHEMAS = {"usage_events": "usage-event.schema.json"}
+# Fixture folders whose every file must satisfy a schema (the workers' own tests use them).
+ALL_VALID = {"tests/fixtures/stripe": "stripe-event.schema.json"}
 
 
 def main():
@@ -33,7 +35,16 @@ def main():
                 ok = (not errors) if expect == "valid" else bool(errors)
                 print(f"{'ok  ' if ok else 'FAIL'} {kind}/{expect}/{path.name}")
                 failures += not ok
-    print(f"{0 if failures else 1} passed, {failures} failed")
+    for folder, schema_name in ALL_VALID.items():
+        schema = json.loads((ROOT / "schemas" / schema_name).read_text())
+        validator = jsonschema.Draft202012Validator(schema)
+        for path in sorted((ROOT / folder).glob("*.json")):
+            errors = list(validator.iter_errors(json.loads(path.read_text())))
+            print(f"{'ok  ' if not errors else 'FAIL'} {folder}/{path.name}")
+            for e in errors[:3]:
+                print(f"     {e.message}")
+            failures += bool(errors)
+    print("schemas and fixtures:", "all agree" if not failures else f"{failures} disagree")
     return 1 if failures else 0
 
 
