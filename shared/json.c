@@ -180,3 +180,35 @@ const char *bw_json_path_str(const json_t *obj, const char *path)
 	}
 	return NULL;
 }
+
+static int check_storable(const json_t *v, int depth, int max_depth, struct bw_err *err)
+{
+	const char *key;
+	json_t *sub;
+	size_t i;
+
+	if (!json_is_object(v) && !json_is_array(v))
+		return 0;
+	if (depth > max_depth)
+		return bw_err_set(err, BW_ERR_INVALID, "JSON nests deeper than %d levels", max_depth);
+	if (json_is_array(v)) {
+		json_array_foreach(v, i, sub)
+			if (check_storable(sub, depth + 1, max_depth, err))
+				return -1;
+		return 0;
+	}
+	json_object_foreach((json_t *)v, key, sub) {
+		if (key[0] == '\0' || key[0] == '$' || strchr(key, '.'))
+			return bw_err_set(err, BW_ERR_INVALID,
+					  "field name '%.64s' is empty, starts with '$' or contains '.'",
+					  key);
+		if (check_storable(sub, depth + 1, max_depth, err))
+			return -1;
+	}
+	return 0;
+}
+
+int bw_json_check_storable(const json_t *v, int max_depth, struct bw_err *err)
+{
+	return check_storable(v, 1, max_depth, err);
+}

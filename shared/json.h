@@ -39,6 +39,11 @@ int bw_json_check_rfc3339(const char *s);
  * Returns 0, or -1 when obj cannot be serialised. */
 int bw_json_canonical_hash(const json_t *obj, char out[65]);
 
+/* Checks that v can be stored as a MongoDB document as it is: no key is empty, starts with
+ * '$' or contains '.', and objects/arrays nest at most max_depth deep. 0, or -1 with err
+ * (INVALID) naming the offending key. */
+int bw_json_check_storable(const json_t *v, int max_depth, struct bw_err *err);
+
 /* Borrowed string of a nested path "a.b.c" (objects only), or NULL if absent / not a string. */
 const char *bw_json_path_str(const json_t *obj, const char *path);
 

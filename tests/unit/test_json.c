@@ -119,6 +119,27 @@ START_TEST(path_lookup_walks_objects)
 }
 END_TEST
 
+START_TEST(storable_check_refuses_mongo_reserved_names)
+{
+	struct bw_err err;
+	json_t *ok = parse("{\"a\":{\"b\":[{\"c\":1}]},\"x$\":2}", &err);
+	json_t *dollar = parse("{\"a\":{\"$set\":1}}", &err);
+	json_t *dot = parse("{\"a\":[{\"b.c\":1}]}", &err);
+	json_t *empty = parse("{\"\":1}", &err);
+
+	ck_assert_int_eq(bw_json_check_storable(ok, 4, &err), 0);
+	ck_assert_int_eq(bw_json_check_storable(ok, 3, &err), -1); /* 4 levels deep */
+	ck_assert_int_eq(bw_json_check_storable(dollar, 8, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'$set'"));
+	ck_assert_int_eq(bw_json_check_storable(dot, 8, &err), -1);
+	ck_assert_int_eq(bw_json_check_storable(empty, 8, &err), -1);
+	json_decref(ok);
+	json_decref(dollar);
+	json_decref(dot);
+	json_decref(empty);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("json");
@@ -132,6 +153,7 @@ int main(void)
 	tcase_add_test(tc, rfc3339_accepts_only_date_times);
 	tcase_add_test(tc, canonical_hash_ignores_key_order_not_values);
 	tcase_add_test(tc, path_lookup_walks_objects);
+	tcase_add_test(tc, storable_check_refuses_mongo_reserved_names);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

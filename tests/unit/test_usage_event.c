@@ -117,6 +117,29 @@ START_TEST(ids_of_a_rejected_event_are_reported)
 }
 END_TEST
 
+START_TEST(unstorable_names_and_deep_nesting_are_refused)
+{
+	char deep[1024];
+	size_t n;
+
+	expect_reason("{\"event_id\":\"e\",\"org_id\":\"o\",\"spus\":1,\"operation\":\"x\","
+		      "\"source\":\"y\",\"timestamp\":\"2026-01-01T00:00:00Z\",\"x\":[{\"$gt\":1}]}",
+		      "field name '$gt'");
+	expect_reason("{\"event_id\":\"e\",\"org_id\":\"o\",\"spus\":1,\"operation\":\"x\","
+		      "\"source\":\"y\",\"timestamp\":\"2026-01-01T00:00:00Z\",\"a.b\":1}",
+		      "field name 'a.b'");
+	n = (size_t)snprintf(deep, sizeof(deep),
+			     "{\"event_id\":\"e\",\"org_id\":\"o\",\"spus\":1,\"operation\":\"x\","
+			     "\"source\":\"y\",\"timestamp\":\"2026-01-01T00:00:00Z\",\"d\":");
+	for (int i = 0; i < 20; i++)
+		n += (size_t)snprintf(deep + n, sizeof(deep) - n, "[");
+	for (int i = 0; i < 20; i++)
+		n += (size_t)snprintf(deep + n, sizeof(deep) - n, "]");
+	snprintf(deep + n, sizeof(deep) - n, "}");
+	expect_reason(deep, "nests deeper than 16");
+}
+END_TEST
+
 START_TEST(oversized_event_is_refused)
 {
 	const char *json = "{\"event_id\":\"e\",\"org_id\":\"o\",\"spus\":1,\"operation\":\"x\","
@@ -168,6 +191,7 @@ int main(void)
 	tcase_add_test(tc, reasons_name_the_field);
 	tcase_add_test(tc, ids_of_a_rejected_event_are_reported);
 	tcase_add_test(tc, oversized_event_is_refused);
+	tcase_add_test(tc, unstorable_names_and_deep_nesting_are_refused);
 	tcase_add_test(tc, same_content_same_hash_different_content_different_hash);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

@@ -68,6 +68,10 @@ int bw_usage_event_parse(const unsigned char *buf, size_t len, size_t max_len,
 	}
 	if (check_optional(root, err))
 		goto fail;
+	/* The whole event is stored on the usage record: a name MongoDB refuses would fail
+	 * the insert on every retry and hold the partition, so it is refused here instead. */
+	if (bw_json_check_storable(root, BW_USAGE_MAX_DEPTH, err))
+		goto fail;
 	if (bw_json_canonical_hash(root, ev->hash) != 0) {
 		bw_err_set(err, BW_ERR_INVALID, "event cannot be serialised");
 		goto fail;

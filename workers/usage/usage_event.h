@@ -11,6 +11,7 @@
 #include "err.h"
 
 #define BW_USAGE_ID_MAX 256
+#define BW_USAGE_MAX_DEPTH 16  /* nesting of extra fields kept on the usage record */
 
 struct bw_usage_event {
 	json_t *raw;            /* the whole event object (owned) */
