@@ -47,7 +47,8 @@ void tk_msgs_free(struct tk_msg *msgs, size_t n);
 char *tk_header(const struct tk_msg *msg, const char *name);
 
 /* Starts path with the current environment plus env (NULL-terminated "K=V" list); stdout
- * and stderr go to log_path (appended) when not NULL. */
+ * and stderr go to log_path (appended) when not NULL. With BW_TEST_VALGRIND=1 in the
+ * environment the process runs under valgrind memcheck (exit 99 on leaks or errors). */
 pid_t tk_spawn(const char *path, const char *const *env, const char *log_path);
 
 /* Waits up to timeout_ms for pid. Returns its exit status (0-255), 128+signal when killed
