@@ -6,14 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "kafka_consumer.h"
-#include "kafka_producer.h"
 #include "log.h"
 #include "metrics.h"
-#include "mongo.h"
 #include "signals.h"
 #include "stripe_batch.h"
 #include "worker_config.h"
+#include "worker_runtime.h"
 
 struct stripe_cfg {
 	char *topic;
@@ -50,9 +48,7 @@ int main(void)
 	struct stripe_cfg cfg = { 0 };
 	struct bw_stripe_ctx ctx = { 0 };
 	struct bw_err err;
-	struct bw_mongo *mongo = NULL;
-	struct bw_producer *producer = NULL;
-	struct bw_consumer *consumer = NULL;
+	struct bw_worker_runtime rt = { 0 };
 	volatile sig_atomic_t *stop = bw_signals_install();
 	int exit_code = 1;
 
@@ -61,28 +57,12 @@ int main(void)
 		exit_code = 2;
 		goto done;
 	}
-	mongo = bw_mongo_new(common.mongo_uri, common.mongo_db, "bw-stripe-worker", &err);
-	if (!mongo)
+	struct bw_worker_input in = { cfg.topic, cfg.group_id, 0, (int)cfg.backoff_max_ms };
+	if (bw_worker_runtime_open(&rt, &common, "bw-stripe-worker", &err) != 0 ||
+	    bw_worker_runtime_subscribe(&rt, &common, &in, &err) != 0)
 		goto fail;
-	if (bw_mongo_ensure_indexes(mongo, &err) != 0)
-		goto fail;
-	producer = bw_producer_new(common.kafka_brokers, NULL, &err);
-	if (!producer)
-		goto fail;
-	struct bw_consumer_conf cconf = {
-		.brokers = common.kafka_brokers,
-		.group_id = cfg.group_id,
-		.topic = cfg.topic,
-		.batch_max = (int)common.batch_max,
-		.batch_wait_ms = (int)common.batch_wait_ms,
-		.idle_exit_ms = (int)common.idle_exit_ms,
-		.backoff_max_ms = (int)cfg.backoff_max_ms,
-	};
-	consumer = bw_consumer_new(&cconf, &err);
-	if (!consumer)
-		goto fail;
-	ctx.mongo = mongo;
-	ctx.producer = producer;
+	ctx.mongo = rt.mongo;
+	ctx.producer = rt.producer;
 	ctx.worker = "stripe-worker";
 	ctx.results_topic = common.results_topic;
 	ctx.ticks_topic = cfg.ticks_topic;
@@ -92,16 +72,14 @@ int main(void)
 	ctx.flush_timeout_ms = 30000;
 	bw_log(BW_LOG_INFO, NULL, "started: topic %s, group %s, batch %lld, ticks %s", cfg.topic,
 	       cfg.group_id, (long long)common.batch_max, cfg.ticks_topic);
-	if (bw_consumer_run(consumer, bw_stripe_process_batch, &ctx, stop, &err) != 0)
+	if (bw_consumer_run(rt.consumer, bw_stripe_process_batch, &ctx, stop, &err) != 0)
 		goto fail;
 	exit_code = 0;
 	goto done;
 fail:
 	bw_log(BW_LOG_ERROR, NULL, "stopping: %s error: %s", bw_err_kind_name(err.kind), err.msg);
 done:
-	bw_consumer_destroy(consumer);
-	bw_producer_destroy(producer);
-	bw_mongo_destroy(mongo);
+	bw_worker_runtime_close(&rt);
 	if (exit_code != 2)
 		bw_metrics_log("final");
 	bw_worker_config_free(&common, stripe_opts, NOPTS, &cfg);

@@ -6,15 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "kafka_consumer.h"
-#include "kafka_producer.h"
 #include "log.h"
 #include "metrics.h"
-#include "mongo.h"
 #include "signals.h"
 #include "stripe_api.h"
 #include "sync_batch.h"
 #include "worker_config.h"
+#include "worker_runtime.h"
 
 struct sync_cfg {
 	char *topic;
@@ -104,9 +102,7 @@ int main(void)
 	struct sync_cfg cfg = { 0 };
 	struct bw_sync_ctx ctx = { 0 };
 	struct bw_err err;
-	struct bw_mongo *mongo = NULL;
-	struct bw_producer *producer = NULL;
-	struct bw_consumer *consumer = NULL;
+	struct bw_worker_runtime rt = { 0 };
 	struct bw_stripe_api *api = NULL;
 	volatile sig_atomic_t *stop = bw_signals_install();
 	int exit_code = 1;
@@ -133,16 +129,10 @@ int main(void)
 		if (!api)
 			goto fail;
 	}
-	mongo = bw_mongo_new(common.mongo_uri, common.mongo_db, "bw-sync-worker", &err);
-	if (!mongo)
+	if (bw_worker_runtime_open(&rt, &common, "bw-sync-worker", &err) != 0)
 		goto fail;
-	if (bw_mongo_ensure_indexes(mongo, &err) != 0)
-		goto fail;
-	producer = bw_producer_new(common.kafka_brokers, NULL, &err);
-	if (!producer)
-		goto fail;
-	ctx.mongo = mongo;
-	ctx.producer = producer;
+	ctx.mongo = rt.mongo;
+	ctx.producer = rt.producer;
 	ctx.api = api;
 	ctx.worker = "sync-worker";
 	ctx.results_topic = common.results_topic;
@@ -155,28 +145,18 @@ int main(void)
 	       api ? "Stripe API mode" : "local-only mode (no STRIPE_SECRET_KEY): ticks skipped");
 	if (api && cfg.prices_at_start)
 		prices_at_start(&ctx);
-	struct bw_consumer_conf cconf = {
-		.brokers = common.kafka_brokers,
-		.group_id = cfg.group_id,
-		.topic = cfg.topic,
-		.batch_max = 1, /* one tick per batch: a rewind redoes exactly that tick */
-		.batch_wait_ms = (int)common.batch_wait_ms,
-		.idle_exit_ms = (int)common.idle_exit_ms,
-		.backoff_max_ms = (int)cfg.backoff_max_ms,
-	};
-	consumer = bw_consumer_new(&cconf, &err);
-	if (!consumer)
+	/* One tick per batch: a rewind redoes exactly that tick. */
+	struct bw_worker_input in = { cfg.topic, cfg.group_id, 1, (int)cfg.backoff_max_ms };
+	if (bw_worker_runtime_subscribe(&rt, &common, &in, &err) != 0)
 		goto fail;
-	if (bw_consumer_run(consumer, bw_sync_process_batch, &ctx, stop, &err) != 0)
+	if (bw_consumer_run(rt.consumer, bw_sync_process_batch, &ctx, stop, &err) != 0)
 		goto fail;
 	exit_code = 0;
 	goto done;
 fail:
 	bw_log(BW_LOG_ERROR, NULL, "stopping: %s error: %s", bw_err_kind_name(err.kind), err.msg);
 done:
-	bw_consumer_destroy(consumer);
-	bw_producer_destroy(producer);
-	bw_mongo_destroy(mongo);
+	bw_worker_runtime_close(&rt);
 	bw_stripe_api_destroy(api);
 	if (exit_code != 2)
 		bw_metrics_log("final");

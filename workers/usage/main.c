@@ -5,14 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "kafka_consumer.h"
-#include "kafka_producer.h"
 #include "log.h"
 #include "metrics.h"
-#include "mongo.h"
 #include "signals.h"
 #include "usage_batch.h"
 #include "worker_config.h"
+#include "worker_runtime.h"
 
 struct usage_cfg {
 	char *topic;
@@ -45,9 +43,7 @@ int main(void)
 	struct usage_cfg cfg = { 0 };
 	struct bw_usage_ctx ctx = { 0 };
 	struct bw_err err;
-	struct bw_mongo *mongo = NULL;
-	struct bw_producer *producer = NULL;
-	struct bw_consumer *consumer = NULL;
+	struct bw_worker_runtime rt = { 0 };
 	volatile sig_atomic_t *stop = bw_signals_install();
 	int exit_code = 1;
 
@@ -62,28 +58,12 @@ int main(void)
 		exit_code = 2;
 		goto done;
 	}
-	mongo = bw_mongo_new(common.mongo_uri, common.mongo_db, "bw-usage-worker", &err);
-	if (!mongo)
+	struct bw_worker_input in = { cfg.topic, cfg.group_id, 0, 10000 };
+	if (bw_worker_runtime_open(&rt, &common, "bw-usage-worker", &err) != 0 ||
+	    bw_worker_runtime_subscribe(&rt, &common, &in, &err) != 0)
 		goto fail;
-	if (bw_mongo_ensure_indexes(mongo, &err) != 0)
-		goto fail;
-	producer = bw_producer_new(common.kafka_brokers, NULL, &err);
-	if (!producer)
-		goto fail;
-	struct bw_consumer_conf cconf = {
-		.brokers = common.kafka_brokers,
-		.group_id = cfg.group_id,
-		.topic = cfg.topic,
-		.batch_max = (int)common.batch_max,
-		.batch_wait_ms = (int)common.batch_wait_ms,
-		.idle_exit_ms = (int)common.idle_exit_ms,
-		.backoff_max_ms = 10000,
-	};
-	consumer = bw_consumer_new(&cconf, &err);
-	if (!consumer)
-		goto fail;
-	ctx.mongo = mongo;
-	ctx.producer = producer;
+	ctx.mongo = rt.mongo;
+	ctx.producer = rt.producer;
 	ctx.worker = "usage-worker";
 	ctx.results_topic = common.results_topic;
 	ctx.free_grant = common.free_grant;
@@ -92,16 +72,14 @@ int main(void)
 	ctx.flush_timeout_ms = 30000;
 	bw_log(BW_LOG_INFO, NULL, "started: topic %s, group %s, batch %lld, order %s", cfg.topic,
 	       cfg.group_id, (long long)common.batch_max, cfg.waterfall_order);
-	if (bw_consumer_run(consumer, bw_usage_process_batch, &ctx, stop, &err) != 0)
+	if (bw_consumer_run(rt.consumer, bw_usage_process_batch, &ctx, stop, &err) != 0)
 		goto fail;
 	exit_code = 0;
 	goto done;
 fail:
 	bw_log(BW_LOG_ERROR, NULL, "stopping: %s error: %s", bw_err_kind_name(err.kind), err.msg);
 done:
-	bw_consumer_destroy(consumer);
-	bw_producer_destroy(producer);
-	bw_mongo_destroy(mongo);
+	bw_worker_runtime_close(&rt);
 	if (exit_code != 2)
 		bw_metrics_log("final");
 	bw_worker_config_free(&common, usage_opts, NOPTS, &cfg);
