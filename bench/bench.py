@@ -6,7 +6,7 @@ consumer group and database, all deleted afterwards. Prints a table and writes a
 
 Environment: BENCH_EVENTS (200000), BENCH_ORGS (10000), BENCH_QUICK=1 (smoke: few thousand
 events, few scenarios), BENCH_SWEEP_EVENTS (sweep size), BENCH_BASELINE_EVENTS (20000),
-BENCH_BUILD (build dir), BENCH_CSV (output path), BENCH_ONLY (comma list of scenario groups:
+BENCH_BUILD (build dir), BENCH_CSV (output path), BENCH_LOGDIR (process logs), BENCH_ONLY (comma list of scenario groups:
 main,half,baseline,ceilings,batch,orgs), KAFKA_BROKERS, MONGO_URI.
 """
 import csv
@@ -37,7 +37,7 @@ ORGS = int(os.environ.get("BENCH_ORGS", "200" if QUICK else "10000"))
 SWEEP_EVENTS = int(os.environ.get("BENCH_SWEEP_EVENTS", str(min(EVENTS, 50000))))
 BASELINE_EVENTS = int(os.environ.get("BENCH_BASELINE_EVENTS", str(min(EVENTS, 20000))))
 RUN_ID = time.strftime("%Y%m%d-%H%M%S") + "-" + str(os.getpid())
-LOGDIR = os.path.join(HERE, "results", "logs-" + RUN_ID)
+LOGDIR = os.environ.get("BENCH_LOGDIR") or os.path.join(HERE, "results", "logs-" + RUN_ID)
 
 COLUMNS = ["scenario", "impl", "procs", "batch", "orgs", "events", "rate_target", "events_per_s",
            "p50_ms", "p99_ms", "max_ms", "db_round_trips_per_event", "cpu_us_per_event",
@@ -208,13 +208,18 @@ def run_pipeline(scenario, impl, nprocs=1, batch=500, orgs=ORGS, events=EVENTS, 
         argv = [["/usr/bin/python3", BASELINE]]
     log("%s: %s x%d, batch %d, %d orgs, %d events, rate %s" %
         (scenario, impl, nprocs, batch, orgs, events, round(rate) if rate else "max"))
-    procs = Procs(scenario, argv, env)
     try:
-        procs.wait_assigned()
-        lg = loadgen("run", "--topic", topic, "--results", results, "--prefix", "ev",
-                     "--rate", rate, "--timeout-s", "120", *gen_args(events, orgs))
-    finally:
-        codes = procs.wait_exit()
+        procs = Procs(scenario, argv, env)
+        try:
+            procs.wait_assigned()
+            lg = loadgen("run", "--topic", topic, "--results", results, "--prefix", "ev",
+                         "--rate", rate, "--timeout-s", "120", *gen_args(events, orgs))
+        finally:
+            codes = procs.wait_exit()
+    except BaseException:
+        mongo.drop_database(db)
+        delete_topics(topic, results)
+        raise
     met = procs.metrics()
     check(lg.get("rc") == 0, "%s: loadgen got %s of %d results" %
           (scenario, lg.get("results"), events))
