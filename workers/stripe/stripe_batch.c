@@ -3,7 +3,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dlq.h"
 #include "fault.h"
@@ -36,16 +35,6 @@ char *bw_stripe_result_json(const struct bw_stripe_event *ev,
 	text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return text;
-}
-
-static void format_now(char *buf, size_t len)
-{
-	struct timespec ts;
-	struct tm tm;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 static void log_outcome(const struct item *it, const rd_kafka_message_t *msg)
@@ -92,9 +81,9 @@ static int publish_ticks(const struct item *items, size_t n, const struct bw_str
 static int publish_results(const struct item *items, rd_kafka_message_t *const *msgs, size_t n,
 			   const struct bw_stripe_ctx *ctx, struct bw_err *err)
 {
-	char now[40];
+	char now[BW_LOG_TIME_LEN];
 
-	format_now(now, sizeof(now));
+	bw_log_format_now(now, sizeof(now));
 	for (size_t i = 0; i < n; i++) {
 		const struct item *it = &items[i];
 		const char *key = it->out.org_id[0] ? it->out.org_id

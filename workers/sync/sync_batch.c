@@ -60,28 +60,16 @@ int bw_sync_run(struct bw_sync_ctx *ctx, enum bw_sync_scope scope, const char *o
 	return rc;
 }
 
-static void format_now(char *buf, size_t len)
-{
-	struct timespec ts;
-	struct tm tm;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	size_t used = strlen(buf);
-	snprintf(buf + used, len - used, ".%03dZ", (int)(ts.tv_nsec / 1000000L) % 1000);
-}
-
 static int publish(struct bw_sync_ctx *ctx, const struct bw_sync_outcome *out,
 		   const rd_kafka_message_t *msg, struct bw_err *err)
 {
-	char now[64];
+	char now[BW_LOG_TIME_LEN];
 	char *json;
 	const char *key = out->org_id ? out->org_id : out->tick_id;
 	static const enum bw_metric metric_of[] = { BW_M_APPLIED, BW_M_APPLIED, BW_M_REJECTED,
 						    BW_M_REJECTED };
 
-	format_now(now, sizeof(now));
+	bw_log_format_now(now, sizeof(now));
 	json = bw_sync_result_json(out, msg, now);
 	if (!json)
 		return bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
