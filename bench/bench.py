@@ -7,7 +7,7 @@ consumer group and database, all deleted afterwards. Prints a table and writes a
 Environment: BENCH_EVENTS (200000), BENCH_ORGS (10000), BENCH_QUICK=1 (smoke: few thousand
 events, few scenarios), BENCH_SWEEP_EVENTS (sweep size), BENCH_BASELINE_EVENTS (20000),
 BENCH_BUILD (build dir), BENCH_CSV (output path), BENCH_LOGDIR (process logs), BENCH_ONLY (comma list of scenario groups:
-main,half,baseline,ceilings,batch,orgs), KAFKA_BROKERS, MONGO_URI.
+main,half,cidx,baseline,ceilings,batch,orgs), KAFKA_BROKERS, MONGO_URI.
 """
 import csv
 import json
@@ -41,7 +41,7 @@ LOGDIR = os.environ.get("BENCH_LOGDIR") or os.path.join(HERE, "results", "logs-"
 
 COLUMNS = ["scenario", "impl", "procs", "batch", "orgs", "events", "rate_target", "events_per_s",
            "p50_ms", "p99_ms", "max_ms", "db_round_trips_per_event", "cpu_us_per_event",
-           "peak_rss_mb", "applied", "duplicates", "version_misses", "results", "note"]
+           "peak_rss_mb", "store_cpu_us_per_event", "broker_cpu_us_per_event", "applied", "duplicates", "version_misses", "results", "note"]
 
 admin = AdminClient({"bootstrap.servers": BROKERS})
 mongo = pymongo.MongoClient(MONGO_URI, serverSelectionTimeoutMS=10000)
@@ -177,6 +177,7 @@ def row(scenario, impl, procs, batch, orgs, events, rate, lg, met, note=""):
         "db_round_trips_per_event": round(met["db_round_trips"] / msgs, 4) if msgs else "",
         "cpu_us_per_event": round(cpu * 1e6 / msgs, 1) if msgs else "",
         "peak_rss_mb": round(met.get("max_rss_kb", 0) / 1024, 1) if met else "",
+        "store_cpu_us_per_event": "", "broker_cpu_us_per_event": "",
         "applied": met.get("applied", ""), "duplicates": met.get("duplicates", ""),
         "version_misses": met.get("version_misses", ""), "results": lg.get("results", ""),
         "note": note,
@@ -184,6 +185,19 @@ def row(scenario, impl, procs, batch, orgs, events, rate, lg, met, note=""):
 
 
 FAILURES = []
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def stack_cpu_s(role):
+    """CPU seconds so far of the local stack's kafka or mongo JVM (None if unknown). Other
+    users of the shared servers add to it: an upper bound of what the bench caused."""
+    try:
+        pid = open(os.path.join(os.environ.get("BW_STACK_DIR", os.path.join(REPO, ".stack")),
+                                "run", role + ".pid")).read().strip()
+        fields = open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def check(ok, what):
@@ -192,14 +206,33 @@ def check(ok, what):
         log("FAILED: " + what)
 
 
+def add_compound_index(db):
+    """The unique {org_id, balance_version} index (docs/PERFORMANCE.md: without it the local
+    mongo-java-server scans the collection for every conditional update)."""
+    mongo[db]["payments_customers"].create_index([("org_id", 1), ("balance_version", 1)],
+                                                 unique=True)
+
+
+def charged_spus(db):
+    total = 0
+    for d in mongo[db]["payments_customers"].find(
+            {}, {"subscription_spus_used": 1, "purchased_credits_used": 1,
+                 "granted_credits_used": 1, "paid_spus_used": 1}):
+        total += sum(int(d.get(k, 0)) for k in ("subscription_spus_used", "purchased_credits_used",
+                                                 "granted_credits_used", "paid_spus_used"))
+    return total
+
+
 def run_pipeline(scenario, impl, nprocs=1, batch=500, orgs=ORGS, events=EVENTS, rate=0.0,
-                 keep_topic=False):
+                 keep_topic=False, compound_index=False):
     """One end-to-end run: fresh topics and DB, processes started and assigned, then the
     load generator produces and waits for every result."""
     tag = "bench.%s.%s" % (RUN_ID, scenario)
     topic, results, group, db = tag + ".usage", tag + ".results", tag + ".group", \
         ("bench_%s_%s" % (RUN_ID, scenario)).replace("-", "_").replace(".", "_")[:60]
     create_topics(topic, results)
+    if compound_index:
+        add_compound_index(db)
     if impl == "worker":
         env = worker_env(topic, results, group, db, batch)
         argv = [[WORKER]] * nprocs
@@ -208,6 +241,7 @@ def run_pipeline(scenario, impl, nprocs=1, batch=500, orgs=ORGS, events=EVENTS, 
         argv = [["/usr/bin/python3", BASELINE]]
     log("%s: %s x%d, batch %d, %d orgs, %d events, rate %s" %
         (scenario, impl, nprocs, batch, orgs, events, round(rate) if rate else "max"))
+    cpu0 = {r: stack_cpu_s(r) for r in ("mongo", "kafka")}
     try:
         procs = Procs(scenario, argv, env)
         try:
@@ -234,10 +268,22 @@ def run_pipeline(scenario, impl, nprocs=1, batch=500, orgs=ORGS, events=EVENTS, 
               (scenario, met.get("applied", 0) + met.get("duplicates", 0), events))
     check(lg.get("conflict", 0) == 0 and lg.get("rejected", 0) == 0 and
           lg.get("other_status", 0) == 0, "%s: unexpected statuses %s" % (scenario, lg))
+    stack_cpu = {}
+    for r in ("mongo", "kafka"):
+        now = stack_cpu_s(r)
+        if now is not None and cpu0[r] is not None and events:
+            stack_cpu[r] = round((now - cpu0[r]) * 1e6 / events, 1)
+    if lg.get("results"):
+        charged = charged_spus(db)
+        check(charged == lg.get("unique_spus"), "%s: balances charged %d SPUs, the stream's "
+              "unique events hold %s" % (scenario, charged, lg.get("unique_spus")))
     mongo.drop_database(db)
     if not keep_topic:
         delete_topics(topic, results)
-    return row(scenario, impl, nprocs, batch, orgs, events, rate, lg, met), topic, results
+    r = row(scenario, impl, nprocs, batch, orgs, events, rate, lg, met)
+    r["store_cpu_us_per_event"] = stack_cpu.get("mongo", "")
+    r["broker_cpu_us_per_event"] = stack_cpu.get("kafka", "")
+    return r, topic, results
 
 
 def ceiling_pipe(topic, events):
@@ -249,17 +295,19 @@ def ceiling_pipe(topic, events):
     return r
 
 
-def ceiling_store(events, batch=500):
-    db = ("bench_%s_store" % RUN_ID).replace("-", "_")
-    log("ceiling_store: %d events, bulks per %d" % (events, batch))
-    out = subprocess.run([STORE_CEILING, "--db", db, "--batch", str(batch)] +
+def ceiling_store(events, batch=500, compound_index=False):
+    name = "ceiling_store_cidx" if compound_index else "ceiling_store"
+    db = ("bench_%s_%s" % (RUN_ID, name)).replace("-", "_")
+    log("%s: %d events, bulks per %d" % (name, events, batch))
+    out = subprocess.run([STORE_CEILING, "--db", db, "--batch", str(batch),
+                          "--compound-index", "1" if compound_index else "0"] +
                          [str(a) for a in gen_args(events, ORGS)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lg = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
     lg["rc"] = out.returncode
-    check(out.returncode == 0, "ceiling_store: exit %d %s" % (out.returncode, out.stderr[-500:]))
+    check(out.returncode == 0, "%s: exit %d %s" % (name, out.returncode, out.stderr[-500:]))
     mongo.drop_database(db)
-    r = row("ceiling_store", "bulk conditional updates", 1, batch, ORGS, events, 0, lg, {})
+    r = row(name, "bulk conditional updates", 1, batch, ORGS, events, 0, lg, {})
     r["note"] = "%s updates in %s bulks (%s updates/s)" % (lg.get("updates"), lg.get("bulks"),
                                                            round(lg.get("updates_per_s", 0)))
     return r
@@ -269,7 +317,7 @@ def main():
     for path in (LOADGEN, WORKER):
         if not os.access(path, os.X_OK):
             sys.exit("bench: %s missing: run bench/run (it builds)" % path)
-    groups = os.environ.get("BENCH_ONLY", "main,half,baseline,ceilings,batch,orgs").split(",")
+    groups = os.environ.get("BENCH_ONLY", "main,half,cidx,baseline,ceilings,batch,orgs").split(",")
     if QUICK:
         groups = [g for g in groups if g in ("main", "baseline", "ceilings")]
     rows = []
@@ -287,8 +335,24 @@ def main():
             r = run_pipeline("worker_1p_half_load", "worker", 1, events=n, rate=rate)[0]
             r["note"] = "half of worker_1p's events/s"
             rows.append(r)
+    if "cidx" in groups:
+        r = run_pipeline("worker_1p_cidx", "worker", 1, compound_index=True)[0]
+        r["note"] = "+ unique {org_id, balance_version} index"
+        rows.append(r)
+        r = run_pipeline("worker_2p_cidx", "worker", 2, compound_index=True)[0]
+        r["note"] = "+ unique {org_id, balance_version} index"
+        rows.append(r)
+        if "half" in groups and rows[-2]["events_per_s"]:
+            rate = rows[-2]["events_per_s"] / 2
+            n = int(min(EVENTS, max(2000, rate * 20)))
+            r = run_pipeline("worker_1p_cidx_half_load", "worker", 1, events=n, rate=rate,
+                             compound_index=True)[0]
+            r["note"] = "half of worker_1p_cidx's events/s; + compound index"
+            rows.append(r)
     if "ceilings" in groups:
         rows.append(ceiling_store(EVENTS))
+        if "cidx" in groups:
+            rows.append(ceiling_store(EVENTS, compound_index=True))
     if "baseline" in groups:
         r = run_pipeline("baseline_python", "python per-event", 1, batch=1,
                          events=BASELINE_EVENTS)[0]
@@ -311,7 +375,8 @@ def main():
         for r in rows:
             w.writerow(r)
     show = ["scenario", "procs", "batch", "orgs", "events", "rate_target", "events_per_s",
-            "p50_ms", "p99_ms", "db_round_trips_per_event", "cpu_us_per_event", "peak_rss_mb"]
+            "p50_ms", "p99_ms", "db_round_trips_per_event", "cpu_us_per_event", "peak_rss_mb",
+            "store_cpu_us_per_event", "broker_cpu_us_per_event"]
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in show]
     print("| " + " | ".join(c.ljust(w) for c, w in zip(show, widths)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")

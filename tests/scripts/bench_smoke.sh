@@ -16,7 +16,8 @@ export BENCH_BASELINE_EVENTS=300 BENCH_BUILD="$BUILD" BENCH_CSV="$out/bench.csv"
 import csv, sys
 need = ["scenario", "impl", "procs", "batch", "orgs", "events", "rate_target", "events_per_s",
         "p50_ms", "p99_ms", "max_ms", "db_round_trips_per_event", "cpu_us_per_event",
-        "peak_rss_mb", "applied", "duplicates", "version_misses", "results", "note"]
+        "peak_rss_mb", "store_cpu_us_per_event", "broker_cpu_us_per_event", "applied", "duplicates",
+        "version_misses", "results", "note"]
 with open(sys.argv[1], newline="") as f:
     r = csv.DictReader(f)
     missing = [c for c in need if c not in (r.fieldnames or [])]
