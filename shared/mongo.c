@@ -169,6 +169,30 @@ int64_t bw_mongo_now_ms(void)
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+int bw_mongo_get_int64(const bson_t *doc, const char *key, int64_t *out)
+{
+	bson_iter_t it;
+
+	*out = 0;
+	if (!bson_iter_init_find(&it, doc, key))
+		return 0;
+	if (BSON_ITER_HOLDS_INT64(&it))
+		*out = bson_iter_int64(&it);
+	else if (BSON_ITER_HOLDS_INT32(&it))
+		*out = bson_iter_int32(&it);
+	else if (BSON_ITER_HOLDS_DATE_TIME(&it))
+		*out = bson_iter_date_time(&it);
+	else if (BSON_ITER_HOLDS_DOUBLE(&it)) {
+		/* Integral values only; the bounds keep the cast defined. */
+		double d = bson_iter_double(&it);
+		if (!(d >= -9.2e18 && d <= 9.2e18) || d != (double)(int64_t)d)
+			return 0;
+		*out = (int64_t)d;
+	} else
+		return 0;
+	return 1;
+}
+
 int bw_mongo_append_json(bson_t *b, const char *key, const json_t *v)
 {
 	bson_t child;

@@ -55,6 +55,12 @@ int bw_mongo_error(const bson_error_t *error, const char *what, struct bw_err *e
 /* Milliseconds since the epoch, for timestamps stored in documents. */
 int64_t bw_mongo_now_ms(void);
 
+/* Reads doc's top-level member key as an integer: int32, int64, a date (milliseconds since
+ * the epoch), or a double that holds an integral value in int64 range (written by a tool that
+ * stores numbers as doubles). Returns 1 and sets *out when present and usable; otherwise
+ * returns 0 and sets *out to 0 (absent, null, another type, a fractional double). */
+int bw_mongo_get_int64(const bson_t *doc, const char *key, int64_t *out);
+
 /* Appends a jansson value to b under key: objects and arrays recursively, integers as int64,
  * reals as double. Returns 0, or -1 when a value cannot be converted. */
 int bw_mongo_append_json(bson_t *b, const char *key, const json_t *v);

@@ -114,25 +114,6 @@ static void copy_utf8(const bson_t *doc, const char *key, char *dst, size_t len)
 		snprintf(dst, len, "%s", bson_iter_utf8(&it, NULL));
 }
 
-/* int32/int64/date member; returns whether it was present as one of those. */
-static int get_i64(const bson_t *doc, const char *key, int64_t *out)
-{
-	bson_iter_t it;
-
-	*out = 0;
-	if (!bson_iter_init_find(&it, doc, key))
-		return 0;
-	if (BSON_ITER_HOLDS_INT64(&it))
-		*out = bson_iter_int64(&it);
-	else if (BSON_ITER_HOLDS_INT32(&it))
-		*out = bson_iter_int32(&it);
-	else if (BSON_ITER_HOLDS_DATE_TIME(&it))
-		*out = bson_iter_date_time(&it);
-	else
-		return 0;
-	return 1;
-}
-
 static json_t *subdoc_json(const bson_t *doc, const char *key)
 {
 	bson_iter_t it;
@@ -193,8 +174,8 @@ static int update_one(struct bw_mongo *m, mongoc_client_t *client, const char *c
 	if (!mongoc_collection_update_one(coll, filter, update, opts, &reply, &error)) {
 		rc = bw_mongo_error(&error, coll_name, err);
 	} else {
-		get_i64(&reply, "matchedCount", &n);
-		get_i64(&reply, "upsertedCount", &u);
+		bw_mongo_get_int64(&reply, "matchedCount", &n);
+		bw_mongo_get_int64(&reply, "upsertedCount", &u);
 		*matched = n + u;
 	}
 	bson_destroy(&reply);
@@ -214,12 +195,12 @@ static void cust_from_doc(const bson_t *doc, struct cust *c)
 	copy_utf8(doc, "stripe_subscription_id", c->sub_id, sizeof(c->sub_id));
 	copy_utf8(doc, "stripe_subscription_status", c->sub_status, sizeof(c->sub_status));
 	copy_utf8(doc, "stripe_subscription_event_id", c->sub_event_id, sizeof(c->sub_event_id));
-	c->has_sub_created = get_i64(doc, "stripe_subscription_event_created", &c->sub_created);
+	c->has_sub_created = bw_mongo_get_int64(doc, "stripe_subscription_event_created", &c->sub_created);
 	copy_utf8(doc, "subscription_spus_reset_event_id", c->reset_event_id,
 		  sizeof(c->reset_event_id));
-	c->has_reset = get_i64(doc, "subscription_spus_reset_period_start", &c->reset_ms);
-	get_i64(doc, "purchased_credits", &c->purchased_credits);
-	get_i64(doc, "balance_version", &c->balance_version);
+	c->has_reset = bw_mongo_get_int64(doc, "subscription_spus_reset_period_start", &c->reset_ms);
+	bw_mongo_get_int64(doc, "purchased_credits", &c->purchased_credits);
+	bw_mongo_get_int64(doc, "balance_version", &c->balance_version);
 }
 
 static int load_cust(struct bw_mongo *m, mongoc_client_t *client, const char *key,
@@ -312,9 +293,9 @@ static int load_rec(struct bw_mongo *m, mongoc_client_t *client, const char *eve
 		copy_utf8(doc, "org_id", r->org_id, sizeof(r->org_id));
 		copy_utf8(doc, "reason", r->reason, sizeof(r->reason));
 		copy_utf8(doc, "source_topic", r->source_topic, sizeof(r->source_topic));
-		get_i64(doc, "source_partition", &r->source_partition);
-		get_i64(doc, "source_offset", &r->source_offset);
-		get_i64(doc, "attempts", &r->attempts);
+		bw_mongo_get_int64(doc, "source_partition", &r->source_partition);
+		bw_mongo_get_int64(doc, "source_offset", &r->source_offset);
+		bw_mongo_get_int64(doc, "attempts", &r->attempts);
 		r->details = subdoc_json(doc, "details");
 	}
 	bson_destroy(doc);
@@ -408,7 +389,7 @@ static int apply_checkout(struct bw_mongo *m, mongoc_client_t *client,
 	copy_utf8(doc, "org_id", row_org, sizeof(row_org));
 	copy_utf8(doc, "event_id", row_event, sizeof(row_event));
 	copy_utf8(doc, "state", row_state, sizeof(row_state));
-	get_i64(doc, "credits", &credits);
+	bw_mongo_get_int64(doc, "credits", &credits);
 	bw_fault_point("checkout_after_ledger");
 	if (strcmp(row_state, "applied") != 0) {
 		if (strcmp(row_org, out->org_id) != 0 &&
@@ -476,7 +457,7 @@ static int price_plan(struct bw_mongo *m, mongoc_client_t *client,
 			snprintf(t, sizeof(t), "%s", bson_iter_utf8(&sub, NULL));
 		if (!ev->tier && t[0])
 			snprintf(tier, tier_len, "%s", t);
-		if (!ev->has_included_spus && get_i64(doc, "included_spus", &n) && n >= 0)
+		if (!ev->has_included_spus && bw_mongo_get_int64(doc, "included_spus", &n) && n >= 0)
 			*allowance = n;
 	}
 	bson_destroy(doc);

@@ -124,27 +124,6 @@ static char *dup_str(const bson_t *doc, const char *key)
 	return NULL;
 }
 
-static int64_t get_int(const bson_t *doc, const char *key, int *present)
-{
-	bson_iter_t it;
-	int64_t v = 0;
-	int p = 1;
-
-	if (!bson_iter_init_find(&it, doc, key))
-		p = 0;
-	else if (BSON_ITER_HOLDS_INT64(&it))
-		v = bson_iter_int64(&it);
-	else if (BSON_ITER_HOLDS_INT32(&it))
-		v = bson_iter_int32(&it);
-	else if (BSON_ITER_HOLDS_DATE_TIME(&it))
-		v = bson_iter_date_time(&it);
-	else
-		p = 0;
-	if (present)
-		*present = p;
-	return v;
-}
-
 /* Loads the document matching key=value into d. 0, or -1 with err (TRANSIENT). */
 static int load_doc(mongoc_collection_t *coll, const char *key, const char *value,
 		    struct doc_state *d, struct bw_err *err)
@@ -163,10 +142,12 @@ static int load_doc(mongoc_collection_t *coll, const char *key, const char *valu
 		d->org_id = dup_str(doc, "org_id");
 		d->stripe_customer_id = dup_str(doc, "stripe_customer_id");
 		d->subscription_type = dup_str(doc, "subscription_type");
-		d->version = get_int(doc, "balance_version", &d->has_version);
-		d->allowance = get_int(doc, "subscription_spu_allowance", NULL);
-		d->period_start_ms = get_int(doc, "stripe_current_billing_period_start", NULL);
-		d->reset_ms = get_int(doc, "subscription_spus_reset_period_start", &d->has_reset);
+		d->has_version = bw_mongo_get_int64(doc, "balance_version", &d->version);
+		bw_mongo_get_int64(doc, "subscription_spu_allowance", &d->allowance);
+		bw_mongo_get_int64(doc, "stripe_current_billing_period_start",
+				   &d->period_start_ms);
+		d->has_reset = bw_mongo_get_int64(doc, "subscription_spus_reset_period_start",
+						  &d->reset_ms);
 	}
 	if (mongoc_cursor_error(cur, &error))
 		rc = bw_mongo_error(&error, "load customer", err);
@@ -178,13 +159,11 @@ static int load_doc(mongoc_collection_t *coll, const char *key, const char *valu
 
 static int64_t matched_count(const bson_t *reply)
 {
-	bson_iter_t it;
-	int64_t m = 0;
-	if (bson_iter_init_find(&it, reply, "matchedCount"))
-		m += BSON_ITER_HOLDS_INT64(&it) ? bson_iter_int64(&it) : bson_iter_int32(&it);
-	if (bson_iter_init_find(&it, reply, "upsertedCount"))
-		m += BSON_ITER_HOLDS_INT64(&it) ? bson_iter_int64(&it) : bson_iter_int32(&it);
-	return m;
+	int64_t matched, upserted;
+
+	bw_mongo_get_int64(reply, "matchedCount", &matched);
+	bw_mongo_get_int64(reply, "upsertedCount", &upserted);
+	return matched + upserted;
 }
 
 /* One write of the org's document: stripe_customer_id, and st's fields when st is not NULL.

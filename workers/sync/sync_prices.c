@@ -238,11 +238,9 @@ static int store_prices(struct bw_mongo *mongo, const char *product_tag, const j
 		bw_mongo_error(&error, "deactivate prices", err);
 		goto done;
 	}
-	bson_iter_t it;
-	if (bson_iter_init_find(&it, &ureply, "modifiedCount") && BSON_ITER_HOLDS_INT32(&it))
-		counts->prices_deactivated += bson_iter_int32(&it);
-	else if (bson_iter_init_find(&it, &ureply, "modifiedCount") && BSON_ITER_HOLDS_INT64(&it))
-		counts->prices_deactivated += bson_iter_int64(&it);
+	int64_t modified;
+	bw_mongo_get_int64(&ureply, "modifiedCount", &modified);
+	counts->prices_deactivated += modified;
 	bson_destroy(&ureply);
 	rc = 0;
 done:

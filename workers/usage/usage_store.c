@@ -18,27 +18,6 @@ void bw_org_reset(struct bw_org *org)
 	org->org_id = id;
 }
 
-static int64_t get_int64(const bson_t *doc, const char *key)
-{
-	bson_iter_t it;
-
-	if (!bson_iter_init_find(&it, doc, key))
-		return 0;
-	if (BSON_ITER_HOLDS_INT64(&it))
-		return bson_iter_int64(&it);
-	if (BSON_ITER_HOLDS_INT32(&it))
-		return bson_iter_int32(&it);
-	if (BSON_ITER_HOLDS_DATE_TIME(&it))
-		return bson_iter_date_time(&it);
-	if (BSON_ITER_HOLDS_DOUBLE(&it)) {
-		/* Written by a tool that stores numbers as doubles: take integral values only. */
-		double d = bson_iter_double(&it);
-		if (d >= -9.2e18 && d <= 9.2e18 && d == (double)(int64_t)d)
-			return (int64_t)d;
-	}
-	return 0;
-}
-
 static int64_t iter_int64(const bson_iter_t *it)
 {
 	if (BSON_ITER_HOLDS_INT64(it))
@@ -119,16 +98,16 @@ static void balances_from_doc(const bson_t *doc, struct bw_org *org)
 	bson_iter_t it;
 
 	org->exists = 1;
-	org->version = get_int64(doc, "balance_version");
+	bw_mongo_get_int64(doc, "balance_version", &org->version);
 	org->version_missing = !bson_iter_init_find(&it, doc, "balance_version");
-	org->bal.subscription_allowance = get_int64(doc, "subscription_spu_allowance");
-	org->bal.subscription_used = get_int64(doc, "subscription_spus_used");
-	org->bal.purchased = get_int64(doc, "purchased_credits");
-	org->bal.purchased_used = get_int64(doc, "purchased_credits_used");
-	org->bal.granted = get_int64(doc, "granted_credits");
-	org->bal.granted_used = get_int64(doc, "granted_credits_used");
-	org->bal.paid_used = get_int64(doc, "paid_spus_used");
-	org->period_start_ms = get_int64(doc, "stripe_current_billing_period_start");
+	bw_mongo_get_int64(doc, "subscription_spu_allowance", &org->bal.subscription_allowance);
+	bw_mongo_get_int64(doc, "subscription_spus_used", &org->bal.subscription_used);
+	bw_mongo_get_int64(doc, "purchased_credits", &org->bal.purchased);
+	bw_mongo_get_int64(doc, "purchased_credits_used", &org->bal.purchased_used);
+	bw_mongo_get_int64(doc, "granted_credits", &org->bal.granted);
+	bw_mongo_get_int64(doc, "granted_credits_used", &org->bal.granted_used);
+	bw_mongo_get_int64(doc, "paid_spus_used", &org->bal.paid_used);
+	bw_mongo_get_int64(doc, "stripe_current_billing_period_start", &org->period_start_ms);
 	org->bal.enterprise = bson_iter_init_find(&it, doc, "subscription_type") &&
 			      BSON_ITER_HOLDS_UTF8(&it) &&
 			      strcmp(bson_iter_utf8(&it, NULL), "enterprise") == 0;
