@@ -1,12 +1,16 @@
 /* bw-bench-loadgen: the usage benchmark's load generator and ceiling probes.
  *
  *   bw-bench-loadgen run   --topic T --results R [--events N] [--orgs M] [--dup F] [--zipf S]
- *                          [--seed X] [--rate EPS] [--prefix P] [--timeout-s S]
+ *                          [--seed X] [--rate EPS] [--prefix P] [--timeout-s S] [--series 1]
+ *                          [--warmup-s W]
  *       Produces N usage events (keyed by org_id, Zipf-skewed orgs, a fraction F re-sent
  *       unchanged) to T as fast as the broker takes them, or at EPS events/s (token bucket),
  *       while consuming R; matches every result to its send by event_id and prints one JSON
  *       line: events, results per status, seconds from the first send to the last result,
- *       events/s, and produce-to-result latency p50/p99/max in ms.
+ *       events/s, and produce-to-result latency p50/p99/max in ms. --series 1 also writes
+ *       one line per second of sending (count, p50, max latency) to stderr.
+ *       --warmup-s W leaves the events sent in the first W seconds out of p50/p99 (they are
+ *       still counted, and p99_all_ms has every event).
  *   bw-bench-loadgen count --topic T --events N
  *       The pipe ceiling: reads T from the beginning with no processing until N messages.
  *   bw-bench-loadgen store --db D [--events N] [--orgs M] [--dup F] [--zipf S] [--seed X]
@@ -39,7 +43,8 @@ struct opts {
 	const char *mode, *topic, *results, *db, *prefix;
 	long events, orgs, batch;
 	int compound_index;   /* store: also a unique {org_id, balance_version} index */
-	double dup, zipf, rate, timeout_s;
+	int series;           /* run: per-second latency lines on stderr */
+	double dup, zipf, rate, timeout_s, warmup_s;
 	uint64_t seed;
 };
 
@@ -343,6 +348,29 @@ static double pct_ms(const int64_t *v, long n, double p)
 	return (double)v[i] / 1000.0;
 }
 
+/* Per second of sending: how many, latency p50 and max (lat is not yet sorted). */
+static void print_series(const int64_t *lat, const int64_t *sent, long n, int64_t first)
+{
+	int64_t *buf = calloc((size_t)n + 1, sizeof(*buf));
+	long last_sec = 0;
+
+	if (!buf)
+		return;
+	for (long i = 0; i < n; i++)
+		if ((sent[i] - first) / 1000000 > last_sec)
+			last_sec = (long)((sent[i] - first) / 1000000);
+	for (long sec = 0; sec <= last_sec; sec++) {
+		long k = 0;
+		for (long i = 0; i < n; i++)
+			if ((sent[i] - first) / 1000000 == sec)
+				buf[k++] = lat[i];
+		qsort(buf, (size_t)k, sizeof(*buf), cmp_i64);
+		fprintf(stderr, "{\"second\":%ld,\"sent\":%ld,\"p50_ms\":%.1f,\"max_ms\":%.1f}\n", sec,
+			k, pct_ms(buf, k, 0.5), pct_ms(buf, k, 1.0));
+	}
+	free(buf);
+}
+
 static const char *const statuses[] = { "applied", "insufficient_credits", "duplicate",
 					"conflict", "rejected" };
 #define NSTATUS 5
@@ -356,8 +384,8 @@ static int mode_run(const struct opts *o)
 	rd_kafka_t *reader = NULL;
 	pthread_t th;
 	int started = 0, rc = 1;
-	int64_t *lat = NULL, last_result = 0, last_progress;
-	long nlat = 0, results = 0, unmatched = 0, counts[NSTATUS + 1] = { 0 };
+	int64_t *lat = NULL, *lat_sent = NULL, *lat_all = NULL, last_result = 0, last_progress;
+	long nlat = 0, nall = 0, results = 0, unmatched = 0, counts[NSTATUS + 1] = { 0 };
 	unsigned char *seen = NULL;
 	char prefix_dash[128];
 	size_t plen;
@@ -370,8 +398,10 @@ static int mode_run(const struct opts *o)
 		goto done;
 	r.send_us = calloc((size_t)o->events, sizeof(*r.send_us));
 	lat = calloc((size_t)o->events, sizeof(*lat));
+	lat_sent = calloc((size_t)o->events, sizeof(*lat_sent));
+	lat_all = calloc((size_t)o->events, sizeof(*lat_all));
 	seen = calloc((size_t)r.plan.nuniq + 1, 1);
-	if (!r.send_us || !lat || !seen)
+	if (!r.send_us || !lat || !lat_sent || !lat_all || !seen)
 		goto done;
 	reader = reader_new(o->results);
 	if (!reader)
@@ -427,8 +457,13 @@ static int mode_run(const struct opts *o)
 			long msg = seen[u] == 0 ? r.plan.first_msg[u] : r.plan.dup_msg[u];
 			int64_t s = atomic_load(&r.send_us[msg]);
 			seen[u]++;
-			if (s > 0)
-				lat[nlat++] = t - s;
+			if (s > 0) {
+				lat_all[nall++] = t - s;
+				if ((double)(s - atomic_load(&r.first_send_us)) >= o->warmup_s * 1e6) {
+					lat_sent[nlat] = s;
+					lat[nlat++] = t - s;
+				}
+			}
 		}
 		json_decref(j);
 		rd_kafka_message_destroy(m);
@@ -436,7 +471,10 @@ static int mode_run(const struct opts *o)
 	atomic_store(&r.stop, 1);
 	pthread_join(th, NULL);
 	started = 0;
+	if (o->series)
+		print_series(lat, lat_sent, nlat, atomic_load(&r.first_send_us));
 	qsort(lat, (size_t)nlat, sizeof(*lat), cmp_i64);
+	qsort(lat_all, (size_t)nall, sizeof(*lat_all), cmp_i64);
 	{
 		int64_t first = atomic_load(&r.first_send_us);
 		double secs = first && last_result > first ? (double)(last_result - first) / 1e6 : 0;
@@ -451,9 +489,13 @@ static int mode_run(const struct opts *o)
 		for (int k = 0; k < NSTATUS; k++)
 			printf("\"%s\":%ld,", statuses[k], counts[k]);
 		printf("\"other_status\":%ld,\"seconds\":%.3f,\"events_per_s\":%.1f,"
-		       "\"target_rate\":%.1f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f}\n",
+		       "\"target_rate\":%.1f,\"warmup_s\":%.1f,\"latency_events\":%ld,"
+		       "\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f,\"p99_all_ms\":%.2f,"
+		       "\"max_all_ms\":%.2f}\n",
 		       counts[NSTATUS], secs, secs > 0 ? (double)results / secs : 0, o->rate,
-		       pct_ms(lat, nlat, 0.50), pct_ms(lat, nlat, 0.99), pct_ms(lat, nlat, 1.0));
+		       o->warmup_s, nlat, pct_ms(lat, nlat, 0.50), pct_ms(lat, nlat, 0.99),
+		       pct_ms(lat, nlat, 1.0), pct_ms(lat_all, nall, 0.99),
+		       pct_ms(lat_all, nall, 1.0));
 	}
 	rc = results == o->events && !atomic_load(&r.produce_failed) ? 0 : 3;
 	if (rc)
@@ -471,6 +513,8 @@ done:
 		rd_kafka_destroy(reader);
 	}
 	free(lat);
+	free(lat_sent);
+	free(lat_all);
 	free(seen);
 	free(r.send_us);
 	plan_free(&r.plan);
@@ -648,7 +692,7 @@ static void usage(void)
 	fprintf(stderr, "usage: bw-bench-loadgen run|count|store [--topic T] [--results R] "
 			"[--db D] [--events N] [--orgs M] [--dup F] [--zipf S] [--seed X] "
 			"[--rate EPS] [--batch B] [--prefix P] [--timeout-s S] "
-			"[--compound-index 0|1]\n");
+			"[--compound-index 0|1] [--series 0|1] [--warmup-s S]\n");
 }
 
 int main(int argc, char **argv)
@@ -689,6 +733,10 @@ int main(int argc, char **argv)
 			bad = parse_num(v, 0, 1e9, &o.rate);
 		else if (strcmp(k, "--timeout-s") == 0)
 			bad = parse_num(v, 1, 1e6, &o.timeout_s);
+		else if (strcmp(k, "--warmup-s") == 0)
+			bad = parse_num(v, 0, 1e6, &o.warmup_s);
+		else if (strcmp(k, "--series") == 0)
+			bad = parse_num(v, 0, 1, &d) || ((o.series = (int)d), 0);
 		else if (strcmp(k, "--compound-index") == 0)
 			bad = parse_num(v, 0, 1, &d) || ((o.compound_index = (int)d), 0);
 		else if (strcmp(k, "--seed") == 0)
