@@ -83,16 +83,10 @@ int main(void)
 {
 	Suite *s = suite_create("stripe_crash");
 	TCase *tc = tcase_create("checkout");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, crash_at_each_step_credits_exactly_once, 0,
 			    sizeof(steps) / sizeof(steps[0]));
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tk_run_suite(s);
 }

@@ -102,8 +102,6 @@ int main(void)
 {
 	Suite *s = suite_create("usage_crash");
 	TCase *tc = tcase_create("crash");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, crash_after_db_write);
@@ -111,9 +109,5 @@ int main(void)
 	tcase_add_test(tc, crash_after_results);
 	tcase_add_test(tc, crash_after_offset_store);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tk_run_suite(s);
 }

@@ -158,17 +158,11 @@ int main(void)
 {
 	Suite *s = suite_create("consumer_loop");
 	TCase *tc = tcase_create("offsets");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, offsets_are_not_committed_when_processing_fails);
 	tcase_add_test(tc, transient_failure_rewinds_and_redelivers_the_batch);
 	tcase_add_test(tc, dlq_record_carries_original_bytes_reason_and_source);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tk_run_suite(s);
 }

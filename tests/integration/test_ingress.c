@@ -639,11 +639,5 @@ static Suite *ingress_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(ingress_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tk_run_suite(ingress_suite());
 }

@@ -376,8 +376,6 @@ int main(void)
 {
 	Suite *s = suite_create("stripe_worker");
 	TCase *tc = tcase_create("worker");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, checkout_credits_once_per_session);
@@ -386,9 +384,5 @@ int main(void)
 	tcase_add_test(tc, unknown_customer_waits_then_dlq);
 	tcase_add_test(tc, throughput_2000_checkouts);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tk_run_suite(s);
 }

@@ -416,9 +416,5 @@ int main(void)
 	tcase_add_test(tc, all_scope_and_a_stripe_outage_never_blocks_the_partition);
 	tcase_add_test(tc, local_only_mode_skips_and_calls_nothing);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tk_run_suite(s);
 }

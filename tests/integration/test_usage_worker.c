@@ -370,8 +370,6 @@ int main(void)
 {
 	Suite *s = suite_create("usage_worker");
 	TCase *tc = tcase_create("worker");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 280);
 	tcase_add_test(tc, waterfall_outcomes_and_results);
@@ -382,9 +380,5 @@ int main(void)
 	tcase_add_test(tc, two_workers_on_the_same_orgs_never_double_charge);
 	tcase_add_test(tc, sigterm_stops_cleanly_and_commits);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tk_run_suite(s);
 }

@@ -333,3 +333,14 @@ long long tk_int(const json_t *obj, const char *key)
 	ck_assert_msg(json_is_integer(v), "field %s is not an integer", key);
 	return (long long)json_integer_value(v);
 }
+
+int tk_run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

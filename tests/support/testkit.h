@@ -74,4 +74,9 @@ long long tk_int(const json_t *obj, const char *key);
 /* Monotonic milliseconds. */
 long long tk_now_ms(void);
 
+/* Runs every test of s (taken over and freed) with CK_NORMAL output in Check's default fork
+ * mode (CK_FORK=no in the environment turns it off, e.g. under valgrind). Returns the test
+ * program's exit code: EXIT_SUCCESS when every test passed, else EXIT_FAILURE. */
+int tk_run_suite(Suite *s);
+
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "testkit.h"
 
 struct demo_cfg {
 	char *name;
@@ -155,8 +156,6 @@ int main(void)
 {
 	Suite *s = suite_create("config");
 	TCase *tc = tcase_create("load");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, defaults_apply_and_required_is_enforced);
 	tcase_add_test(tc, every_problem_is_listed_at_once);
@@ -165,9 +164,5 @@ int main(void)
 	tcase_add_test(tc, parse_int64_rejects_garbage_and_overflow);
 	tcase_add_test(tc, kafka_passthrough_maps_names_and_skips_ours);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tk_run_suite(s);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ingress_event.h"
+#include "testkit.h"
 
 static int inspect(const char *body, struct bw_ingress_event *ev)
 {
@@ -100,8 +101,6 @@ int main(void)
 {
 	Suite *s = suite_create("ingress_event");
 	TCase *tc = tcase_create("inspect");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, key_is_the_object_customer);
 	tcase_add_test(tc, key_is_an_expanded_customer_id);
@@ -110,9 +109,5 @@ int main(void)
 	tcase_add_test(tc, refusals_name_their_reason);
 	tcase_add_test(tc, received_at_is_rfc3339_utc_millis);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tk_run_suite(s);
 }

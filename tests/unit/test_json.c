@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "testkit.h"
 
 static json_t *parse(const char *s, struct bw_err *err)
 {
@@ -144,8 +145,6 @@ int main(void)
 {
 	Suite *s = suite_create("json");
 	TCase *tc = tcase_create("helpers");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, malformed_input_is_invalid_with_a_reason);
 	tcase_add_test(tc, oversized_input_is_refused_before_parsing);
@@ -155,9 +154,5 @@ int main(void)
 	tcase_add_test(tc, path_lookup_walks_objects);
 	tcase_add_test(tc, storable_check_refuses_mongo_reserved_names);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tk_run_suite(s);
 }

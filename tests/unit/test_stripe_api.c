@@ -8,6 +8,7 @@
 
 #include "../stub/stripe_stub.h"
 #include "stripe_api.h"
+#include "testkit.h"
 
 static struct stub S;
 
@@ -328,9 +329,5 @@ int main(void)
 	tcase_add_test(pure, retry_after_and_backoff_bounds);
 	suite_add_tcase(s, stub);
 	suite_add_tcase(s, pure);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tk_run_suite(s);
 }

@@ -8,6 +8,7 @@
 #include "sync_customer.h"
 #include "sync_prices.h"
 #include "sync_tick.h"
+#include "testkit.h"
 
 static const struct {
 	const char *json;
@@ -208,9 +209,5 @@ int main(void)
 	tcase_add_test(tc, price_of_our_product_is_read_strictly);
 	tcase_add_test(tc, the_latest_live_base_subscription_wins);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tk_run_suite(s);
 }

@@ -7,6 +7,7 @@
 
 #include "stripe_apply.h"
 #include "stripe_event.h"
+#include "testkit.h"
 
 static char *read_fixture(const char *name, size_t *len)
 {
@@ -308,8 +309,6 @@ int main(void)
 {
 	Suite *s = suite_create("stripe_event");
 	TCase *tc = tcase_create("parse");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, checkout_paid_reads_org_customer_and_string_credits);
 	tcase_add_test(tc, checkout_unpaid_is_not_paid_and_async_is);
@@ -325,9 +324,5 @@ int main(void)
 	tcase_add_test(tc, status_order);
 	tcase_add_test(tc, kinds_and_tick_json);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tk_run_suite(s);
 }

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "stripe_sig.h"
+#include "testkit.h"
 
 #define MAX_VECTORS 128
 #define VEC_DIR BW_TEST_DATA_DIR "/stripe_sig"
@@ -258,14 +259,10 @@ static Suite *stripe_sig_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
+	int rc;
 
 	load_vectors();
-	sr = srunner_create(stripe_sig_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	rc = tk_run_suite(stripe_sig_suite());
 	free_vectors();
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return rc;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "testkit.h"
 #include "usage_event.h"
 
 static char *read_file(const char *path, size_t *len)
@@ -183,8 +184,6 @@ int main(void)
 {
 	Suite *s = suite_create("usage_event");
 	TCase *tc = tcase_create("parse");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, valid_fixtures_parse);
 	tcase_add_test(tc, invalid_fixtures_are_refused_with_a_reason);
@@ -194,9 +193,5 @@ int main(void)
 	tcase_add_test(tc, unstorable_names_and_deep_nesting_are_refused);
 	tcase_add_test(tc, same_content_same_hash_different_content_different_hash);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tk_run_suite(s);
 }

@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "testkit.h"
 #include "waterfall.h"
 
 static struct bw_waterfall_order default_order(void)
@@ -181,8 +182,6 @@ int main(void)
 {
 	Suite *s = suite_create("waterfall");
 	TCase *tc = tcase_create("charge");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, each_tier_is_exhausted_in_turn);
 	tcase_add_test(tc, one_event_spanning_all_tiers_and_overage);
@@ -195,9 +194,5 @@ int main(void)
 	tcase_add_test(tc, non_positive_spus_are_refused);
 	tcase_add_test(tc, order_parse_rejects_bad_lists);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tk_run_suite(s);
 }
