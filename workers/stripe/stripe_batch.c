@@ -8,6 +8,7 @@
 #include "fault.h"
 #include "log.h"
 #include "metrics.h"
+#include "result.h"
 
 struct item {
 	struct bw_stripe_event ev;
@@ -18,23 +19,18 @@ char *bw_stripe_result_json(const struct bw_stripe_event *ev,
 			    const struct bw_stripe_outcome *out, const rd_kafka_message_t *msg,
 			    const char *processed_at)
 {
-	json_t *o = json_pack("{sssIsIssss}", "source_topic", rd_kafka_topic_name(msg->rkt),
-			      "source_partition", (json_int_t)msg->partition, "source_offset",
-			      (json_int_t)msg->offset, "status", bw_stripe_status_name(out->status),
-			      "processed_at", processed_at);
-	char *text = NULL;
+	json_t *o = bw_result_new(msg);
 
 	if (!o)
 		return NULL;
 	json_object_set_new(o, "event_id", ev->id ? json_string(ev->id) : json_null());
 	json_object_set_new(o, "event_type", ev->type ? json_string(ev->type) : json_null());
 	json_object_set_new(o, "org_id", out->org_id[0] ? json_string(out->org_id) : json_null());
+	json_object_set_new(o, "status", json_string(bw_stripe_status_name(out->status)));
 	if (out->reason[0])
 		json_object_set_new(o, "reason", json_string(out->reason));
 	json_object_set(o, "details", out->details ? out->details : json_object());
-	text = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	return text;
+	return bw_result_finish(o, processed_at);
 }
 
 static void log_outcome(const struct item *it, const rd_kafka_message_t *msg)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "result.h"
 
 static const char *const scope_names[] = { "prices", "customer", "all" };
 
@@ -97,14 +98,10 @@ static json_t *str_or_null(const char *s)
 char *bw_sync_result_json(const struct bw_sync_outcome *out, const rd_kafka_message_t *msg,
 			  const char *processed_at)
 {
-	json_t *o = json_object();
-	char *text;
+	json_t *o = bw_result_new(msg);
 
 	if (!o)
 		return NULL;
-	json_object_set_new(o, "source_topic", json_string(rd_kafka_topic_name(msg->rkt)));
-	json_object_set_new(o, "source_partition", json_integer(msg->partition));
-	json_object_set_new(o, "source_offset", json_integer(msg->offset));
 	json_object_set_new(o, "event_id", str_or_null(out->tick_id));
 	json_object_set_new(o, "tick_id", str_or_null(out->tick_id));
 	json_object_set_new(o, "scope", str_or_null(out->scope));
@@ -128,8 +125,5 @@ char *bw_sync_result_json(const struct bw_sync_outcome *out, const rd_kafka_mess
 					      "message", out->stripe_error->message));
 	if (out->customer_errors && json_array_size(out->customer_errors) > 0)
 		json_object_set(o, "customer_errors", out->customer_errors);
-	json_object_set_new(o, "processed_at", json_string(processed_at));
-	text = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	return text;
+	return bw_result_finish(o, processed_at);
 }

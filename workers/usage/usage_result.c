@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mongo.h"
+#include "result.h"
 
 const char *bw_usage_status_name(enum bw_usage_status st)
 {
@@ -54,14 +55,10 @@ static json_t *balances_json(const struct bw_balances *b)
 char *bw_usage_result_json(const struct bw_usage_outcome *out, const rd_kafka_message_t *msg,
 			   const char *processed_at)
 {
-	json_t *o = json_object();
-	char *text;
+	json_t *o = bw_result_new(msg);
 
 	if (!o)
 		return NULL;
-	json_object_set_new(o, "source_topic", json_string(rd_kafka_topic_name(msg->rkt)));
-	json_object_set_new(o, "source_partition", json_integer(msg->partition));
-	json_object_set_new(o, "source_offset", json_integer(msg->offset));
 	json_object_set_new(o, "event_id", out->event_id ? json_string(out->event_id) : json_null());
 	json_object_set_new(o, "org_id", out->org_id ? json_string(out->org_id) : json_null());
 	json_object_set_new(o, "status", json_string(bw_usage_status_name(out->status)));
@@ -75,10 +72,7 @@ char *bw_usage_result_json(const struct bw_usage_outcome *out, const rd_kafka_me
 		json_object_set_new(o, "balances", balances_json(&out->bal));
 		json_object_set_new(o, "balance_version", json_integer(out->balance_version));
 	}
-	json_object_set_new(o, "processed_at", json_string(processed_at));
-	text = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	return text;
+	return bw_result_finish(o, processed_at);
 }
 
 /* Names the record sets itself: an event field of the same name stays under "event" only. */
