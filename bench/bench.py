@@ -296,12 +296,13 @@ def ceiling_pipe(topic, events):
     return r
 
 
-def ceiling_store(events, batch=500, compound_index=False):
-    name = "ceiling_store_cidx" if compound_index else "ceiling_store"
+def ceiling_store(events, batch=500, compound_index=False, records=False):
+    name = "ceiling_store" + ("_records" if records else "") + ("_cidx" if compound_index else "")
     db = ("bench_%s_%s" % (RUN_ID, name)).replace("-", "_")
     log("%s: %d events, bulks per %d" % (name, events, batch))
     out = subprocess.run([STORE_CEILING, "--db", db, "--batch", str(batch),
-                          "--compound-index", "1" if compound_index else "0"] +
+                          "--compound-index", "1" if compound_index else "0",
+                          "--records", "1" if records else "0"] +
                          [str(a) for a in gen_args(events, ORGS)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lg = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
@@ -309,8 +310,10 @@ def ceiling_store(events, batch=500, compound_index=False):
     check(out.returncode == 0, "%s: exit %d %s" % (name, out.returncode, out.stderr[-500:]))
     mongo.drop_database(db)
     r = row(name, "bulk conditional updates", 1, batch, ORGS, events, 0, lg, {})
-    r["note"] = "%s updates in %s bulks (%s updates/s)" % (lg.get("updates"), lg.get("bulks"),
-                                                           round(lg.get("updates_per_s", 0)))
+    r["note"] = "%s updates in %s bulks (%s updates/s)%s%s" % (
+        lg.get("updates"), lg.get("bulks"), round(lg.get("updates_per_s", 0)),
+        " + %s usage records" % lg.get("records") if records else "",
+        "; + unique {org_id, balance_version} index" if compound_index else "")
     return r
 
 
@@ -358,8 +361,10 @@ def main():
             rows.append(r)
     if "ceilings" in groups:
         rows.append(ceiling_store(EVENTS))
+        rows.append(ceiling_store(EVENTS, records=True))
         if "cidx" in groups:
             rows.append(ceiling_store(EVENTS, compound_index=True))
+            rows.append(ceiling_store(EVENTS, compound_index=True, records=True))
     if "baseline" in groups:
         r = run_pipeline("baseline_python", "python per-event", 1, batch=1,
                          events=BASELINE_EVENTS)[0]

@@ -19,6 +19,8 @@
  *       unordered bulk of conditional updates, one per distinct org
  *       ({org_id, balance_version: v} -> $inc the counter, $set balance_version v+1).
  *       --compound-index 1 first creates a unique {org_id, balance_version} index.
+ *       --records 1 also inserts, per batch, one unordered bulk of usage records (one per new
+ *       event, shaped like the worker's): the store's rate for the worker's whole write set.
  *
  * The event stream depends only on (events, orgs, dup, zipf, seed), so every scenario of a
  * bench run gets the same topic contents (except bench_ts_us, the send time).
@@ -44,6 +46,7 @@ struct opts {
 	long events, orgs, batch;
 	int compound_index;   /* store: also a unique {org_id, balance_version} index */
 	int series;           /* run: per-second latency lines on stderr */
+	int records;          /* store: also insert a usage record per new event */
 	double dup, zipf, rate, timeout_s, warmup_s;
 	uint64_t seed;
 };
@@ -559,17 +562,69 @@ static int cmp_long(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* --records 1: a usage record per new event of [start, end), shaped like the worker's
+ * (event fields, the event again under "event", hash, breakdown, Kafka position), inserted
+ * with one unordered bulk. Returns the number inserted, or -1. */
+static long insert_records(mongoc_collection_t *coll, const struct plan *p, long start, long end)
+{
+	bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+	mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(coll, opts);
+	bson_t reply;
+	bson_error_t error;
+	long n = 0;
+
+	for (long i = start; i < end; i++) {
+		long u = p->msg_uniq[i];
+		char id[48], org[32];
+		if (p->first_msg[u] != i)
+			continue;   /* a re-send: the worker answers it from the existing record */
+		snprintf(id, sizeof(id), "ev-%ld", u);
+		snprintf(org, sizeof(org), "org-%ld", p->uniq_org[u]);
+		bson_t *doc = BCON_NEW(
+			"event_id", BCON_UTF8(id), "org_id", BCON_UTF8(org), "spus",
+			BCON_INT64(p->uniq_spus[u]), "operation", BCON_UTF8("llm_call"), "source",
+			BCON_UTF8("bench"), "timestamp", BCON_UTF8("2026-11-25T12:00:00Z"),
+			"llm_provider", BCON_UTF8("openai"), "llm_model", BCON_UTF8("gpt-4o-mini"),
+			"prompt_tokens", BCON_INT64(900), "completion_tokens", BCON_INT64(100),
+			"total_tokens", BCON_INT64(1000), "bench_ts_us", BCON_INT64(i), "event", "{",
+			"event_id", BCON_UTF8(id), "org_id", BCON_UTF8(org), "spus",
+			BCON_INT64(p->uniq_spus[u]), "operation", BCON_UTF8("llm_call"), "source",
+			BCON_UTF8("bench"), "timestamp", BCON_UTF8("2026-11-25T12:00:00Z"),
+			"llm_provider", BCON_UTF8("openai"), "llm_model", BCON_UTF8("gpt-4o-mini"),
+			"prompt_tokens", BCON_INT64(900), "completion_tokens", BCON_INT64(100),
+			"total_tokens", BCON_INT64(1000), "bench_ts_us", BCON_INT64(i), "}", "hash",
+			BCON_UTF8("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+			"status", BCON_UTF8("applied"), "from_subscription", BCON_INT64(0),
+			"from_purchased", BCON_INT64(0), "from_granted", BCON_INT64(p->uniq_spus[u]),
+			"from_paid", BCON_INT64(0), "balance_version", BCON_INT64(1), "processed_at",
+			BCON_DATE_TIME(bw_mongo_now_ms()), "kafka_topic", BCON_UTF8("usage.events"),
+			"kafka_partition", BCON_INT32(0), "kafka_offset", BCON_INT64(i));
+		mongoc_bulk_operation_insert_with_opts(bulk, doc, NULL, &error);
+		bson_destroy(doc);
+		n++;
+	}
+	if (n > 0 && !mongoc_bulk_operation_execute(bulk, &reply, &error)) {
+		fprintf(stderr, "loadgen: record insert: %s\n", error.message);
+		n = -1;
+	}
+	if (n != 0)
+		bson_destroy(&reply);
+	mongoc_bulk_operation_destroy(bulk);
+	bson_destroy(opts);
+	return n;
+}
+
 static int mode_store(const struct opts *o)
 {
 	const char *uri = getenv("MONGO_URI");
 	struct bw_err err;
 	struct bw_mongo *m = NULL;
 	mongoc_client_t *client = NULL;
-	mongoc_collection_t *coll = NULL;
+	mongoc_collection_t *coll = NULL, *rcoll = NULL;
 	struct plan p;
 	int64_t *version = calloc((size_t)o->orgs, sizeof(*version));
 	long *orgs = calloc((size_t)o->batch, sizeof(*orgs));
-	long updates = 0, bulks = 0, misses = 0;
+	long updates = 0, bulks = 0, misses = 0, records = 0;
 	int64_t t0, t1;
 	int rc = 1;
 
@@ -584,6 +639,7 @@ static int mode_store(const struct opts *o)
 	}
 	client = bw_mongo_pop(m);
 	coll = bw_mongo_coll(m, client, BW_COLL_CUSTOMERS);
+	rcoll = bw_mongo_coll(m, client, BW_COLL_USAGE_RECORDS);
 	if (o->compound_index) {
 		/* mongo-java-server answers a filter from an index only when the filter's fields
 		 * are exactly the index's: without this, {org_id, balance_version} scans. */
@@ -650,6 +706,16 @@ static int mode_store(const struct opts *o)
 		}
 		bulks++;
 		bson_destroy(&reply);
+		if (o->records) {
+			long k = insert_records(rcoll, &p, start, end);
+			if (k < 0) {
+				mongoc_bulk_operation_destroy(bulk);
+				bson_destroy(bopts);
+				bson_destroy(upsert);
+				goto done;
+			}
+			records += k;
+		}
 		mongoc_bulk_operation_destroy(bulk);
 		bson_destroy(bopts);
 		bson_destroy(upsert);
@@ -658,15 +724,18 @@ static int mode_store(const struct opts *o)
 	{
 		double secs = (double)(t1 - t0) / 1e6;
 		printf("{\"mode\":\"store\",\"events\":%ld,\"bulks\":%ld,\"updates\":%ld,"
-		       "\"misses\":%ld,\"seconds\":%.3f,\"events_per_s\":%.1f,"
+		       "\"records\":%ld,\"misses\":%ld,\"seconds\":%.3f,\"events_per_s\":%.1f,"
 		       "\"updates_per_s\":%.1f}\n",
-		       p.n, bulks, updates, misses, secs, secs > 0 ? (double)p.n / secs : 0,
+		       p.n, bulks, updates, records, misses, secs,
+		       secs > 0 ? (double)p.n / secs : 0,
 		       secs > 0 ? (double)updates / secs : 0);
 	}
 	rc = misses == 0 ? 0 : 3;
 done:
 	if (coll)
 		mongoc_collection_destroy(coll);
+	if (rcoll)
+		mongoc_collection_destroy(rcoll);
 	if (client)
 		bw_mongo_push(m, client);
 	bw_mongo_destroy(m);
@@ -692,7 +761,7 @@ static void usage(void)
 	fprintf(stderr, "usage: bw-bench-loadgen run|count|store [--topic T] [--results R] "
 			"[--db D] [--events N] [--orgs M] [--dup F] [--zipf S] [--seed X] "
 			"[--rate EPS] [--batch B] [--prefix P] [--timeout-s S] "
-			"[--compound-index 0|1] [--series 0|1] [--warmup-s S]\n");
+			"[--compound-index 0|1] [--records 0|1] [--series 0|1] [--warmup-s S]\n");
 }
 
 int main(int argc, char **argv)
@@ -735,6 +804,8 @@ int main(int argc, char **argv)
 			bad = parse_num(v, 1, 1e6, &o.timeout_s);
 		else if (strcmp(k, "--warmup-s") == 0)
 			bad = parse_num(v, 0, 1e6, &o.warmup_s);
+		else if (strcmp(k, "--records") == 0)
+			bad = parse_num(v, 0, 1, &d) || ((o.records = (int)d), 0);
 		else if (strcmp(k, "--series") == 0)
 			bad = parse_num(v, 0, 1, &d) || ((o.series = (int)d), 0);
 		else if (strcmp(k, "--compound-index") == 0)
