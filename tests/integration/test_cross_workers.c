@@ -234,16 +234,10 @@ int main(void)
 {
 	Suite *s = suite_create("cross_workers");
 	TCase *tc = tcase_create("shared_documents");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 280);
 	tcase_add_test(tc, credits_bought_while_usage_flows_are_never_lost);
 	tcase_add_test(tc, a_period_is_reset_once_by_sync_or_invoice);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tk_run_suite(s);
 }

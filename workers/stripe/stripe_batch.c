@@ -29,7 +29,7 @@ char *bw_stripe_result_json(const struct bw_stripe_event *ev,
 	json_object_set_new(o, "status", json_string(bw_stripe_status_name(out->status)));
 	if (out->reason[0])
 		json_object_set_new(o, "reason", json_string(out->reason));
-	json_object_set(o, "details", out->details ? out->details : json_object());
+	json_object_set_new(o, "details", out->details ? json_incref(out->details) : json_object());
 	return bw_result_finish(o, processed_at);
 }
 
