@@ -329,6 +329,97 @@ START_TEST(unknown_customer_waits_then_dlq)
 }
 END_TEST
 
+/* STRIPE_APPLIED_SESSIONS_KEEP bounds the customer's applied_sessions; the ledger row
+ * (state applied) still stops a second credit of a session that left the window. */
+START_TEST(applied_sessions_window_is_bounded)
+{
+	struct sk_env env;
+	const char *extra[] = { "STRIPE_APPLIED_SESSIONS_KEEP=2", "FREE_GRANT_SPUS=0", NULL };
+	json_t *doc, *all, *sessions, *ev;
+
+	sk_env_init(&env, "stripe_window", BW_STRIPE_WORKER_PATH);
+	produce_and_free(&env, checkout("evt_w1", "org-w", "cus_w", "cs_W1", "10"));
+	produce_and_free(&env, checkout("evt_w2", "org-w", "cus_w", "cs_W2", "20"));
+	produce_and_free(&env, checkout("evt_w3", "org-w", "cus_w", "cs_W3", "30"));
+	ck_assert_int_eq(sk_run_worker(&env, extra, 2500), 0);
+	doc = sk_customer(&env, "org-w");
+	ck_assert_int_eq(tk_int(doc, "purchased_credits"), 60);
+	ck_assert_int_eq(tk_int(doc, "balance_version"), 4); /* created + 3 credits */
+	sessions = json_object_get(doc, "applied_sessions");
+	ck_assert_int_eq(json_array_size(sessions), 2);
+	ck_assert_str_eq(json_string_value(json_array_get(sessions, 0)), "cs_W2");
+	ck_assert_str_eq(json_string_value(json_array_get(sessions, 1)), "cs_W3");
+	json_decref(doc);
+
+	/* Old events of cs_W1, which left the window: the same event redelivered after its
+	 * record was lost (as in a crash before the record), and another event of the session. */
+	sk_delete(&env, "payments_stripe_events", "{\"event_id\":\"evt_w1\"}");
+	produce_and_free(&env, checkout("evt_w1", "org-w", "cus_w", "cs_W1", "10"));
+	ev = checkout("evt_w1b", "org-w", "cus_w", "cs_W1", "10");
+	sk_set_str(ev, "type", "checkout.session.async_payment_succeeded");
+	produce_and_free(&env, ev);
+	ck_assert_int_eq(sk_run_worker(&env, extra, 2500), 0);
+	doc = sk_customer(&env, "org-w");
+	ck_assert_int_eq(tk_int(doc, "purchased_credits"), 60);
+	ck_assert_int_eq(tk_int(doc, "balance_version"), 4);
+	ck_assert_int_eq(json_array_size(json_object_get(doc, "applied_sessions")), 2);
+	json_decref(doc);
+	all = sk_read_json(env.results, 5);
+	expect_status(all, "evt_w1", 0, "applied");
+	expect_status(all, "evt_w2", 0, "applied");
+	expect_status(all, "evt_w3", 0, "applied");
+	expect_status(all, "evt_w1", 1, "applied"); /* its own ledger row, no new credit */
+	expect_status(all, "evt_w1b", 0, "duplicate");
+	json_decref(all);
+	tk_mongo_drop(env.db);
+}
+END_TEST
+
+/* purchased_credits + credits beyond INT64_MAX: rejected to the DLQ, nothing changed, and
+ * the partition is not held (the next purchase that fits is applied). */
+START_TEST(credit_overflow_is_rejected)
+{
+	struct sk_env env;
+	const long long max = 9223372036854775807LL;
+	json_t *doc, *all, *r;
+	struct tk_msg *msgs = NULL;
+	char *reason;
+
+	sk_env_init(&env, "stripe_overflow", BW_STRIPE_WORKER_PATH);
+	sk_seed_customer(&env, "org-o", "cus_o", max - 100, 0);
+	produce_and_free(&env, checkout("evt_o1", "org-o", "cus_o", "cs_O1", "500"));
+	produce_and_free(&env, checkout("evt_o2", "org-o", "cus_o", "cs_O2", "100"));
+	produce_and_free(&env, checkout("evt_o3", "org-o", "cus_o", "cs_O3", "1"));
+	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
+
+	doc = sk_customer(&env, "org-o");
+	ck_assert_int_eq(tk_int(doc, "purchased_credits"), max); /* only cs_O2 fitted */
+	ck_assert_int_eq(tk_int(doc, "balance_version"), 2);
+	ck_assert_int_eq(json_array_size(json_object_get(doc, "applied_sessions")), 1);
+	json_decref(doc);
+	doc = tk_mongo_find_one(env.db, "payments_credit_transactions",
+				"{\"checkout_session_id\":\"cs_O1\"}");
+	ck_assert_ptr_nonnull(doc);
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "state")), "rejected");
+	json_decref(doc);
+	all = sk_read_json(env.results, 3);
+	r = sk_result(all, "evt_o1", 0);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(sk_status(r), "rejected");
+	ck_assert_msg(strstr(json_string_value(json_object_get(r, "reason")), "overflow") != NULL,
+		      "reason %s", json_string_value(json_object_get(r, "reason")));
+	expect_status(all, "evt_o2", 0, "applied");
+	expect_status(all, "evt_o3", 0, "rejected");
+	json_decref(all);
+	ck_assert_int_eq(tk_consume(env.dlq, 2, 20000, &msgs), 2);
+	reason = tk_header(&msgs[0], "dlq.reason");
+	ck_assert_msg(reason && strstr(reason, "would overflow int64"), "%s", reason);
+	free(reason);
+	tk_msgs_free(msgs, 2);
+	tk_mongo_drop(env.db);
+}
+END_TEST
+
 START_TEST(throughput_2000_checkouts)
 {
 	enum { N = 2000, ORGS = 50 };
@@ -382,6 +473,8 @@ int main(void)
 	tcase_add_test(tc, subscription_events_out_of_order);
 	tcase_add_test(tc, invoice_resets_usage_once_per_period);
 	tcase_add_test(tc, unknown_customer_waits_then_dlq);
+	tcase_add_test(tc, applied_sessions_window_is_bounded);
+	tcase_add_test(tc, credit_overflow_is_rejected);
 	tcase_add_test(tc, throughput_2000_checkouts);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);

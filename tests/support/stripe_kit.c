@@ -197,6 +197,22 @@ void sk_set_customer_int(const struct sk_env *env, const char *org, const char *
 	mongoc_client_destroy(c);
 }
 
+void sk_delete(const struct sk_env *env, const char *coll, const char *filter_json)
+{
+	bson_error_t error;
+	mongoc_client_t *c = mongoc_client_new(tk_mongo_uri());
+	mongoc_collection_t *col = mongoc_client_get_collection(c, env->db, coll);
+	bson_t *filter = bson_new_from_json((const uint8_t *)filter_json, -1, &error);
+	bool ok;
+
+	ck_assert_msg(filter != NULL, "filter %s: %s", filter_json, error.message);
+	ok = mongoc_collection_delete_many(col, filter, NULL, NULL, &error);
+	ck_assert_msg(ok, "delete: %s", error.message);
+	bson_destroy(filter);
+	mongoc_collection_destroy(col);
+	mongoc_client_destroy(c);
+}
+
 long long sk_date_ms(const json_t *v)
 {
 	const json_t *d = json_object_get(v, "$date");

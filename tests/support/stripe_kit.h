@@ -54,6 +54,9 @@ void sk_seed_customer(const struct sk_env *env, const char *org, const char *cus
 void sk_set_customer_int(const struct sk_env *env, const char *org, const char *field,
 			 long long v);
 
+/* Deletes the documents of coll matching filter_json (simulating a record lost in a crash). */
+void sk_delete(const struct sk_env *env, const char *coll, const char *filter_json);
+
 /* Milliseconds since the epoch of a relaxed extended JSON date ({"$date": ...}). */
 long long sk_date_ms(const json_t *v);
 

@@ -20,6 +20,7 @@ struct stripe_cfg {
 	int64_t max_event_bytes;
 	int64_t unknown_customer_retries;
 	int64_t backoff_max_ms;
+	int64_t applied_sessions_keep;
 };
 
 #define OWN(field) offsetof(struct stripe_cfg, field)
@@ -38,6 +39,9 @@ static const struct bw_cfg_opt stripe_opts[] = {
 	  "batch retries an event of an unknown Stripe customer waits before the DLQ" },
 	{ "STRIPE_BACKOFF_MAX_MS", BW_CFG_INT, "10000", 10, 600000, 0, OWN(backoff_max_ms),
 	  "cap of the retry backoff after a failed or waiting batch" },
+	{ "STRIPE_APPLIED_SESSIONS_KEEP", BW_CFG_INT, "1000", 1, 1000000, 0,
+	  OWN(applied_sessions_keep),
+	  "last checkout session ids kept in a customer's applied_sessions (crash-window guard)" },
 };
 
 #define NOPTS (sizeof(stripe_opts) / sizeof(stripe_opts[0]))
@@ -68,6 +72,7 @@ int main(void)
 	ctx.ticks_topic = cfg.ticks_topic;
 	ctx.apply.free_grant = common.free_grant;
 	ctx.apply.unknown_customer_retries = (int)cfg.unknown_customer_retries;
+	ctx.apply.applied_sessions_keep = cfg.applied_sessions_keep;
 	ctx.max_event_bytes = (size_t)cfg.max_event_bytes;
 	ctx.flush_timeout_ms = 30000;
 	bw_log(BW_LOG_INFO, NULL, "started: topic %s, group %s, batch %lld, ticks %s", cfg.topic,

@@ -44,6 +44,7 @@ struct bw_stripe_outcome {
 struct bw_stripe_apply_cfg {
 	int64_t free_grant;
 	int unknown_customer_retries;  /* waits before an unmappable event goes to the DLQ */
+	int64_t applied_sessions_keep; /* checkout session ids kept in applied_sessions (>= 1) */
 };
 
 /* "applied", "duplicate", ... (static). */
