@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -580,25 +581,24 @@ static long insert_records(mongoc_collection_t *coll, const struct plan *p, long
 			continue;   /* a re-send: the worker answers it from the existing record */
 		snprintf(id, sizeof(id), "ev-%ld", u);
 		snprintf(org, sizeof(org), "org-%ld", p->uniq_org[u]);
-		bson_t *doc = BCON_NEW(
+		bson_t *ev = BCON_NEW(
 			"event_id", BCON_UTF8(id), "org_id", BCON_UTF8(org), "spus",
 			BCON_INT64(p->uniq_spus[u]), "operation", BCON_UTF8("llm_call"), "source",
 			BCON_UTF8("bench"), "timestamp", BCON_UTF8("2026-11-25T12:00:00Z"),
 			"llm_provider", BCON_UTF8("openai"), "llm_model", BCON_UTF8("gpt-4o-mini"),
 			"prompt_tokens", BCON_INT64(900), "completion_tokens", BCON_INT64(100),
-			"total_tokens", BCON_INT64(1000), "bench_ts_us", BCON_INT64(i), "event", "{",
-			"event_id", BCON_UTF8(id), "org_id", BCON_UTF8(org), "spus",
-			BCON_INT64(p->uniq_spus[u]), "operation", BCON_UTF8("llm_call"), "source",
-			BCON_UTF8("bench"), "timestamp", BCON_UTF8("2026-11-25T12:00:00Z"),
-			"llm_provider", BCON_UTF8("openai"), "llm_model", BCON_UTF8("gpt-4o-mini"),
-			"prompt_tokens", BCON_INT64(900), "completion_tokens", BCON_INT64(100),
-			"total_tokens", BCON_INT64(1000), "bench_ts_us", BCON_INT64(i), "}", "hash",
-			BCON_UTF8("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
-			"status", BCON_UTF8("applied"), "from_subscription", BCON_INT64(0),
-			"from_purchased", BCON_INT64(0), "from_granted", BCON_INT64(p->uniq_spus[u]),
-			"from_paid", BCON_INT64(0), "balance_version", BCON_INT64(1), "processed_at",
-			BCON_DATE_TIME(bw_mongo_now_ms()), "kafka_topic", BCON_UTF8("usage.events"),
-			"kafka_partition", BCON_INT32(0), "kafka_offset", BCON_INT64(i));
+			"total_tokens", BCON_INT64(1000), "bench_ts_us", BCON_INT64(i));
+		bson_t *doc = bson_new();
+		bson_concat(doc, ev);   /* the event's fields at the top level, and again: */
+		BSON_APPEND_DOCUMENT(doc, "event", ev);
+		BCON_APPEND(doc, "hash",
+			    BCON_UTF8("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+			    "status", BCON_UTF8("applied"), "from_subscription", BCON_INT64(0),
+			    "from_purchased", BCON_INT64(0), "from_granted", BCON_INT64(p->uniq_spus[u]),
+			    "from_paid", BCON_INT64(0), "balance_version", BCON_INT64(1), "processed_at",
+			    BCON_DATE_TIME(bw_mongo_now_ms()), "kafka_topic", BCON_UTF8("usage.events"),
+			    "kafka_partition", BCON_INT32(0), "kafka_offset", BCON_INT64(i));
+		bson_destroy(ev);
 		mongoc_bulk_operation_insert_with_opts(bulk, doc, NULL, &error);
 		bson_destroy(doc);
 		n++;
@@ -756,6 +756,54 @@ static int parse_num(const char *s, double lo, double hi, double *out)
 	return 0;
 }
 
+#define OPT(field) offsetof(struct opts, field)
+
+/* Command-line options: strings are borrowed from argv; numbers are range-checked. */
+static const struct option_def {
+	const char *name;
+	char kind;          /* 's' string, 'l' long, 'i' int, 'd' double, 'u' uint64_t */
+	double lo, hi;
+	size_t off;
+} options[] = {
+	{ "--topic", 's', 0, 0, OPT(topic) },         { "--results", 's', 0, 0, OPT(results) },
+	{ "--db", 's', 0, 0, OPT(db) },               { "--prefix", 's', 0, 0, OPT(prefix) },
+	{ "--events", 'l', 1, 1e8, OPT(events) },     { "--orgs", 'l', 1, 1e8, OPT(orgs) },
+	{ "--batch", 'l', 1, 1e6, OPT(batch) },       { "--dup", 'd', 0, 0.9, OPT(dup) },
+	{ "--zipf", 'd', 0, 10, OPT(zipf) },          { "--rate", 'd', 0, 1e9, OPT(rate) },
+	{ "--timeout-s", 'd', 1, 1e6, OPT(timeout_s) },
+	{ "--warmup-s", 'd', 0, 1e6, OPT(warmup_s) }, { "--records", 'i', 0, 1, OPT(records) },
+	{ "--series", 'i', 0, 1, OPT(series) },
+	{ "--compound-index", 'i', 0, 1, OPT(compound_index) },
+	{ "--seed", 'u', 0, 1e15, OPT(seed) },
+};
+
+static int set_option(struct opts *o, const char *name, const char *value)
+{
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+		const struct option_def *d = &options[i];
+		char *field = (char *)o + d->off;
+		double num = 0;
+		if (strcmp(name, d->name) != 0)
+			continue;
+		if (d->kind == 's') {
+			*(const char **)(void *)field = value;
+			return 0;
+		}
+		if (parse_num(value, d->lo, d->hi, &num) != 0)
+			return -1;
+		if (d->kind == 'l')
+			*(long *)(void *)field = (long)num;
+		else if (d->kind == 'i')
+			*(int *)(void *)field = (int)num;
+		else if (d->kind == 'u')
+			*(uint64_t *)(void *)field = (uint64_t)num;
+		else
+			*(double *)(void *)field = num;
+		return 0;
+	}
+	return -1;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: bw-bench-loadgen run|count|store [--topic T] [--results R] "
@@ -776,45 +824,7 @@ int main(int argc, char **argv)
 	o.mode = argv[1];
 	for (int i = 2; i < argc; i += 2) {
 		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		double d = 0;
-		int bad = v == NULL;
-		if (bad)
-			;
-		else if (strcmp(k, "--topic") == 0)
-			o.topic = v;
-		else if (strcmp(k, "--results") == 0)
-			o.results = v;
-		else if (strcmp(k, "--db") == 0)
-			o.db = v;
-		else if (strcmp(k, "--prefix") == 0)
-			o.prefix = v;
-		else if (strcmp(k, "--events") == 0)
-			bad = parse_num(v, 1, 1e8, &d) || ((o.events = (long)d), 0);
-		else if (strcmp(k, "--orgs") == 0)
-			bad = parse_num(v, 1, 1e8, &d) || ((o.orgs = (long)d), 0);
-		else if (strcmp(k, "--batch") == 0)
-			bad = parse_num(v, 1, 1e6, &d) || ((o.batch = (long)d), 0);
-		else if (strcmp(k, "--dup") == 0)
-			bad = parse_num(v, 0, 0.9, &o.dup);
-		else if (strcmp(k, "--zipf") == 0)
-			bad = parse_num(v, 0, 10, &o.zipf);
-		else if (strcmp(k, "--rate") == 0)
-			bad = parse_num(v, 0, 1e9, &o.rate);
-		else if (strcmp(k, "--timeout-s") == 0)
-			bad = parse_num(v, 1, 1e6, &o.timeout_s);
-		else if (strcmp(k, "--warmup-s") == 0)
-			bad = parse_num(v, 0, 1e6, &o.warmup_s);
-		else if (strcmp(k, "--records") == 0)
-			bad = parse_num(v, 0, 1, &d) || ((o.records = (int)d), 0);
-		else if (strcmp(k, "--series") == 0)
-			bad = parse_num(v, 0, 1, &d) || ((o.series = (int)d), 0);
-		else if (strcmp(k, "--compound-index") == 0)
-			bad = parse_num(v, 0, 1, &d) || ((o.compound_index = (int)d), 0);
-		else if (strcmp(k, "--seed") == 0)
-			bad = parse_num(v, 0, 1e15, &d) || ((o.seed = (uint64_t)d), 0);
-		else
-			bad = 1;
-		if (bad) {
+		if (!v || set_option(&o, k, v) != 0) {
 			fprintf(stderr, "loadgen: bad option %s %s\n", k, v ? v : "(missing)");
 			usage();
 			return 2;
