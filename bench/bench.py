@@ -6,8 +6,9 @@ consumer group and database, all deleted afterwards. Prints a table and writes a
 
 Environment: BENCH_EVENTS (200000), BENCH_ORGS (10000), BENCH_QUICK=1 (smoke: few thousand
 events, few scenarios), BENCH_SWEEP_EVENTS (sweep size), BENCH_BASELINE_EVENTS (20000),
-BENCH_BUILD (build dir), BENCH_CSV (output path), BENCH_LOGDIR (process logs), BENCH_ONLY (comma list of scenario groups:
-main,half,cidx,baseline,ceilings,batch,orgs), KAFKA_BROKERS, MONGO_URI.
+BENCH_BUILD (build dir), BENCH_CSV (output path), BENCH_LOGDIR (process logs),
+BENCH_ONLY (comma list of scenario groups: main,half,cidx,baseline,ceilings,batch,orgs),
+KAFKA_BROKERS, MONGO_URI.
 """
 import csv
 import json
