@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fault.h"
@@ -25,6 +26,7 @@ struct cust {
 	int64_t reset_ms;                /* subscription_spus_reset_period_start */
 	int has_reset;
 	int64_t purchased_credits, balance_version;
+	int fresh;  /* read by this event (not a batch cache copy: identity fields only) */
 };
 
 /* What the worker reads of a payments_stripe_events document. */
@@ -134,12 +136,20 @@ static json_t *subdoc_json(const bson_t *doc, const char *key)
 	return json_is_object(j) ? j : (json_decref(j), json_object());
 }
 
-/* Finds one document of coll matching filter. *doc is a new copy (bson_destroy) or NULL. */
+/* applied_sessions can hold STRIPE_APPLIED_SESSIONS_KEEP ids: customer reads that do not
+ * need it leave it out (NO_SESSIONS as the projection). */
+#define NO_SESSIONS "applied_sessions"
+
+/* Finds one document of coll matching filter, without the field `omit` (NULL: all). *doc
+ * is a new copy (bson_destroy) or NULL. */
 static int find_one(struct bw_mongo *m, mongoc_client_t *client, const char *coll_name,
-		    const bson_t *filter, bson_t **doc, struct bw_err *err)
+		    const bson_t *filter, const char *omit, bson_t **doc, struct bw_err *err)
 {
 	bson_error_t error;
 	bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
+
+	if (omit)
+		BCON_APPEND(opts, "projection", "{", omit, BCON_INT32(0), "}");
 	mongoc_collection_t *coll = bw_mongo_coll(m, client, coll_name);
 	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
 	const bson_t *hit;
@@ -190,6 +200,7 @@ static void cust_from_doc(const bson_t *doc, struct cust *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->found = 1;
+	c->fresh = 1;
 	copy_utf8(doc, "org_id", c->org_id, sizeof(c->org_id));
 	copy_utf8(doc, "stripe_customer_id", c->customer_id, sizeof(c->customer_id));
 	copy_utf8(doc, "stripe_subscription_id", c->sub_id, sizeof(c->sub_id));
@@ -208,7 +219,7 @@ static int load_cust(struct bw_mongo *m, mongoc_client_t *client, const char *ke
 {
 	bson_t *filter = BCON_NEW(key, BCON_UTF8(value));
 	bson_t *doc = NULL;
-	int rc = find_one(m, client, BW_COLL_CUSTOMERS, filter, &doc, err);
+	int rc = find_one(m, client, BW_COLL_CUSTOMERS, filter, NO_SESSIONS, &doc, err);
 
 	memset(c, 0, sizeof(*c));
 	if (rc == 0 && doc)
@@ -219,15 +230,21 @@ static int load_cust(struct bw_mongo *m, mongoc_client_t *client, const char *ke
 }
 
 /* Creates the org's customer document if it is missing (the shared contract: $setOnInsert
- * of the fresh balances plus $inc balance_version), recording the Stripe customer id. */
+ * of the fresh balances plus $inc balance_version), recording the Stripe customer id. One
+ * findAndModify that returns the document into c (may be NULL), so no read follows. */
 static int ensure_cust(struct bw_mongo *m, mongoc_client_t *client,
 		       const struct bw_stripe_apply_cfg *cfg, const char *org_id,
-		       const char *customer_id, struct bw_err *err)
+		       const char *customer_id, struct cust *c, struct bw_err *err)
 {
-	int64_t now = bw_mongo_now_ms(), matched = 0;
+	int64_t now = bw_mongo_now_ms();
 	bson_t *filter = BCON_NEW("org_id", BCON_UTF8(org_id));
-	bson_t update = BSON_INITIALIZER, soi, inc, set;
-	int rc;
+	bson_t *fields = BCON_NEW(NO_SESSIONS, BCON_INT32(0));
+	bson_t update = BSON_INITIALIZER, soi, inc, set, reply;
+	bson_iter_t it;
+	bson_error_t error;
+	mongoc_find_and_modify_opts_t *fam = mongoc_find_and_modify_opts_new();
+	mongoc_collection_t *coll = bw_mongo_coll(m, client, BW_COLL_CUSTOMERS);
+	int rc = 0;
 
 	BSON_APPEND_DOCUMENT_BEGIN(&update, "$setOnInsert", &soi);
 	BSON_APPEND_INT64(&soi, "granted_credits", cfg->free_grant);
@@ -244,26 +261,50 @@ static int ensure_cust(struct bw_mongo *m, mongoc_client_t *client,
 	BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
 	BSON_APPEND_DATE_TIME(&set, "updated_at", now);
 	bson_append_document_end(&update, &set);
-	rc = update_one(m, client, BW_COLL_CUSTOMERS, filter, &update, 1, &matched, err);
-	if (rc != 0 && err->kind == BW_ERR_CONFLICT)
-		rc = 0; /* created concurrently: it exists, which is all we need */
-	else if (rc != 0)
-		err->kind = BW_ERR_TRANSIENT;
+	mongoc_find_and_modify_opts_set_update(fam, &update);
+	mongoc_find_and_modify_opts_set_fields(fam, fields);
+	mongoc_find_and_modify_opts_set_flags(fam, MONGOC_FIND_AND_MODIFY_UPSERT |
+						   MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
+	if (!mongoc_collection_find_and_modify_with_opts(coll, filter, fam, &reply, &error)) {
+		rc = bw_mongo_error(&error, "create customer", err);
+		if (err->kind == BW_ERR_CONFLICT) /* created concurrently: read that one */
+			rc = c ? load_cust(m, client, "org_id", org_id, c, err) : 0;
+		else
+			err->kind = BW_ERR_TRANSIENT;
+	} else if (c) {
+		const uint8_t *data = NULL;
+		uint32_t len = 0;
+		bson_t doc;
+
+		memset(c, 0, sizeof(*c));
+		if (bson_iter_init_find(&it, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+			bson_iter_document(&it, &len, &data);
+			if (bson_init_static(&doc, data, len))
+				cust_from_doc(&doc, c);
+		}
+		if (!c->found)
+			rc = bw_err_set(err, BW_ERR_TRANSIENT, "customer %s: upsert returned no "
+					"document", org_id);
+	}
+	bson_destroy(&reply);
+	mongoc_collection_destroy(coll);
+	mongoc_find_and_modify_opts_destroy(fam);
+	bson_destroy(fields);
 	bson_destroy(filter);
 	bson_destroy(&update);
 	return rc;
 }
 
 /* Sets the customer's Stripe id when the document has none yet (not a balance field), so
- * later events of that customer map without metadata. */
+ * later events of that customer map without metadata. *matched: 1 when this set it. */
 static int link_customer(struct bw_mongo *m, mongoc_client_t *client, const char *org_id,
-			 const char *customer_id, struct bw_err *err)
+			 const char *customer_id, int64_t *matched, struct bw_err *err)
 {
-	int64_t matched = 0;
 	bson_t *filter = BCON_NEW("org_id", BCON_UTF8(org_id), "stripe_customer_id", "{",
 				  "$exists", BCON_BOOL(false), "}");
 	bson_t *update = BCON_NEW("$set", "{", "stripe_customer_id", BCON_UTF8(customer_id), "}");
-	int rc = update_one(m, client, BW_COLL_CUSTOMERS, filter, update, 0, &matched, err);
+	int rc = update_one(m, client, BW_COLL_CUSTOMERS, filter, update, 0, matched, err);
 
 	bson_destroy(filter);
 	bson_destroy(update);
@@ -278,26 +319,31 @@ static void rec_cleanup(struct rec *r)
 	r->details = NULL;
 }
 
+static void rec_from_doc(const bson_t *doc, struct rec *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->found = 1;
+	copy_utf8(doc, "state", r->state, sizeof(r->state));
+	copy_utf8(doc, "status", r->status, sizeof(r->status));
+	copy_utf8(doc, "org_id", r->org_id, sizeof(r->org_id));
+	copy_utf8(doc, "reason", r->reason, sizeof(r->reason));
+	copy_utf8(doc, "source_topic", r->source_topic, sizeof(r->source_topic));
+	bw_mongo_get_int64(doc, "source_partition", &r->source_partition);
+	bw_mongo_get_int64(doc, "source_offset", &r->source_offset);
+	bw_mongo_get_int64(doc, "attempts", &r->attempts);
+	r->details = subdoc_json(doc, "details");
+}
+
 static int load_rec(struct bw_mongo *m, mongoc_client_t *client, const char *event_id,
 		    struct rec *r, struct bw_err *err)
 {
 	bson_t *filter = BCON_NEW("event_id", BCON_UTF8(event_id));
 	bson_t *doc = NULL;
-	int rc = find_one(m, client, BW_COLL_STRIPE_EVENTS, filter, &doc, err);
+	int rc = find_one(m, client, BW_COLL_STRIPE_EVENTS, filter, NULL, &doc, err);
 
 	memset(r, 0, sizeof(*r));
-	if (rc == 0 && doc) {
-		r->found = 1;
-		copy_utf8(doc, "state", r->state, sizeof(r->state));
-		copy_utf8(doc, "status", r->status, sizeof(r->status));
-		copy_utf8(doc, "org_id", r->org_id, sizeof(r->org_id));
-		copy_utf8(doc, "reason", r->reason, sizeof(r->reason));
-		copy_utf8(doc, "source_topic", r->source_topic, sizeof(r->source_topic));
-		bw_mongo_get_int64(doc, "source_partition", &r->source_partition);
-		bw_mongo_get_int64(doc, "source_offset", &r->source_offset);
-		bw_mongo_get_int64(doc, "attempts", &r->attempts);
-		r->details = subdoc_json(doc, "details");
-	}
+	if (rc == 0 && doc)
+		rec_from_doc(doc, r);
 	bson_destroy(doc);
 	bson_destroy(filter);
 	return rc;
@@ -343,6 +389,260 @@ static int write_rec(struct bw_mongo *m, mongoc_client_t *client,
 	bson_destroy(filter);
 	bson_destroy(&update);
 	return rc;
+}
+
+/* ---- the batch cache ---- */
+
+/* Maps hold key -> JSON integer: >= 0 an index into recs / custs, -1 known absent; a key
+ * that is missing is unknown (look it up). Customer entries are batch-start copies used
+ * only for the identity fields (org_id, stripe_customer_id), which the worker itself keeps
+ * current (creation, link); decisions on the stored subscription or period re-read. */
+struct bw_stripe_cache {
+	json_t *rec_ix, *org_ix, *cus_ix;
+	struct rec *recs;
+	size_t nrecs, rec_cap;
+	struct cust *custs;
+	size_t ncusts, cust_cap;
+};
+
+struct bw_stripe_cache *bw_stripe_cache_new(void)
+{
+	struct bw_stripe_cache *cache = calloc(1, sizeof(*cache));
+
+	if (!cache)
+		return NULL;
+	cache->rec_ix = json_object();
+	cache->org_ix = json_object();
+	cache->cus_ix = json_object();
+	if (!cache->rec_ix || !cache->org_ix || !cache->cus_ix) {
+		bw_stripe_cache_destroy(cache);
+		return NULL;
+	}
+	return cache;
+}
+
+void bw_stripe_cache_destroy(struct bw_stripe_cache *cache)
+{
+	if (!cache)
+		return;
+	for (size_t i = 0; i < cache->nrecs; i++)
+		rec_cleanup(&cache->recs[i]);
+	free(cache->recs);
+	free(cache->custs);
+	json_decref(cache->rec_ix);
+	json_decref(cache->org_ix);
+	json_decref(cache->cus_ix);
+	free(cache);
+}
+
+/* Marks key wanted (null) unless already known. */
+static int want_key(json_t *ix, const char *key)
+{
+	if (!key || json_object_get(ix, key))
+		return 0;
+	return json_object_set_new(ix, key, json_null());
+}
+
+int bw_stripe_cache_want(struct bw_stripe_cache *cache, const struct bw_stripe_event *ev)
+{
+	int rc = want_key(cache->rec_ix, ev->id);
+
+	if (ev->kind != BW_SK_UNKNOWN) {
+		rc |= want_key(cache->org_ix, ev->meta_org_id);
+		rc |= want_key(cache->cus_ix, ev->customer_id);
+	}
+	return rc ? -1 : 0;
+}
+
+/* Appends the wanted (null) keys of ix to filter as {field: {$in: [...]}}; 0 when none. */
+static size_t append_in(bson_t *filter, const char *field, json_t *ix)
+{
+	const char *key, *idx;
+	json_t *v;
+	char buf[16];
+	bson_t doc, arr;
+	uint32_t n = 0;
+
+	BSON_APPEND_DOCUMENT_BEGIN(filter, field, &doc);
+	BSON_APPEND_ARRAY_BEGIN(&doc, "$in", &arr);
+	json_object_foreach(ix, key, v) {
+		if (!json_is_null(v))
+			continue;
+		bson_uint32_to_string(n++, &idx, buf, sizeof(buf));
+		BSON_APPEND_UTF8(&arr, idx, key);
+	}
+	bson_append_array_end(&doc, &arr);
+	bson_append_document_end(filter, &doc);
+	return n;
+}
+
+/* Runs one find and calls take(cache, doc) for every document. */
+static int find_all(struct bw_mongo *m, mongoc_client_t *client, const char *coll_name,
+		    const bson_t *filter, const char *omit, size_t expect,
+		    int (*take)(struct bw_stripe_cache *, const bson_t *),
+		    struct bw_stripe_cache *cache, struct bw_err *err)
+{
+	bson_error_t error;
+	bson_t *opts = BCON_NEW("batchSize", BCON_INT64((int64_t)expect + 1));
+	mongoc_collection_t *coll = bw_mongo_coll(m, client, coll_name);
+	mongoc_cursor_t *cur = NULL;
+	const bson_t *doc;
+	int rc = 0;
+
+	if (omit)
+		BCON_APPEND(opts, "projection", "{", omit, BCON_INT32(0), "}");
+	cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
+	while (rc == 0 && mongoc_cursor_next(cur, &doc))
+		if (take(cache, doc) != 0)
+			rc = bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
+	if (rc == 0 && mongoc_cursor_error(cur, &error))
+		rc = bw_mongo_error(&error, coll_name, err);
+	mongoc_cursor_destroy(cur);
+	mongoc_collection_destroy(coll);
+	bson_destroy(opts);
+	return rc;
+}
+
+static int take_rec(struct bw_stripe_cache *cache, const bson_t *doc)
+{
+	struct rec *r;
+
+	if (cache->nrecs == cache->rec_cap) {
+		size_t cap = cache->rec_cap ? 2 * cache->rec_cap : 64;
+		struct rec *recs = realloc(cache->recs, cap * sizeof(*recs));
+		if (!recs)
+			return -1;
+		cache->recs = recs;
+		cache->rec_cap = cap;
+	}
+	char id[ID_LEN];
+
+	copy_utf8(doc, "event_id", id, sizeof(id));
+	r = &cache->recs[cache->nrecs];
+	rec_from_doc(doc, r);
+	cache->nrecs++;
+	return json_object_set_new(cache->rec_ix, id, json_integer((json_int_t)cache->nrecs - 1));
+}
+
+/* Adds (or replaces) a customer entry under its org and Stripe customer ids. */
+static int cache_put_cust(struct bw_stripe_cache *cache, const struct cust *c)
+{
+	json_t *old = cache ? json_object_get(cache->org_ix, c->org_id) : NULL;
+	json_int_t i;
+
+	if (!cache || !c->found)
+		return 0;
+	if (json_is_integer(old) && json_integer_value(old) >= 0) {
+		i = json_integer_value(old);
+	} else {
+		if (cache->ncusts == cache->cust_cap) {
+			size_t cap = cache->cust_cap ? 2 * cache->cust_cap : 64;
+			struct cust *custs = realloc(cache->custs, cap * sizeof(*custs));
+			if (!custs)
+				return -1;
+			cache->custs = custs;
+			cache->cust_cap = cap;
+		}
+		i = (json_int_t)cache->ncusts++;
+	}
+	cache->custs[i] = *c;
+	cache->custs[i].fresh = 0;
+	if (json_object_set_new(cache->org_ix, c->org_id, json_integer(i)) != 0)
+		return -1;
+	if (c->customer_id[0] &&
+	    json_object_set_new(cache->cus_ix, c->customer_id, json_integer(i)) != 0)
+		return -1;
+	return 0;
+}
+
+static int take_cust(struct bw_stripe_cache *cache, const bson_t *doc)
+{
+	struct cust c;
+
+	cust_from_doc(doc, &c);
+	return c.org_id[0] ? cache_put_cust(cache, &c) : 0;
+}
+
+/* Every key still wanted (null) after the load is absent. */
+static void mark_absent(json_t *ix)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(ix, key, v)
+		if (json_is_null(v))
+			json_object_set_new(ix, key, json_integer(-1));
+}
+
+int bw_stripe_cache_load(struct bw_stripe_cache *cache, struct bw_mongo *m,
+			 mongoc_client_t *client, struct bw_err *err)
+{
+	bson_t recs = BSON_INITIALIZER, custs = BSON_INITIALIZER, arr, a, b;
+	size_t nrecs, norgs, ncus;
+	int rc = -1;
+
+	nrecs = append_in(&recs, "event_id", cache->rec_ix);
+	if (nrecs && find_all(m, client, BW_COLL_STRIPE_EVENTS, &recs, NULL, nrecs, take_rec,
+			      cache, err) != 0)
+		goto done;
+	BSON_APPEND_ARRAY_BEGIN(&custs, "$or", &arr);
+	BSON_APPEND_DOCUMENT_BEGIN(&arr, "0", &a);
+	norgs = append_in(&a, "org_id", cache->org_ix);
+	bson_append_document_end(&arr, &a);
+	BSON_APPEND_DOCUMENT_BEGIN(&arr, "1", &b);
+	ncus = append_in(&b, "stripe_customer_id", cache->cus_ix);
+	bson_append_document_end(&arr, &b);
+	bson_append_array_end(&custs, &arr);
+	if (norgs + ncus && find_all(m, client, BW_COLL_CUSTOMERS, &custs, NO_SESSIONS,
+				     norgs + ncus, take_cust, cache, err) != 0)
+		goto done;
+	mark_absent(cache->rec_ix);
+	mark_absent(cache->org_ix);
+	mark_absent(cache->cus_ix);
+	rc = 0;
+done:
+	if (rc != 0 && err->kind != BW_ERR_FATAL)
+		err->kind = BW_ERR_TRANSIENT;
+	bson_destroy(&recs);
+	bson_destroy(&custs);
+	return rc;
+}
+
+/* 1 with *r filled (a copy: rec_cleanup) when the cache knows event_id, else 0. */
+static int cached_rec(const struct bw_stripe_cache *cache, const char *event_id, struct rec *r)
+{
+	json_t *v = cache ? json_object_get(cache->rec_ix, event_id) : NULL;
+
+	if (!json_is_integer(v))
+		return 0;
+	memset(r, 0, sizeof(*r));
+	if (json_integer_value(v) >= 0) {
+		*r = cache->recs[json_integer_value(v)];
+		json_incref(r->details);
+	}
+	return 1;
+}
+
+/* The event's record is being written: a repeat of it later in the batch reads it. */
+static void forget_rec(struct bw_stripe_cache *cache, const char *event_id)
+{
+	if (cache)
+		json_object_del(cache->rec_ix, event_id);
+}
+
+/* 1 with *c filled (found or not) when the cache knows key in ix, else 0. */
+static int cached_cust(const struct bw_stripe_cache *cache, json_t *ix, const char *key,
+		       struct cust *c)
+{
+	json_t *v = cache ? json_object_get(ix, key) : NULL;
+
+	if (!json_is_integer(v))
+		return 0;
+	memset(c, 0, sizeof(*c));
+	if (json_integer_value(v) >= 0)
+		*c = cache->custs[json_integer_value(v)];
+	return 1;
 }
 
 /* ---- handlers ---- */
@@ -404,7 +704,7 @@ static int credit_missed(struct bw_mongo *m, mongoc_client_t *client, const char
 	int rc = -1;
 
 	*credited = 0;
-	if (find_one(m, client, BW_COLL_CUSTOMERS, filter, &doc, err) != 0)
+	if (find_one(m, client, BW_COLL_CUSTOMERS, filter, NULL, &doc, err) != 0)
 		goto done;
 	if (!doc) {
 		bw_err_set(err, BW_ERR_TRANSIENT, "customer %s vanished during the credit", org_id);
@@ -465,29 +765,34 @@ static int apply_checkout(struct bw_mongo *m, mongoc_client_t *client,
 	if (ev->customer_id)
 		BSON_APPEND_UTF8(row, "stripe_customer_id", ev->customer_id);
 	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
-	if (!mongoc_collection_insert_one(coll, row, NULL, NULL, &error) &&
-	    error.code != BW_MONGO_DUPLICATE_KEY) {
+	if (mongoc_collection_insert_one(coll, row, NULL, NULL, &error)) {
+		/* Inserted: the row is ours, as written (no read back). */
+		snprintf(row_org, sizeof(row_org), "%s", out->org_id);
+		snprintf(row_event, sizeof(row_event), "%s", ev->id);
+		snprintf(row_state, sizeof(row_state), "pending");
+	} else if (error.code != BW_MONGO_DUPLICATE_KEY) {
 		bw_mongo_error(&error, "insert credit transaction", err);
 		goto done;
+	} else {
+		if (find_one(m, client, BW_COLL_CREDIT_TX, by_sid, NULL, &doc, err) != 0)
+			goto done;
+		if (!doc) {
+			bw_err_set(err, BW_ERR_TRANSIENT, "credit transaction %s vanished", sid);
+			goto done;
+		}
+		/* The stored row is authoritative: the first event of the session decided it. */
+		copy_utf8(doc, "org_id", row_org, sizeof(row_org));
+		copy_utf8(doc, "event_id", row_event, sizeof(row_event));
+		copy_utf8(doc, "state", row_state, sizeof(row_state));
+		bw_mongo_get_int64(doc, "credits", &credits);
 	}
-	if (find_one(m, client, BW_COLL_CREDIT_TX, by_sid, &doc, err) != 0)
-		goto done;
-	if (!doc) {
-		bw_err_set(err, BW_ERR_TRANSIENT, "credit transaction %s vanished", sid);
-		goto done;
-	}
-	/* The stored row is authoritative: the first event of the session decided it. */
-	copy_utf8(doc, "org_id", row_org, sizeof(row_org));
-	copy_utf8(doc, "event_id", row_event, sizeof(row_event));
-	copy_utf8(doc, "state", row_state, sizeof(row_state));
-	bw_mongo_get_int64(doc, "credits", &credits);
 	bw_fault_point("checkout_after_ledger");
 	other_org = strcmp(row_org, out->org_id) != 0;
 	snprintf(out->org_id, sizeof(out->org_id), "%s", row_org);
 	detail_str(out, "checkout_session_id", sid);
 	detail_int(out, "credits", credits);
 	if (strcmp(row_state, "applied") != 0) {
-		if (other_org && ensure_cust(m, client, cfg, row_org, NULL, err) != 0)
+		if (other_org && ensure_cust(m, client, cfg, row_org, NULL, NULL, err) != 0)
 			goto done;
 		filter = credit_filter(row_org, sid, credits);
 		update = credit_update(sid, credits, cfg->applied_sessions_keep, now);
@@ -547,7 +852,7 @@ static int price_plan(struct bw_mongo *m, mongoc_client_t *client,
 	if ((ev->tier && ev->has_included_spus) || !ev->price_id)
 		return 0;
 	filter = BCON_NEW("price_id", BCON_UTF8(ev->price_id));
-	rc = find_one(m, client, BW_COLL_PRICES, filter, &doc, err);
+	rc = find_one(m, client, BW_COLL_PRICES, filter, NULL, &doc, err);
 	if (rc == 0 && doc) {
 		bson_iter_t it, sub;
 		char t[64];
@@ -829,27 +1134,35 @@ static int needs_org(const struct bw_stripe_event *ev, struct bw_stripe_outcome 
 }
 
 /* Finds the org's customer document: metadata.org_id first (creating the document when
- * new), else the Stripe customer id mapping. c->found = 0 when neither works. */
+ * new), else the Stripe customer id mapping; from the batch cache when it knows (then
+ * c->fresh = 0: identity fields only). c->found = 0 when neither works. */
 static int resolve_org(struct bw_mongo *m, mongoc_client_t *client,
-		       const struct bw_stripe_apply_cfg *cfg, const struct bw_stripe_event *ev,
-		       struct cust *c, struct bw_err *err)
+		       const struct bw_stripe_apply_cfg *cfg, struct bw_stripe_cache *cache,
+		       const struct bw_stripe_event *ev, struct cust *c, struct bw_err *err)
 {
+	int64_t linked = 0;
+
+	memset(c, 0, sizeof(*c));
 	if (ev->meta_org_id) {
-		if (load_cust(m, client, "org_id", ev->meta_org_id, c, err) != 0)
+		if (!cached_cust(cache, cache ? cache->org_ix : NULL, ev->meta_org_id, c) &&
+		    load_cust(m, client, "org_id", ev->meta_org_id, c, err) != 0)
 			return -1;
 		if (!c->found) {
-			if (ensure_cust(m, client, cfg, ev->meta_org_id, ev->customer_id, err) != 0 ||
-			    load_cust(m, client, "org_id", ev->meta_org_id, c, err) != 0)
+			if (ensure_cust(m, client, cfg, ev->meta_org_id, ev->customer_id, c, err) != 0)
 				return -1;
 		} else if (ev->customer_id && !c->customer_id[0]) {
-			if (link_customer(m, client, c->org_id, ev->customer_id, err) != 0)
+			if (link_customer(m, client, c->org_id, ev->customer_id, &linked, err) != 0)
 				return -1;
+			if (linked == 1)
+				snprintf(c->customer_id, sizeof(c->customer_id), "%s", ev->customer_id);
 		}
+		if (cache_put_cust(cache, c) != 0)
+			return bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
 		return 0;
 	}
-	if (ev->customer_id)
+	if (ev->customer_id && !cached_cust(cache, cache ? cache->cus_ix : NULL, ev->customer_id,
+					     c))
 		return load_cust(m, client, "stripe_customer_id", ev->customer_id, c, err);
-	memset(c, 0, sizeof(*c));
 	return 0;
 }
 
@@ -878,9 +1191,9 @@ static void unknown_customer(const struct bw_stripe_apply_cfg *cfg,
 }
 
 int bw_stripe_apply(struct bw_mongo *m, mongoc_client_t *client,
-		    const struct bw_stripe_apply_cfg *cfg, const struct bw_stripe_event *ev,
-		    const rd_kafka_message_t *msg, struct bw_stripe_outcome *out,
-		    struct bw_err *err)
+		    const struct bw_stripe_apply_cfg *cfg, struct bw_stripe_cache *cache,
+		    const struct bw_stripe_event *ev, const rd_kafka_message_t *msg,
+		    struct bw_stripe_outcome *out, struct bw_err *err)
 {
 	struct rec r;
 	struct cust c;
@@ -892,7 +1205,8 @@ int bw_stripe_apply(struct bw_mongo *m, mongoc_client_t *client,
 		out->details = json_object();
 	if (!out->details)
 		return bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
-	if (load_rec(m, client, ev->id, &r, err) != 0)
+	memset(&r, 0, sizeof(r));
+	if (!cached_rec(cache, ev->id, &r) && load_rec(m, client, ev->id, &r, err) != 0)
 		goto done;
 	if (r.found && strcmp(r.state, "done") == 0) {
 		from_record(&r, msg, out);
@@ -903,15 +1217,18 @@ int bw_stripe_apply(struct bw_mongo *m, mongoc_client_t *client,
 		snprintf(out->org_id, sizeof(out->org_id), "%s", ev->meta_org_id);
 	if (ev->kind == BW_SK_INVOICE_CREATED) {
 		/* A fresh API read of the customer; the org helps the sync worker if known. */
-		if (!ev->meta_org_id && ev->customer_id &&
-		    load_cust(m, client, "stripe_customer_id", ev->customer_id, &c, err) != 0)
+		if (!ev->meta_org_id && resolve_org(m, client, cfg, cache, ev, &c, err) != 0)
 			goto done;
 		if (c.found)
 			snprintf(out->org_id, sizeof(out->org_id), "%s", c.org_id);
 		outcome(out, BW_SS_APPLIED, NULL);
 		want_tick(out, ev, "invoice_created", 0);
 	} else if (needs_org(ev, out)) {
-		if (resolve_org(m, client, cfg, ev, &c, err) != 0)
+		if (resolve_org(m, client, cfg, cache, ev, &c, err) != 0)
+			goto done;
+		/* Subscription and invoice decisions need the stored state as of now. */
+		if (c.found && !c.fresh && ev->kind != BW_SK_CHECKOUT &&
+		    load_cust(m, client, "org_id", c.org_id, &c, err) != 0)
 			goto done;
 		if (!c.found) {
 			unknown_customer(cfg, ev, &r, out, &attempts);
@@ -928,6 +1245,7 @@ int bw_stripe_apply(struct bw_mongo *m, mongoc_client_t *client,
 			rc = -1;
 		}
 	}
+	forget_rec(cache, ev->id);
 	if (write_rec(m, client, ev, msg, out, attempts, err) != 0)
 		goto done;
 	bw_fault_point("after_event_record");

@@ -50,12 +50,31 @@ struct bw_stripe_apply_cfg {
 /* "applied", "duplicate", ... (static). */
 const char *bw_stripe_status_name(enum bw_stripe_status st);
 
-/* Applies ev (parsed from msg, both borrowed) and fills out (zeroed by the caller). Returns
- * 0 with the outcome, or -1 with err (TRANSIENT: the database failed; retry the batch). */
+/* What one batch looks up before it applies anything: the event records of its events
+ * and the customer documents of their orgs / Stripe customers, each set read with one $in
+ * query instead of one read per event. Events whose record is `done` then replay it
+ * without a round trip. The cache is kept current by bw_stripe_apply (records it writes
+ * are forgotten, customers it creates or links are added). One batch only. */
+struct bw_stripe_cache;
+
+/* New empty cache (bw_stripe_cache_destroy), or NULL when out of memory. */
+struct bw_stripe_cache *bw_stripe_cache_new(void);
+void bw_stripe_cache_destroy(struct bw_stripe_cache *cache);
+
+/* Notes the keys ev (borrowed) will look up. 0, or -1 when out of memory. */
+int bw_stripe_cache_want(struct bw_stripe_cache *cache, const struct bw_stripe_event *ev);
+
+/* Reads every wanted key: at most two queries. 0, or -1 with err (TRANSIENT). */
+int bw_stripe_cache_load(struct bw_stripe_cache *cache, struct bw_mongo *m,
+			 mongoc_client_t *client, struct bw_err *err);
+
+/* Applies ev (parsed from msg, both borrowed) and fills out (zeroed by the caller), using
+ * and updating cache (borrowed; NULL: read everything per event). Returns 0 with the
+ * outcome, or -1 with err (TRANSIENT: the database failed; retry the batch). */
 int bw_stripe_apply(struct bw_mongo *m, mongoc_client_t *client,
-		    const struct bw_stripe_apply_cfg *cfg, const struct bw_stripe_event *ev,
-		    const rd_kafka_message_t *msg, struct bw_stripe_outcome *out,
-		    struct bw_err *err);
+		    const struct bw_stripe_apply_cfg *cfg, struct bw_stripe_cache *cache,
+		    const struct bw_stripe_event *ev, const rd_kafka_message_t *msg,
+		    struct bw_stripe_outcome *out, struct bw_err *err);
 
 void bw_stripe_outcome_cleanup(struct bw_stripe_outcome *out);
 

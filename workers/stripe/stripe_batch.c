@@ -13,6 +13,7 @@
 struct item {
 	struct bw_stripe_event ev;
 	struct bw_stripe_outcome out;
+	int parsed;
 };
 
 char *bw_stripe_result_json(const struct bw_stripe_event *ev,
@@ -118,12 +119,16 @@ int bw_stripe_process_batch(void *opaque, rd_kafka_message_t *const *msgs, size_
 {
 	const struct bw_stripe_ctx *ctx = opaque;
 	struct item *items = calloc(count ? count : 1, sizeof(*items));
+	struct bw_stripe_cache *cache = bw_stripe_cache_new();
 	mongoc_client_t *client = NULL;
 	size_t waiting = 0;
 	int rc = -1;
 
-	if (!items)
+	if (!items || !cache) {
+		free(items);
+		bw_stripe_cache_destroy(cache);
 		return bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
+	}
 	client = bw_mongo_pop(ctx->mongo);
 	for (size_t i = 0; i < count; i++) {
 		struct item *it = &items[i];
@@ -143,8 +148,22 @@ int bw_stripe_process_batch(void *opaque, rd_kafka_message_t *const *msgs, size_
 			snprintf(it->out.reason, sizeof(it->out.reason), "%s", perr.msg);
 			continue;
 		}
-		if (bw_stripe_apply(ctx->mongo, client, &ctx->apply, &it->ev, msgs[i], &it->out,
-				    err) != 0)
+		it->parsed = 1;
+		if (bw_stripe_cache_want(cache, &it->ev) != 0) {
+			bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
+			goto done;
+		}
+	}
+	/* One read of the batch's event records and customers, then each event in order. */
+	if (bw_stripe_cache_load(cache, ctx->mongo, client, err) != 0)
+		goto done;
+	for (size_t i = 0; i < count; i++) {
+		struct item *it = &items[i];
+
+		if (!it->parsed)
+			continue;
+		if (bw_stripe_apply(ctx->mongo, client, &ctx->apply, cache, &it->ev, msgs[i],
+				    &it->out, err) != 0)
 			goto done;
 		waiting += it->out.waiting != 0;
 	}
@@ -168,6 +187,7 @@ int bw_stripe_process_batch(void *opaque, rd_kafka_message_t *const *msgs, size_
 	rc = 0;
 done:
 	bw_mongo_push(ctx->mongo, client);
+	bw_stripe_cache_destroy(cache);
 	for (size_t i = 0; i < count; i++) {
 		bw_stripe_event_cleanup(&items[i].ev);
 		bw_stripe_outcome_cleanup(&items[i].out);
