@@ -154,10 +154,15 @@ int bw_json_canonical_hash(const json_t *obj, char out[65])
 
 	if (!text)
 		return -1;
+	static const char hex[] = "0123456789abcdef";
+
 	SHA256((const unsigned char *)text, strlen(text), md);
 	free(text);
-	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[2 * SHA256_DIGEST_LENGTH] = '\0';
 	return 0;
 }
 

@@ -29,6 +29,9 @@ struct bw_consumer {
 	struct bw_err fatal_err;
 };
 
+/* How long a started batch waits for one more message before it is handed over. */
+#define BW_CONSUMER_LINGER_MS 2
+
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -266,10 +269,16 @@ int bw_consumer_run(struct bw_consumer *c, bw_batch_fn fn, void *opaque,
 				int64_t left = first_at + c->batch_wait_ms - now_ms();
 				if (left <= 0)
 					break;
-				timeout = left < 100 ? (int)left : 100;
+				/* Under load the local queue is full and batches fill up to
+				 * batch_max; when it runs dry the batch goes now instead of
+				 * waiting out batch_wait_ms (latency at low and medium load). */
+				timeout = left < BW_CONSUMER_LINGER_MS ? (int)left
+								       : BW_CONSUMER_LINGER_MS;
 			}
 			rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, timeout);
 			if (c->fatal)
+				break;
+			if (!m && c->count > 0)
 				break;
 			if (!m) {
 				if (c->count == 0 && c->idle_exit_ms > 0 &&

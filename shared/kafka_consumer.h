@@ -2,7 +2,8 @@
  *
  * Offsets are stored (enable.auto.offset.store=false) only after the handler says a batch's
  * effects are durable, and committed by the background auto-commit, on revoke and on close.
- * A batch is up to batch_max messages polled within batch_wait_ms. On a partition revoke the
+ * A batch is up to batch_max messages polled within batch_wait_ms; it is handed over early
+ * when no further message arrives within 2 ms (the local queue ran dry). On a partition revoke the
  * buffered batch is processed and committed first, so a rebalance hands over a clean offset.
  *
  * Handler outcomes:

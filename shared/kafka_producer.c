@@ -150,6 +150,25 @@ int bw_producer_flush(struct bw_producer *p, int timeout_ms, struct bw_err *err)
 	return 0;
 }
 
+void bw_producer_warm(struct bw_producer *p, const char *topic, int timeout_ms)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topic, NULL);
+	rd_kafka_resp_err_t rerr;
+
+	if (!rkt)
+		return;
+	rerr = rd_kafka_metadata(p->rk, 0, rkt, &md, timeout_ms);
+	if (rerr)
+		bw_log(BW_LOG_WARN, NULL, "metadata of %s: %s", topic, rd_kafka_err2str(rerr));
+	else if (md->topic_cnt == 1 && md->topics[0].err)
+		bw_log(BW_LOG_WARN, NULL, "topic %s: %s", topic,
+		       rd_kafka_err2str(md->topics[0].err));
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
+}
+
 void bw_producer_poll(struct bw_producer *p)
 {
 	rd_kafka_poll(p->rk, 0);

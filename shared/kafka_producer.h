@@ -31,6 +31,11 @@ int bw_producer_send(struct bw_producer *p, const char *topic, const void *key, 
  * timeouts and broker errors, FATAL when the idempotent producer raised a fatal error). */
 int bw_producer_flush(struct bw_producer *p, int timeout_ms, struct bw_err *err);
 
+/* Fetches the metadata of topic so the first message sent to it does not wait for
+ * librdkafka's next metadata refresh (up to a second of latency on a worker's first batch).
+ * Best effort: a missing topic or a timeout is only logged. */
+void bw_producer_warm(struct bw_producer *p, const char *topic, int timeout_ms);
+
 /* Serves delivery reports without blocking. */
 void bw_producer_poll(struct bw_producer *p);
 

@@ -22,20 +22,24 @@ static void driver_init(void)
 
 /* Every index the workers need: the unique ones make idempotency hold even across workers. */
 static const struct {
-	const char *coll, *field;
+	const char *coll, *field, *field2; /* field2: second key of a compound index, or NULL */
 	int unique;
 } index_table[] = {
-	{ BW_COLL_CUSTOMERS, "org_id", 1 },
-	{ BW_COLL_CUSTOMERS, "stripe_customer_id", 0 },
-	{ BW_COLL_USAGE_RECORDS, "event_id", 1 },
-	{ BW_COLL_USAGE_RECORDS, "org_id", 0 },
-	{ BW_COLL_CREDIT_TX, "checkout_session_id", 1 },
-	{ BW_COLL_CREDIT_TX, "org_id", 0 },
-	{ BW_COLL_STRIPE_EVENTS, "event_id", 1 },
-	{ BW_COLL_STRIPE_EVENTS, "state", 0 },
-	{ BW_COLL_PRICES, "price_id", 1 },
-	{ BW_COLL_PRICES, "tier", 0 },       /* plan lookups by tier (stripe worker) */
-	{ BW_COLL_PRICES, "sync_run", 0 },   /* the sync's "not listed in this run" sweep */
+	{ BW_COLL_CUSTOMERS, "org_id", NULL, 1 },
+	/* The usage worker's conditional update filters on both; MongoDB would use the org_id
+	 * index, but the local wire-protocol server only uses an index whose fields match the
+	 * query's exactly, and scans otherwise (docs/PERFORMANCE.md). */
+	{ BW_COLL_CUSTOMERS, "org_id", "balance_version", 0 },
+	{ BW_COLL_CUSTOMERS, "stripe_customer_id", NULL, 0 },
+	{ BW_COLL_USAGE_RECORDS, "event_id", NULL, 1 },
+	{ BW_COLL_USAGE_RECORDS, "org_id", NULL, 0 },
+	{ BW_COLL_CREDIT_TX, "checkout_session_id", NULL, 1 },
+	{ BW_COLL_CREDIT_TX, "org_id", NULL, 0 },
+	{ BW_COLL_STRIPE_EVENTS, "event_id", NULL, 1 },
+	{ BW_COLL_STRIPE_EVENTS, "state", NULL, 0 },
+	{ BW_COLL_PRICES, "price_id", NULL, 1 },
+	{ BW_COLL_PRICES, "tier", NULL, 0 },       /* plan lookups by tier (stripe worker) */
+	{ BW_COLL_PRICES, "sync_run", NULL, 0 },   /* the sync's "not listed in this run" sweep */
 };
 
 struct bw_mongo *bw_mongo_new(const char *uri_str, const char *db, const char *appname,
@@ -139,12 +143,18 @@ int bw_mongo_ensure_indexes(struct bw_mongo *m, struct bw_err *err)
 		char name[96];
 		bson_t cmd = BSON_INITIALIZER, indexes, idx, key;
 
-		snprintf(name, sizeof(name), "%s_1", index_table[i].field);
+		if (index_table[i].field2)
+			snprintf(name, sizeof(name), "%s_1_%s_1", index_table[i].field,
+				 index_table[i].field2);
+		else
+			snprintf(name, sizeof(name), "%s_1", index_table[i].field);
 		BSON_APPEND_UTF8(&cmd, "createIndexes", index_table[i].coll);
 		BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &indexes);
 		BSON_APPEND_DOCUMENT_BEGIN(&indexes, "0", &idx);
 		BSON_APPEND_DOCUMENT_BEGIN(&idx, "key", &key);
 		BSON_APPEND_INT32(&key, index_table[i].field, 1);
+		if (index_table[i].field2)
+			BSON_APPEND_INT32(&key, index_table[i].field2, 1);
 		bson_append_document_end(&idx, &key);
 		BSON_APPEND_UTF8(&idx, "name", name);
 		if (index_table[i].unique)

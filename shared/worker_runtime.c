@@ -2,6 +2,7 @@
 #include "worker_runtime.h"
 
 #include <stddef.h>
+#include <stdio.h>
 
 int bw_worker_runtime_open(struct bw_worker_runtime *rt, const struct bw_common_cfg *common,
 			   const char *appname, struct bw_err *err)
@@ -14,6 +15,7 @@ int bw_worker_runtime_open(struct bw_worker_runtime *rt, const struct bw_common_
 	rt->producer = bw_producer_new(common->kafka_brokers, NULL, err);
 	if (!rt->producer)
 		return -1;
+	bw_producer_warm(rt->producer, common->results_topic, 5000);
 	return 0;
 }
 
@@ -30,6 +32,11 @@ int bw_worker_runtime_subscribe(struct bw_worker_runtime *rt, const struct bw_co
 		.backoff_max_ms = in->backoff_max_ms,
 	};
 
+	char dlq[300];
+
+	snprintf(dlq, sizeof(dlq), "%s.dlq", in->topic);
+	if (rt->producer)
+		bw_producer_warm(rt->producer, dlq, 5000);
 	rt->consumer = bw_consumer_new(&cconf, err);
 	return rt->consumer ? 0 : -1;
 }

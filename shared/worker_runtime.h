@@ -31,13 +31,14 @@ struct bw_worker_input {
 };
 
 /* Opens the MongoDB pool on common's MONGO_URI/MONGO_DB under appname (e.g.
- * "bw-usage-worker"), ensures every index, and creates the producer on KAFKA_BROKERS.
+ * "bw-usage-worker"), ensures every index, and creates the producer on KAFKA_BROKERS
+ * (with the metadata of RESULTS_TOPIC fetched, so the first results are not held back).
  * 0, or -1 with err: what was opened stays in rt for bw_worker_runtime_close(). */
 int bw_worker_runtime_open(struct bw_worker_runtime *rt, const struct bw_common_cfg *common,
 			   const char *appname, struct bw_err *err);
 
 /* Creates rt->consumer on in's topic and group (batch wait and idle exit from common) and
- * subscribes. Separate from open so a worker can do start-up work with the database first
+ * subscribes (fetching the metadata of "<topic>.dlq" first). Separate from open so a worker can do start-up work with the database first
  * (the sync worker's prices sync) before it joins its group. 0, or -1 with err. */
 int bw_worker_runtime_subscribe(struct bw_worker_runtime *rt, const struct bw_common_cfg *common,
 				const struct bw_worker_input *in, struct bw_err *err);

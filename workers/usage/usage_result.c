@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "mongo.h"
-#include "result.h"
 
 const char *bw_usage_status_name(enum bw_usage_status st)
 {
@@ -19,60 +18,198 @@ const char *bw_usage_status_name(enum bw_usage_status st)
 	return "unknown";
 }
 
-static json_t *breakdown_json(const struct bw_breakdown *bd)
+/* The result is built straight into a growing buffer: it is written once per input message,
+ * and a jansson tree plus its serialisation cost about a quarter of the worker's CPU
+ * (docs/PERFORMANCE.md). Field order and content match schemas/billing-result.schema.json. */
+struct jbuf {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+
+static void jb_raw(struct jbuf *b, const char *s, size_t n)
 {
-	return json_pack("{sIsIsIsI}", "from_subscription", (json_int_t)bd->from_subscription,
-			 "from_purchased", (json_int_t)bd->from_purchased, "from_granted",
-			 (json_int_t)bd->from_granted, "from_paid", (json_int_t)bd->from_paid);
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 512;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *grown = realloc(b->p, cap);
+		if (!grown) {
+			b->oom = 1;
+			return;
+		}
+		b->p = grown;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
 }
 
-static json_t *balances_json(const struct bw_balances *b)
+static void jb_lit(struct jbuf *b, const char *s)
 {
-	int64_t sub_left = b->enterprise ? 0
-					 : bw_waterfall_remaining(b->subscription_allowance,
-								  b->subscription_used);
-	int64_t pur_left = bw_waterfall_remaining(b->purchased, b->purchased_used);
-	int64_t gra_left = bw_waterfall_remaining(b->granted, b->granted_used);
+	jb_raw(b, s, strlen(s));
+}
+
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xC2 && s[0] <= 0xDF)
+		return (s[1] & 0xC0) == 0x80 ? 2 : 0;
+	if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+		if ((s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80)
+			return 0;
+		if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F))
+			return 0; /* overlong, surrogate */
+		return 3;
+	}
+	if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+		if ((s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
+			return 0;
+		if ((s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
+/* A JSON string: escaped, and any byte that is not valid UTF-8 (a parser's error text can
+ * quote broken input) replaced by U+FFFD, so the result is always valid JSON. */
+static void jb_str(struct jbuf *b, const char *str)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)str;
+	size_t run = 0;
+
+	jb_raw(b, "\"", 1);
+	while (s[run]) {
+		unsigned char c = s[run];
+		size_t n = utf8_len(s + run);
+		if (n > 1 || (n == 1 && c >= 0x20 && c != '"' && c != '\\')) {
+			run += n;
+			continue;
+		}
+		jb_raw(b, (const char *)s, run);
+		s += run;
+		run = 0;
+		if (n == 0) {
+			jb_lit(b, "\\ufffd");
+		} else if (c == '"' || c == '\\') {
+			char esc[2] = { '\\', (char)c };
+			jb_raw(b, esc, 2);
+		} else {
+			char esc[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+			jb_raw(b, esc, 6);
+		}
+		s++;
+	}
+	jb_raw(b, (const char *)s, run);
+	jb_raw(b, "\"", 1);
+}
+
+static void jb_key(struct jbuf *b, const char *key)
+{
+	jb_raw(b, ",\"", 2);
+	jb_lit(b, key);
+	jb_raw(b, "\":", 2);
+}
+
+static void jb_num(struct jbuf *b, int64_t v)
+{
+	char num[24];
+	int n = snprintf(num, sizeof(num), "%lld", (long long)v);
+	jb_raw(b, num, (size_t)n);
+}
+
+static void jb_int(struct jbuf *b, const char *key, int64_t v)
+{
+	jb_key(b, key);
+	jb_num(b, v);
+}
+
+static void jb_breakdown(struct jbuf *b, const struct bw_breakdown *bd)
+{
+	jb_lit(b, ",\"breakdown\":{\"from_subscription\":");
+	jb_num(b, bd->from_subscription);
+	jb_int(b, "from_purchased", bd->from_purchased);
+	jb_int(b, "from_granted", bd->from_granted);
+	jb_int(b, "from_paid", bd->from_paid);
+	jb_raw(b, "}", 1);
+}
+
+static void jb_balances(struct jbuf *b, const struct bw_balances *bal)
+{
+	int64_t sub_left = bal->enterprise ? 0
+					   : bw_waterfall_remaining(bal->subscription_allowance,
+								    bal->subscription_used);
+	int64_t pur_left = bw_waterfall_remaining(bal->purchased, bal->purchased_used);
+	int64_t gra_left = bw_waterfall_remaining(bal->granted, bal->granted_used);
 	int64_t total;
 
 	if (__builtin_add_overflow(sub_left, pur_left, &total) ||
 	    __builtin_add_overflow(total, gra_left, &total))
 		total = INT64_MAX;
-	return json_pack("{sbsIsIsIsIsIsIsIsIsIsIsI}", "unlimited", b->enterprise,
-			 "subscription_spu_allowance", (json_int_t)b->subscription_allowance,
-			 "subscription_spus_used", (json_int_t)b->subscription_used,
-			 "subscription_remaining", (json_int_t)sub_left,
-			 "purchased_credits", (json_int_t)b->purchased,
-			 "purchased_credits_used", (json_int_t)b->purchased_used,
-			 "purchased_remaining", (json_int_t)pur_left,
-			 "granted_credits", (json_int_t)b->granted,
-			 "granted_credits_used", (json_int_t)b->granted_used,
-			 "granted_remaining", (json_int_t)gra_left,
-			 "paid_spus_used", (json_int_t)b->paid_used,
-			 "total_remaining", (json_int_t)total);
+	jb_lit(b, bal->enterprise ? ",\"balances\":{\"unlimited\":true"
+				  : ",\"balances\":{\"unlimited\":false");
+	jb_int(b, "subscription_spu_allowance", bal->subscription_allowance);
+	jb_int(b, "subscription_spus_used", bal->subscription_used);
+	jb_int(b, "subscription_remaining", sub_left);
+	jb_int(b, "purchased_credits", bal->purchased);
+	jb_int(b, "purchased_credits_used", bal->purchased_used);
+	jb_int(b, "purchased_remaining", pur_left);
+	jb_int(b, "granted_credits", bal->granted);
+	jb_int(b, "granted_credits_used", bal->granted_used);
+	jb_int(b, "granted_remaining", gra_left);
+	jb_int(b, "paid_spus_used", bal->paid_used);
+	jb_int(b, "total_remaining", total);
+	jb_raw(b, "}", 1);
 }
 
 char *bw_usage_result_json(const struct bw_usage_outcome *out, const rd_kafka_message_t *msg,
 			   const char *processed_at)
 {
-	json_t *o = bw_result_new(msg);
+	struct jbuf b = { NULL, 0, 0, 0 };
 
-	if (!o)
-		return NULL;
-	json_object_set_new(o, "event_id", out->event_id ? json_string(out->event_id) : json_null());
-	json_object_set_new(o, "org_id", out->org_id ? json_string(out->org_id) : json_null());
-	json_object_set_new(o, "status", json_string(bw_usage_status_name(out->status)));
-	if (out->reason)
-		json_object_set_new(o, "reason", json_string(out->reason));
-	if (out->spus > 0)
-		json_object_set_new(o, "spus", json_integer(out->spus));
-	if (out->has_breakdown)
-		json_object_set_new(o, "breakdown", breakdown_json(&out->bd));
-	if (out->has_balances) {
-		json_object_set_new(o, "balances", balances_json(&out->bal));
-		json_object_set_new(o, "balance_version", json_integer(out->balance_version));
+	jb_lit(&b, "{\"source_topic\":");
+	jb_str(&b, rd_kafka_topic_name(msg->rkt));
+	jb_int(&b, "source_partition", msg->partition);
+	jb_int(&b, "source_offset", msg->offset);
+	jb_key(&b, "event_id");
+	if (out->event_id)
+		jb_str(&b, out->event_id);
+	else
+		jb_lit(&b, "null");
+	jb_key(&b, "org_id");
+	if (out->org_id)
+		jb_str(&b, out->org_id);
+	else
+		jb_lit(&b, "null");
+	jb_key(&b, "status");
+	jb_str(&b, bw_usage_status_name(out->status));
+	if (out->reason) {
+		jb_key(&b, "reason");
+		jb_str(&b, out->reason);
 	}
-	return bw_result_finish(o, processed_at);
+	if (out->spus > 0)
+		jb_int(&b, "spus", out->spus);
+	if (out->has_breakdown)
+		jb_breakdown(&b, &out->bd);
+	if (out->has_balances) {
+		jb_balances(&b, &out->bal);
+		jb_int(&b, "balance_version", out->balance_version);
+	}
+	jb_key(&b, "processed_at");
+	jb_str(&b, processed_at);
+	jb_raw(&b, "}", 1);
+	if (b.oom) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
 }
 
 /* Names the record sets itself: an event field of the same name stays under "event" only. */
@@ -94,15 +231,22 @@ bson_t *bw_usage_record_bson(const struct bw_usage_event *ev, const struct bw_us
 			     int64_t now_ms)
 {
 	bson_t *doc = bson_new();
+	bson_t event = BSON_INITIALIZER;
+	bson_iter_t it;
 	const char *key;
 	json_t *v;
 	int rc = 0;
 
+	/* Convert the event once; its fields are then copied to the top level as BSON. */
 	json_object_foreach(ev->raw, key, v)
-		if (!reserved(key) && bw_mongo_append_json(doc, key, v) != 0)
+		if (bw_mongo_append_json(&event, key, v) != 0)
 			rc = -1;
-	if (bw_mongo_append_json(doc, "event", ev->raw) != 0)
-		rc = -1;
+	if (bson_iter_init(&it, &event))
+		while (bson_iter_next(&it))
+			if (!reserved(bson_iter_key(&it)))
+				bson_append_iter(doc, NULL, 0, &it);
+	BSON_APPEND_DOCUMENT(doc, "event", &event);
+	bson_destroy(&event);
 	BSON_APPEND_UTF8(doc, "hash", ev->hash);
 	BSON_APPEND_UTF8(doc, "status", bw_usage_status_name(out->status));
 	BSON_APPEND_INT64(doc, "from_subscription", out->bd.from_subscription);
