@@ -349,18 +349,15 @@ static int load_rec(struct bw_mongo *m, mongoc_client_t *client, const char *eve
 	return rc;
 }
 
-/* Writes the event record (state "done" with the outcome, or "waiting" with the attempt
- * count). Written after the effect, so its presence means the effect is durable. */
-static int write_rec(struct bw_mongo *m, mongoc_client_t *client,
-		     const struct bw_stripe_event *ev, const rd_kafka_message_t *msg,
-		     const struct bw_stripe_outcome *out, int64_t attempts, struct bw_err *err)
+/* The upsert of the event record (state "done" with the outcome, or "waiting" with the
+ * attempt count) into update (initialised by the caller). */
+static void rec_update(const struct bw_stripe_event *ev, const rd_kafka_message_t *msg,
+		       const struct bw_stripe_outcome *out, int64_t attempts, bson_t *update)
 {
-	int64_t now = bw_mongo_now_ms(), matched = 0;
-	bson_t *filter = BCON_NEW("event_id", BCON_UTF8(ev->id));
-	bson_t update = BSON_INITIALIZER, set, soi;
-	int rc;
+	int64_t now = bw_mongo_now_ms();
+	bson_t set, soi;
 
-	BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+	BSON_APPEND_DOCUMENT_BEGIN(update, "$set", &set);
 	BSON_APPEND_UTF8(&set, "event_type", ev->type);
 	BSON_APPEND_INT64(&set, "event_created", ev->created);
 	BSON_APPEND_UTF8(&set, "state", out->waiting ? "waiting" : "done");
@@ -377,10 +374,24 @@ static int write_rec(struct bw_mongo *m, mongoc_client_t *client,
 	BSON_APPEND_INT64(&set, "source_partition", msg->partition);
 	BSON_APPEND_INT64(&set, "source_offset", msg->offset);
 	BSON_APPEND_DATE_TIME(&set, "updated_at", now);
-	bson_append_document_end(&update, &set);
-	BSON_APPEND_DOCUMENT_BEGIN(&update, "$setOnInsert", &soi);
+	bson_append_document_end(update, &set);
+	BSON_APPEND_DOCUMENT_BEGIN(update, "$setOnInsert", &soi);
 	BSON_APPEND_DATE_TIME(&soi, "first_seen_at", now);
-	bson_append_document_end(&update, &soi);
+	bson_append_document_end(update, &soi);
+}
+
+/* Writes the event record now (no batch cache). Written after the effect, so its presence
+ * means the effect is durable. */
+static int write_rec(struct bw_mongo *m, mongoc_client_t *client,
+		     const struct bw_stripe_event *ev, const rd_kafka_message_t *msg,
+		     const struct bw_stripe_outcome *out, int64_t attempts, struct bw_err *err)
+{
+	int64_t matched = 0;
+	bson_t *filter = BCON_NEW("event_id", BCON_UTF8(ev->id));
+	bson_t update = BSON_INITIALIZER;
+	int rc;
+
+	rec_update(ev, msg, out, attempts, &update);
 	rc = update_one(m, client, BW_COLL_STRIPE_EVENTS, filter, &update, 1, &matched, err);
 	if (rc != 0 && err->kind == BW_ERR_CONFLICT) /* inserted concurrently: update it */
 		rc = update_one(m, client, BW_COLL_STRIPE_EVENTS, filter, &update, 0, &matched, err);
@@ -393,8 +404,9 @@ static int write_rec(struct bw_mongo *m, mongoc_client_t *client,
 
 /* ---- the batch cache ---- */
 
-/* Maps hold key -> JSON integer: >= 0 an index into recs / custs, -1 known absent; a key
- * that is missing is unknown (look it up). Customer entries are batch-start copies used
+/* Maps hold key -> JSON integer: >= 0 an index into recs / custs, -1 known absent, -2 (event
+ * records) written by this batch in the pending bulk; a key that is missing is unknown
+ * (look it up). Customer entries are batch-start copies used
  * only for the identity fields (org_id, stripe_customer_id), which the worker itself keeps
  * current (creation, link); decisions on the stored subscription or period re-read. */
 struct bw_stripe_cache {
@@ -403,6 +415,9 @@ struct bw_stripe_cache {
 	size_t nrecs, rec_cap;
 	struct cust *custs;
 	size_t ncusts, cust_cap;
+	mongoc_collection_t *rec_coll;    /* of bulk */
+	mongoc_bulk_operation_t *bulk;    /* the batch's event records, written by flush */
+	size_t pending;
 };
 
 struct bw_stripe_cache *bw_stripe_cache_new(void)
@@ -425,6 +440,8 @@ void bw_stripe_cache_destroy(struct bw_stripe_cache *cache)
 {
 	if (!cache)
 		return;
+	mongoc_bulk_operation_destroy(cache->bulk);
+	mongoc_collection_destroy(cache->rec_coll);
 	for (size_t i = 0; i < cache->nrecs; i++)
 		rec_cleanup(&cache->recs[i]);
 	free(cache->recs);
@@ -614,7 +631,7 @@ static int cached_rec(const struct bw_stripe_cache *cache, const char *event_id,
 {
 	json_t *v = cache ? json_object_get(cache->rec_ix, event_id) : NULL;
 
-	if (!json_is_integer(v))
+	if (!json_is_integer(v) || json_integer_value(v) < -1)
 		return 0;
 	memset(r, 0, sizeof(*r));
 	if (json_integer_value(v) >= 0) {
@@ -624,11 +641,71 @@ static int cached_rec(const struct bw_stripe_cache *cache, const char *event_id,
 	return 1;
 }
 
-/* The event's record is being written: a repeat of it later in the batch reads it. */
-static void forget_rec(struct bw_stripe_cache *cache, const char *event_id)
+/* Queues the event record in the batch's bulk write (bw_stripe_cache_flush). A repeat of
+ * the event later in the batch flushes first and reads it back. */
+static int queue_rec(struct bw_stripe_cache *cache, struct bw_mongo *m, mongoc_client_t *client,
+		     const struct bw_stripe_event *ev, const rd_kafka_message_t *msg,
+		     const struct bw_stripe_outcome *out, int64_t attempts, struct bw_err *err)
 {
-	if (cache)
-		json_object_del(cache->rec_ix, event_id);
+	bson_t *filter = BCON_NEW("event_id", BCON_UTF8(ev->id));
+	bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
+	bson_t update = BSON_INITIALIZER;
+	bson_error_t error;
+	int rc = 0;
+
+	if (!cache->rec_coll)
+		cache->rec_coll = bw_mongo_coll(m, client, BW_COLL_STRIPE_EVENTS);
+	if (!cache->bulk)
+		cache->bulk = mongoc_collection_create_bulk_operation_with_opts(cache->rec_coll,
+										 NULL);
+	rec_update(ev, msg, out, attempts, &update);
+	if (!mongoc_bulk_operation_update_one_with_opts(cache->bulk, filter, &update, opts,
+							&error))
+		rc = bw_err_set(err, BW_ERR_TRANSIENT, "event record %s: %s", ev->id,
+				error.message);
+	else if (json_object_set_new(cache->rec_ix, ev->id, json_integer(-2)) != 0)
+		rc = bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
+	else
+		cache->pending++;
+	bson_destroy(&update);
+	bson_destroy(opts);
+	bson_destroy(filter);
+	return rc;
+}
+
+static int rec_pending(const struct bw_stripe_cache *cache, const char *event_id)
+{
+	json_t *v = cache ? json_object_get(cache->rec_ix, event_id) : NULL;
+
+	return json_is_integer(v) && json_integer_value(v) == -2;
+}
+
+int bw_stripe_cache_flush(struct bw_stripe_cache *cache, struct bw_err *err)
+{
+	bson_t reply;
+	bson_error_t error;
+	const char *key;
+	void *tmp;
+	json_t *v;
+	int rc = 0;
+
+	if (!cache || !cache->pending)
+		return 0;
+	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
+	if (!mongoc_bulk_operation_execute(cache->bulk, &reply, &error)) {
+		rc = bw_mongo_error(&error, "write event records", err);
+		err->kind = BW_ERR_TRANSIENT; /* a concurrent insert too: the retry reads it */
+	}
+	bson_destroy(&reply);
+	mongoc_bulk_operation_destroy(cache->bulk);
+	cache->bulk = NULL;
+	cache->pending = 0;
+	json_object_foreach_safe(cache->rec_ix, tmp, key, v)
+		if (json_is_integer(v) && json_integer_value(v) == -2)
+			json_object_del(cache->rec_ix, key);
+	if (rc == 0)
+		bw_fault_point("after_event_record");
+	return rc;
 }
 
 /* 1 with *c filled (found or not) when the cache knows key in ix, else 0. */
@@ -1206,6 +1283,8 @@ int bw_stripe_apply(struct bw_mongo *m, mongoc_client_t *client,
 	if (!out->details)
 		return bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
 	memset(&r, 0, sizeof(r));
+	if (rec_pending(cache, ev->id) && bw_stripe_cache_flush(cache, err) != 0)
+		goto done;
 	if (!cached_rec(cache, ev->id, &r) && load_rec(m, client, ev->id, &r, err) != 0)
 		goto done;
 	if (r.found && strcmp(r.state, "done") == 0) {
@@ -1245,10 +1324,14 @@ int bw_stripe_apply(struct bw_mongo *m, mongoc_client_t *client,
 			rc = -1;
 		}
 	}
-	forget_rec(cache, ev->id);
-	if (write_rec(m, client, ev, msg, out, attempts, err) != 0)
-		goto done;
-	bw_fault_point("after_event_record");
+	if (cache) {
+		if (queue_rec(cache, m, client, ev, msg, out, attempts, err) != 0)
+			goto done;
+	} else {
+		if (write_rec(m, client, ev, msg, out, attempts, err) != 0)
+			goto done;
+		bw_fault_point("after_event_record");
+	}
 	rc = 0;
 done:
 	rec_cleanup(&r);

@@ -53,8 +53,10 @@ const char *bw_stripe_status_name(enum bw_stripe_status st);
 /* What one batch looks up before it applies anything: the event records of its events
  * and the customer documents of their orgs / Stripe customers, each set read with one $in
  * query instead of one read per event. Events whose record is `done` then replay it
- * without a round trip. The cache is kept current by bw_stripe_apply (records it writes
- * are forgotten, customers it creates or links are added). One batch only. */
+ * without a round trip. bw_stripe_apply keeps it current (customers it creates or links
+ * are added) and queues the event records it writes in one bulk write, which
+ * bw_stripe_cache_flush sends after every effect of the batch (so a record still means
+ * its effect is durable). One batch and one client only. */
 struct bw_stripe_cache;
 
 /* New empty cache (bw_stripe_cache_destroy), or NULL when out of memory. */
@@ -67,6 +69,10 @@ int bw_stripe_cache_want(struct bw_stripe_cache *cache, const struct bw_stripe_e
 /* Reads every wanted key: at most two queries. 0, or -1 with err (TRANSIENT). */
 int bw_stripe_cache_load(struct bw_stripe_cache *cache, struct bw_mongo *m,
 			 mongoc_client_t *client, struct bw_err *err);
+
+/* Writes the queued event records (one round trip; fault point after_event_record). 0, or
+ * -1 with err (TRANSIENT). Must run before the batch's results are published. */
+int bw_stripe_cache_flush(struct bw_stripe_cache *cache, struct bw_err *err);
 
 /* Applies ev (parsed from msg, both borrowed) and fills out (zeroed by the caller), using
  * and updating cache (borrowed; NULL: read everything per event). Returns 0 with the

@@ -167,6 +167,8 @@ int bw_stripe_process_batch(void *opaque, rd_kafka_message_t *const *msgs, size_
 			goto done;
 		waiting += it->out.waiting != 0;
 	}
+	if (bw_stripe_cache_flush(cache, err) != 0)
+		goto done;
 	bw_fault_point("after_db_write");
 	if (publish_ticks(items, count, ctx, err) != 0)
 		goto done;
