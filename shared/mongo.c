@@ -27,9 +27,10 @@ static const struct {
 } index_table[] = {
 	{ BW_COLL_CUSTOMERS, "org_id", NULL, 1 },
 	/* The usage worker's conditional update filters on both; MongoDB would use the org_id
-	 * index, but the local wire-protocol server only uses an index whose fields match the
-	 * query's exactly, and scans otherwise (docs/PERFORMANCE.md). */
-	{ BW_COLL_CUSTOMERS, "org_id", "balance_version", 0 },
+	 * index, but the local wire-protocol server only uses a unique index whose fields match
+	 * the query's exactly, and scans otherwise (docs/PERFORMANCE.md). Unique because org_id
+	 * alone is. */
+	{ BW_COLL_CUSTOMERS, "org_id", "balance_version", 1 },
 	{ BW_COLL_CUSTOMERS, "stripe_customer_id", NULL, 0 },
 	{ BW_COLL_USAGE_RECORDS, "event_id", NULL, 1 },
 	{ BW_COLL_USAGE_RECORDS, "org_id", NULL, 0 },
