@@ -36,6 +36,20 @@ static void expect_status(json_t *all, const char *event_id, int nth, const char
 		      sk_status(r), status);
 }
 
+/* Reads want DLQ records; the first one's dlq.reason header must contain needle. */
+static void expect_dlq_reason(const struct sk_env *env, size_t want, const char *needle)
+{
+	struct tk_msg *msgs = NULL;
+	char *reason;
+
+	ck_assert_uint_eq(tk_consume(env->dlq, want, 20000, &msgs), want);
+	reason = tk_header(&msgs[0], "dlq.reason");
+	ck_assert_msg(reason && strstr(reason, needle), "dlq.reason %s, want %s",
+		      reason ? reason : "(none)", needle);
+	free(reason);
+	tk_msgs_free(msgs, want);
+}
+
 static json_t *checkout(const char *id, const char *org, const char *cus, const char *sid,
 			const char *credits)
 {
@@ -298,8 +312,6 @@ START_TEST(unknown_customer_waits_then_dlq)
 	const char *extra[] = { "STRIPE_UNKNOWN_CUSTOMER_RETRIES=2", "STRIPE_BACKOFF_MAX_MS=200",
 				NULL };
 	json_t *ev, *all, *ticks, *doc;
-	struct tk_msg *msgs = NULL;
-	char *reason;
 
 	sk_env_init(&env, "stripe_unknown", BW_STRIPE_WORKER_PATH);
 	produce_and_free(&env, checkout("evt_u0", "org-u", "cus_known", "cs_U", "50"));
@@ -320,11 +332,7 @@ START_TEST(unknown_customer_waits_then_dlq)
 	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(ticks, 0),
 							    "stripe_customer_id")), "cus_nobody");
 	json_decref(ticks);
-	ck_assert_int_eq(tk_consume(env.dlq, 1, 20000, &msgs), 1);
-	reason = tk_header(&msgs[0], "dlq.reason");
-	ck_assert_msg(reason && strstr(reason, "unknown Stripe customer cus_nobody"), "%s", reason);
-	free(reason);
-	tk_msgs_free(msgs, 1);
+	expect_dlq_reason(&env, 1, "unknown Stripe customer cus_nobody");
 	tk_mongo_drop(env.db);
 }
 END_TEST
@@ -382,8 +390,6 @@ START_TEST(credit_overflow_is_rejected)
 	struct sk_env env;
 	const long long max = 9223372036854775807LL;
 	json_t *doc, *all, *r;
-	struct tk_msg *msgs = NULL;
-	char *reason;
 
 	sk_env_init(&env, "stripe_overflow", BW_STRIPE_WORKER_PATH);
 	sk_seed_customer(&env, "org-o", "cus_o", max - 100, 0);
@@ -411,11 +417,7 @@ START_TEST(credit_overflow_is_rejected)
 	expect_status(all, "evt_o2", 0, "applied");
 	expect_status(all, "evt_o3", 0, "rejected");
 	json_decref(all);
-	ck_assert_int_eq(tk_consume(env.dlq, 2, 20000, &msgs), 2);
-	reason = tk_header(&msgs[0], "dlq.reason");
-	ck_assert_msg(reason && strstr(reason, "would overflow int64"), "%s", reason);
-	free(reason);
-	tk_msgs_free(msgs, 2);
+	expect_dlq_reason(&env, 2, "would overflow int64");
 	tk_mongo_drop(env.db);
 }
 END_TEST

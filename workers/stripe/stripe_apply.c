@@ -521,20 +521,30 @@ static int find_all(struct bw_mongo *m, mongoc_client_t *client, const char *col
 	return rc;
 }
 
+/* Makes room for one more element of size in *arr (n used of *cap). 0, or -1 (no memory;
+ * *arr unchanged). Entries are bounded by the batch's keys (BATCH_MAX). */
+static int grow(void **arr, size_t *cap, size_t n, size_t size)
+{
+	size_t want = *cap ? 2 * *cap : 64;
+	void *p;
+
+	if (n < *cap)
+		return 0;
+	p = realloc(*arr, want * size);
+	if (!p)
+		return -1;
+	*arr = p;
+	*cap = want;
+	return 0;
+}
+
 static int take_rec(struct bw_stripe_cache *cache, const bson_t *doc)
 {
 	struct rec *r;
-
-	if (cache->nrecs == cache->rec_cap) {
-		size_t cap = cache->rec_cap ? 2 * cache->rec_cap : 64;
-		struct rec *recs = realloc(cache->recs, cap * sizeof(*recs));
-		if (!recs)
-			return -1;
-		cache->recs = recs;
-		cache->rec_cap = cap;
-	}
 	char id[ID_LEN];
 
+	if (grow((void **)&cache->recs, &cache->rec_cap, cache->nrecs, sizeof(*r)) != 0)
+		return -1;
 	copy_utf8(doc, "event_id", id, sizeof(id));
 	r = &cache->recs[cache->nrecs];
 	rec_from_doc(doc, r);
@@ -553,14 +563,8 @@ static int cache_put_cust(struct bw_stripe_cache *cache, const struct cust *c)
 	if (json_is_integer(old) && json_integer_value(old) >= 0) {
 		i = json_integer_value(old);
 	} else {
-		if (cache->ncusts == cache->cust_cap) {
-			size_t cap = cache->cust_cap ? 2 * cache->cust_cap : 64;
-			struct cust *custs = realloc(cache->custs, cap * sizeof(*custs));
-			if (!custs)
-				return -1;
-			cache->custs = custs;
-			cache->cust_cap = cap;
-		}
+		if (grow((void **)&cache->custs, &cache->cust_cap, cache->ncusts, sizeof(*c)) != 0)
+			return -1;
 		i = (json_int_t)cache->ncusts++;
 	}
 	cache->custs[i] = *c;
@@ -724,6 +728,25 @@ static int cached_cust(const struct bw_stripe_cache *cache, json_t *ix, const ch
 
 /* ---- handlers ---- */
 
+/* Appends `$or: [{field: {op: v}}, {field: {$exists: false}}]` to filter. */
+static void append_or_missing(bson_t *filter, const char *field, const char *op, int64_t v)
+{
+	bson_t arr, a, b, cmp, ex;
+
+	BSON_APPEND_ARRAY_BEGIN(filter, "$or", &arr);
+	BSON_APPEND_DOCUMENT_BEGIN(&arr, "0", &a);
+	BSON_APPEND_DOCUMENT_BEGIN(&a, field, &cmp);
+	BSON_APPEND_INT64(&cmp, op, v);
+	bson_append_document_end(&a, &cmp);
+	bson_append_document_end(&arr, &a);
+	BSON_APPEND_DOCUMENT_BEGIN(&arr, "1", &b);
+	BSON_APPEND_DOCUMENT_BEGIN(&b, field, &ex);
+	BSON_APPEND_BOOL(&ex, "$exists", false);
+	bson_append_document_end(&b, &ex);
+	bson_append_document_end(&arr, &b);
+	bson_append_array_end(filter, &arr);
+}
+
 /* The credit step's filter: the session is not in the org's window of credited sessions,
  * and adding credits cannot overflow int64 (MongoDB's $inc would fail on every retry and
  * hold the partition; mongo-java-server even wraps silently). */
@@ -731,20 +754,8 @@ static bson_t *credit_filter(const char *org_id, const char *sid, int64_t credit
 {
 	bson_t *filter = BCON_NEW("org_id", BCON_UTF8(org_id), "applied_sessions", "{", "$ne",
 				  BCON_UTF8(sid), "}");
-	bson_t arr, a, b, lte, ex;
 
-	BSON_APPEND_ARRAY_BEGIN(filter, "$or", &arr);
-	BSON_APPEND_DOCUMENT_BEGIN(&arr, "0", &a);
-	BSON_APPEND_DOCUMENT_BEGIN(&a, "purchased_credits", &lte);
-	BSON_APPEND_INT64(&lte, "$lte", INT64_MAX - credits);
-	bson_append_document_end(&a, &lte);
-	bson_append_document_end(&arr, &a);
-	BSON_APPEND_DOCUMENT_BEGIN(&arr, "1", &b);
-	BSON_APPEND_DOCUMENT_BEGIN(&b, "purchased_credits", &ex);
-	BSON_APPEND_BOOL(&ex, "$exists", false);
-	bson_append_document_end(&b, &ex);
-	bson_append_document_end(&arr, &b);
-	bson_append_array_end(filter, &arr);
+	append_or_missing(filter, "purchased_credits", "$lte", INT64_MAX - credits);
 	return filter;
 }
 
@@ -977,20 +988,7 @@ static int sub_settled(const struct cust *c, const struct bw_stripe_event *ev,
 /* The subscription ordering guard: stored event created older than this one, or none. */
 static void append_order_guard(bson_t *filter, int64_t created)
 {
-	bson_t arr, a, b, lt, ex;
-
-	BSON_APPEND_ARRAY_BEGIN(filter, "$or", &arr);
-	BSON_APPEND_DOCUMENT_BEGIN(&arr, "0", &a);
-	BSON_APPEND_DOCUMENT_BEGIN(&a, "stripe_subscription_event_created", &lt);
-	BSON_APPEND_INT64(&lt, "$lt", created);
-	bson_append_document_end(&a, &lt);
-	bson_append_document_end(&arr, &a);
-	BSON_APPEND_DOCUMENT_BEGIN(&arr, "1", &b);
-	BSON_APPEND_DOCUMENT_BEGIN(&b, "stripe_subscription_event_created", &ex);
-	BSON_APPEND_BOOL(&ex, "$exists", false);
-	bson_append_document_end(&b, &ex);
-	bson_append_document_end(&arr, &b);
-	bson_append_array_end(filter, &arr);
+	append_or_missing(filter, "stripe_subscription_event_created", "$lt", created);
 }
 
 static int apply_subscription(struct bw_mongo *m, mongoc_client_t *client,

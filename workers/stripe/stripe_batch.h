@@ -1,10 +1,12 @@
 /* stripe_batch: the stripe worker's batch handler (a bw_batch_fn for the consumer loop).
  *
- * Each message of a polled batch is parsed (malformed: DLQ + `rejected`) and applied in
- * order by stripe_apply, which writes MongoDB and the event record. Then the customer sync
- * ticks are published to the ticks topic, every input's result to the results topic (and
- * the DLQ records), and the handler waits for the broker's acks: only then does the loop
- * store the offsets. When an event waits for an unknown customer, the ticks are flushed
+ * Each message of a polled batch is parsed (malformed: DLQ + `rejected`), the batch's event
+ * records and customers are read with one query each (bw_stripe_cache_load), and the events
+ * are applied in order by stripe_apply, which writes MongoDB and queues the event records;
+ * those are written in one bulk after all effects. Then the customer sync ticks are
+ * published to the ticks topic, every input's result to the results topic (and the DLQ
+ * records), and the handler waits for the broker's acks: only then does the loop store the
+ * offsets. When an event waits for an unknown customer, the ticks are flushed
  * and the batch fails TRANSIENT: the loop rewinds and backs off, the other events replay
  * their recorded outcomes, and the waiting one counts an attempt (bounded, then DLQ). */
 #ifndef BW_STRIPE_BATCH_H
