@@ -7,7 +7,7 @@ consumer group and database, all deleted afterwards. Prints a table and writes a
 Environment: BENCH_EVENTS (200000), BENCH_ORGS (10000), BENCH_QUICK=1 (smoke: few thousand
 events, few scenarios), BENCH_SWEEP_EVENTS (sweep size), BENCH_BASELINE_EVENTS (20000),
 BENCH_BUILD (build dir), BENCH_CSV (output path), BENCH_LOGDIR (process logs),
-BENCH_ONLY (comma list of scenario groups: main,half,cidx,baseline,ceilings,batch,orgs),
+BENCH_ONLY (comma list of scenario groups: main,half,low,cidx,baseline,ceilings,batch,orgs),
 KAFKA_BROKERS, MONGO_URI.
 """
 import csv
@@ -322,7 +322,8 @@ def main():
     for path in (LOADGEN, WORKER):
         if not os.access(path, os.X_OK):
             sys.exit("bench: %s missing: run bench/run (it builds)" % path)
-    groups = os.environ.get("BENCH_ONLY", "main,half,cidx,baseline,ceilings,batch,orgs").split(",")
+    groups = os.environ.get("BENCH_ONLY",
+                            "main,half,low,baseline,ceilings,batch,orgs").split(",")
     if QUICK:
         groups = [g for g in groups if g in ("main", "half", "baseline", "ceilings")]
     rows = []
@@ -341,6 +342,16 @@ def main():
                              warmup_s=HALF_WARMUP_S)[0]
             r["note"] = "half of worker_1p's events/s"
             rows.append(r)
+    if "low" in groups:
+        # Latency at a light, fixed load (the machine's 2 cores are shared by the broker, the
+        # database server, the load generator and the worker: at half of the maximum rate
+        # they are close to saturation and queueing dominates the latency).
+        rate = float(os.environ.get("BENCH_LOW_RATE", "1000"))
+        n = int(min(EVENTS, max(2000, rate * 20)))
+        r = run_pipeline("worker_1p_low_load", "worker", 1, events=n, rate=rate,
+                         warmup_s=HALF_WARMUP_S)[0]
+        r["note"] = "fixed light load (BENCH_LOW_RATE)"
+        rows.append(r)
     if "cidx" in groups:
         r = run_pipeline("worker_1p_cidx", "worker", 1, compound_index=True)[0]
         r["note"] = "+ unique {org_id, balance_version} index"

@@ -2,7 +2,6 @@
 #include "json.h"
 
 #include <ctype.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,25 +144,6 @@ int bw_json_check_rfc3339(const char *s)
 	    num2(s + i + 4) <= 59)
 		return 0;
 	return -1;
-}
-
-int bw_json_canonical_hash(const json_t *obj, char out[65])
-{
-	unsigned char md[SHA256_DIGEST_LENGTH];
-	char *text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-
-	if (!text)
-		return -1;
-	static const char hex[] = "0123456789abcdef";
-
-	SHA256((const unsigned char *)text, strlen(text), md);
-	free(text);
-	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
-	}
-	out[2 * SHA256_DIGEST_LENGTH] = '\0';
-	return 0;
 }
 
 const char *bw_json_path_str(const json_t *obj, const char *path)

@@ -36,8 +36,17 @@ int bw_json_get_number(const json_t *obj, const char *key, int required, double 
 int bw_json_check_rfc3339(const char *s);
 
 /* SHA-256 of the canonical form of obj (keys sorted, compact), as 64 hex chars + NUL in out.
- * Returns 0, or -1 when obj cannot be serialised. */
+ * The canonical form is byte for byte what json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS |
+ * JSON_ENCODE_ANY) writes, produced without building the string through jansson (it was a
+ * fifth of the usage worker's CPU). Thread-safe. Returns 0, or -1 (OOM, unknown type). */
 int bw_json_canonical_hash(const json_t *obj, char out[65]);
+
+/* Writes v in decimal (no allocation, no locale) into buf; returns the length. */
+#define BW_JSON_INT64_LEN 24
+size_t bw_json_format_int64(char buf[BW_JSON_INT64_LEN], int64_t v);
+
+/* The canonical form itself: a new NUL-terminated string (caller free()), or NULL. */
+char *bw_json_canonical_dump(const json_t *obj);
 
 /* Checks that v can be stored as a MongoDB document as it is: no key is empty, starts with
  * '$' or contains '.', and objects/arrays nest at most max_depth deep. 0, or -1 with err

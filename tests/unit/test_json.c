@@ -1,5 +1,6 @@
 /* Unit tests of shared/json: strict getters, malformed input, RFC 3339, canonical hash. */
 #include <check.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "json.h"
@@ -107,6 +108,64 @@ START_TEST(canonical_hash_ignores_key_order_not_values)
 }
 END_TEST
 
+/* The canonical form must stay byte-identical to jansson's sorted compact dump (stored hashes
+ * were made with it). */
+START_TEST(canonical_dump_matches_jansson_byte_for_byte)
+{
+	static const char *inputs[] = {
+		"{}", "[]", "{\"a\":[]}", "{\"b\":1,\"a\":{\"d\":[1,2,{\"z\":null,\"y\":true}],\"c\":false}}",
+		"{\"s\":\"quote \\\" back \\\\ slash / tab \\t nl \\n cr \\r bs \\b ff \\f\"}",
+		"{\"ctl\":\"\\u0001\\u001f\\u007f\"}",
+		"{\"u\":\"h\\u00e9llo \\u2028 \\ud83d\\ude00 \\u65e5\\u672c\"}",
+		"{\"n\":-9223372036854775808,\"m\":9223372036854775807,\"z\":0,\"neg\":-42}",
+		"{\"r\":0.0042,\"big\":1e300,\"small\":-2.5e-8,\"one\":1.0,\"third\":0.3333333333333333}",
+		"{\"B\":1,\"a\":2,\"_\":3,\"aa\":4,\"a b\":5,\"\u00e9\":6,\"1\":7}",
+		"[\"x\",1,2.5,null,[[]],{}]",
+	};
+	for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+		json_error_t jerr;
+		json_t *v = json_loads(inputs[i], JSON_DECODE_ANY, &jerr);
+		ck_assert_msg(v != NULL, "input %zu: %s", i, jerr.text);
+		char *ours = bw_json_canonical_dump(v);
+		char *theirs = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+		ck_assert_msg(ours && theirs && strcmp(ours, theirs) == 0, "input %zu:\n%s\n%s", i,
+			      ours, theirs);
+		free(ours);
+		free(theirs);
+		json_decref(v);
+	}
+	/* many keys (past the small on-stack key array) and a long text (past the stack buffer) */
+	json_t *wide = json_object();
+	char key[16], *ours, *theirs;
+	for (int i = 0; i < 300; i++) {
+		snprintf(key, sizeof(key), "k%d", (i * 7919) % 1000);
+		json_object_set_new(wide, key, json_integer(i));
+	}
+	json_object_set_new(wide, "long", json_string_nocheck(
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+	ours = bw_json_canonical_dump(wide);
+	theirs = json_dumps(wide, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	ck_assert_str_eq(ours, theirs);
+	free(ours);
+	free(theirs);
+	json_decref(wide);
+}
+END_TEST
+
+START_TEST(int64_formatting_covers_the_range)
+{
+	char buf[BW_JSON_INT64_LEN];
+	ck_assert_int_eq(bw_json_format_int64(buf, 0), 1);
+	ck_assert_str_eq(buf, "0");
+	bw_json_format_int64(buf, -42);
+	ck_assert_str_eq(buf, "-42");
+	ck_assert_int_eq(bw_json_format_int64(buf, INT64_MAX), 19);
+	ck_assert_str_eq(buf, "9223372036854775807");
+	ck_assert_int_eq(bw_json_format_int64(buf, INT64_MIN), 20);
+	ck_assert_str_eq(buf, "-9223372036854775808");
+}
+END_TEST
+
 START_TEST(path_lookup_walks_objects)
 {
 	struct bw_err err;
@@ -152,6 +211,8 @@ int main(void)
 	tcase_add_test(tc, rfc3339_accepts_only_date_times);
 	tcase_add_test(tc, canonical_hash_ignores_key_order_not_values);
 	tcase_add_test(tc, path_lookup_walks_objects);
+	tcase_add_test(tc, canonical_dump_matches_jansson_byte_for_byte);
+	tcase_add_test(tc, int64_formatting_covers_the_range);
 	tcase_add_test(tc, storable_check_refuses_mongo_reserved_names);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "mongo.h"
 
 const char *bw_usage_status_name(enum bw_usage_status st)
@@ -120,9 +121,8 @@ static void jb_key(struct jbuf *b, const char *key)
 
 static void jb_num(struct jbuf *b, int64_t v)
 {
-	char num[24];
-	int n = snprintf(num, sizeof(num), "%lld", (long long)v);
-	jb_raw(b, num, (size_t)n);
+	char num[BW_JSON_INT64_LEN];
+	jb_raw(b, num, bw_json_format_int64(num, v));
 }
 
 static void jb_int(struct jbuf *b, const char *key, int64_t v)

@@ -1,0 +1,244 @@
+/* json_canonical: the canonical JSON text behind event hashes (see json.h). It must stay
+ * byte-identical to jansson's json_dumps(JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY):
+ * stored hashes were made that way, and test_json compares the two on many inputs. */
+#include "json.h"
+
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct cbuf {
+	char *p;
+	size_t len, cap;
+	int failed;
+	char stack[2048]; /* most events fit: no allocation */
+};
+
+static void put(struct cbuf *b, const char *s, size_t n)
+{
+	if (b->failed)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap * 2;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *grown = b->p == b->stack ? malloc(cap) : realloc(b->p, cap);
+		if (!grown) {
+			b->failed = 1;
+			return;
+		}
+		if (b->p == b->stack)
+			memcpy(grown, b->stack, b->len);
+		b->p = grown;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+/* jansson's dump_string without flags: escape '"', '\\' and code points below 0x20
+ * (\b \f \n \r \t by name, others as \u00XX with upper-case hex); all else as is. */
+static void put_string(struct cbuf *b, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t run = 0;
+
+	put(b, "\"", 1);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		const char *esc = NULL;
+		char u[6];
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		put(b, s + run, i - run);
+		run = i + 1;
+		switch (c) {
+		case '"': esc = "\\\""; break;
+		case '\\': esc = "\\\\"; break;
+		case '\b': esc = "\\b"; break;
+		case '\f': esc = "\\f"; break;
+		case '\n': esc = "\\n"; break;
+		case '\r': esc = "\\r"; break;
+		case '\t': esc = "\\t"; break;
+		default:
+			memcpy(u, "\\u00", 4);
+			u[4] = hex[c >> 4];
+			u[5] = hex[c & 15];
+			put(b, u, 6);
+			continue;
+		}
+		put(b, esc, 2);
+	}
+	put(b, s + run, len - run);
+	put(b, "\"", 1);
+}
+
+size_t bw_json_format_int64(char buf[BW_JSON_INT64_LEN], int64_t v)
+{
+	char digits[24];
+	size_t n = 0;
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+	do {
+		digits[sizeof(digits) - 1 - n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		digits[sizeof(digits) - 1 - n++] = '-';
+	memcpy(buf, digits + sizeof(digits) - n, n);
+	buf[n] = '\0';
+	return n;
+}
+
+static void put_int(struct cbuf *b, json_int_t v)
+{
+	char num[BW_JSON_INT64_LEN];
+	put(b, num, bw_json_format_int64(num, (int64_t)v));
+}
+
+static int cmp_keys(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void put_value(struct cbuf *b, const json_t *v);
+
+static void put_object(struct cbuf *b, const json_t *v)
+{
+	const char *small[32];
+	const char **keys = small;
+	size_t n = json_object_size(v), i = 0;
+	const char *key;
+	json_t *sub;
+
+	if (n > 32 && !(keys = malloc(n * sizeof(*keys)))) {
+		b->failed = 1;
+		return;
+	}
+	json_object_foreach((json_t *)v, key, sub)
+		keys[i++] = key;
+	qsort(keys, n, sizeof(*keys), cmp_keys);
+	put(b, "{", 1);
+	for (i = 0; i < n && !b->failed; i++) {
+		if (i)
+			put(b, ",", 1);
+		put_string(b, keys[i], strlen(keys[i]));
+		put(b, ":", 1);
+		put_value(b, json_object_get(v, keys[i]));
+	}
+	put(b, "}", 1);
+	if (keys != small)
+		free(keys);
+}
+
+static void put_value(struct cbuf *b, const json_t *v)
+{
+	size_t i;
+	json_t *sub;
+
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		put_object(b, v);
+		return;
+	case JSON_ARRAY:
+		put(b, "[", 1);
+		json_array_foreach(v, i, sub) {
+			if (i)
+				put(b, ",", 1);
+			put_value(b, sub);
+		}
+		put(b, "]", 1);
+		return;
+	case JSON_STRING:
+		put_string(b, json_string_value(v), json_string_length(v));
+		return;
+	case JSON_INTEGER:
+		put_int(b, json_integer_value(v));
+		return;
+	case JSON_REAL: {
+		/* Rare (actual_cost): jansson's own number formatting, so the bytes agree. */
+		char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+		if (!text) {
+			b->failed = 1;
+			return;
+		}
+		put(b, text, strlen(text));
+		free(text);
+		return;
+	}
+	case JSON_TRUE:
+		put(b, "true", 4);
+		return;
+	case JSON_FALSE:
+		put(b, "false", 5);
+		return;
+	case JSON_NULL:
+		put(b, "null", 4);
+		return;
+	}
+	b->failed = 1;
+}
+
+static void buf_init(struct cbuf *b)
+{
+	b->p = b->stack;
+	b->len = 0;
+	b->cap = sizeof(b->stack);
+	b->failed = 0;
+	b->stack[0] = '\0';
+}
+
+static void buf_cleanup(struct cbuf *b)
+{
+	if (b->p != b->stack)
+		free(b->p);
+}
+
+char *bw_json_canonical_dump(const json_t *obj)
+{
+	struct cbuf b;
+	char *out = NULL;
+
+	buf_init(&b);
+	put_value(&b, obj);
+	if (!b.failed && (out = malloc(b.len + 1)))
+		memcpy(out, b.p, b.len + 1);
+	buf_cleanup(&b);
+	return out;
+}
+
+/* SHA-256 fetched once: the one-shot SHA256() fetches the algorithm on every call. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+int bw_json_canonical_hash(const json_t *obj, char out[65])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	struct cbuf b;
+	int rc = -1;
+
+	pthread_once(&sha256_once, sha256_fetch);
+	buf_init(&b);
+	put_value(&b, obj);
+	if (b.failed || !sha256_md || !EVP_Digest(b.p, b.len, md, &mdlen, sha256_md, NULL) ||
+	    mdlen != 32)
+		goto done;
+	for (unsigned int i = 0; i < mdlen; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[64] = '\0';
+	rc = 0;
+done:
+	buf_cleanup(&b);
+	return rc;
+}
