@@ -90,6 +90,11 @@ int bw_config_load(const struct bw_cfg_opt *opts, size_t n, void *cfg,
 						  len, (long long)o->min, (long long)o->max);
 				break;
 			}
+			char why[200] = "";
+			if (o->validate && o->validate(v, why, sizeof(why)) != 0) {
+				bw_config_problem(probs, "%s: %s", o->env, why);
+				break;
+			}
 			char *copy = strdup(v);
 			if (!copy) {
 				bw_config_problem(probs, "%s: out of memory", o->env);

@@ -25,6 +25,8 @@ struct bw_cfg_opt {
 	int secret;           /* never printed */
 	size_t offset;        /* offsetof(struct <worker>_config, field) */
 	const char *help;
+	/* Optional check of a STR value beyond its length: 0, or -1 with why filled. */
+	int (*validate)(const char *value, char *why, size_t why_len);
 };
 
 /* Collected problems of one load: count and a newline-separated text. */

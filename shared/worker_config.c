@@ -10,23 +10,23 @@
 
 static const struct bw_cfg_opt common_opts[] = {
 	{ "KAFKA_BROKERS", BW_CFG_STR, "127.0.0.1:9092", 1, 4096, 0, COMMON(kafka_brokers),
-	  "Kafka bootstrap servers, host:port[,host:port]" },
+	  "Kafka bootstrap servers, host:port[,host:port]", NULL },
 	{ "MONGO_URI", BW_CFG_STR, "mongodb://127.0.0.1:27017", 10, 4096, 1, COMMON(mongo_uri),
-	  "MongoDB connection string (may hold credentials)" },
-	{ "MONGO_DB", BW_CFG_STR, "billing", 1, 63, 0, COMMON(mongo_db), "MongoDB database" },
-	{ "LOG_LEVEL", BW_CFG_STR, "info", 4, 5, 0, COMMON(log_level), "debug|info|warn|error" },
+	  "MongoDB connection string (may hold credentials)", NULL },
+	{ "MONGO_DB", BW_CFG_STR, "billing", 1, 63, 0, COMMON(mongo_db), "MongoDB database", NULL },
+	{ "LOG_LEVEL", BW_CFG_STR, "info", 4, 5, 0, COMMON(log_level), "debug|info|warn|error", NULL },
 	{ "RESULTS_TOPIC", BW_CFG_STR, "billing.results", 1, 249, 0, COMMON(results_topic),
-	  "topic of the outcome of every input message" },
+	  "topic of the outcome of every input message", NULL },
 	{ "BATCH_MAX", BW_CFG_INT, "500", 1, 10000, 0, COMMON(batch_max),
-	  "most messages handled as one batch" },
+	  "most messages handled as one batch", NULL },
 	{ "BATCH_WAIT_MS", BW_CFG_INT, "20", 0, 10000, 0, COMMON(batch_wait_ms),
-	  "longest wait to fill a batch" },
+	  "longest wait to fill a batch", NULL },
 	{ "IDLE_EXIT_MS", BW_CFG_INT, "0", 0, 86400000, 0, COMMON(idle_exit_ms),
-	  "exit 0 after this long without messages (0 = never; for demos and tests)" },
+	  "exit 0 after this long without messages (0 = never; for demos and tests)", NULL },
 	{ "FREE_GRANT_SPUS", BW_CFG_INT, "100", 0, INT64_MAX / 4, 0, COMMON(free_grant),
-	  "granted credits of an org seen for the first time" },
+	  "granted credits of an org seen for the first time", NULL },
 	{ "PRINT_CONFIG", BW_CFG_BOOL, "false", 0, 0, 0, COMMON(print_config),
-	  "log the effective configuration (secrets hidden) at start" },
+	  "log the effective configuration (secrets hidden) at start", NULL },
 };
 
 #define NCOMMON (sizeof(common_opts) / sizeof(common_opts[0]))

@@ -6,6 +6,14 @@
 #include "config.h"
 #include "testkit.h"
 
+static int only_abc(const char *value, char *why, size_t len)
+{
+	if (strspn(value, "abc") == strlen(value))
+		return 0;
+	snprintf(why, len, "only a, b and c are allowed");
+	return -1;
+}
+
 struct demo_cfg {
 	char *name;
 	int64_t count;
@@ -14,10 +22,11 @@ struct demo_cfg {
 };
 
 static const struct bw_cfg_opt opts[] = {
-	{ "T_NAME", BW_CFG_STR, "dflt", 1, 8, 0, offsetof(struct demo_cfg, name), "a name" },
-	{ "T_COUNT", BW_CFG_INT, "5", 1, 100, 0, offsetof(struct demo_cfg, count), "a count" },
-	{ "T_FLAG", BW_CFG_BOOL, "false", 0, 0, 0, offsetof(struct demo_cfg, flag), "a flag" },
-	{ "T_TOKEN", BW_CFG_STR, NULL, 1, 0, 1, offsetof(struct demo_cfg, token), "a secret" },
+	{ "T_NAME", BW_CFG_STR, "abc", 1, 8, 0, offsetof(struct demo_cfg, name), "a name",
+	  only_abc },
+	{ "T_COUNT", BW_CFG_INT, "5", 1, 100, 0, offsetof(struct demo_cfg, count), "a count", NULL },
+	{ "T_FLAG", BW_CFG_BOOL, "false", 0, 0, 0, offsetof(struct demo_cfg, flag), "a flag", NULL },
+	{ "T_TOKEN", BW_CFG_STR, NULL, 1, 0, 1, offsetof(struct demo_cfg, token), "a secret", NULL },
 };
 #define N (sizeof(opts) / sizeof(opts[0]))
 
@@ -37,7 +46,7 @@ START_TEST(defaults_apply_and_required_is_enforced)
 	clear_env();
 	ck_assert_int_eq(bw_config_load(opts, N, &cfg, &probs), 1);
 	ck_assert_ptr_nonnull(strstr(probs.text, "T_TOKEN: required"));
-	ck_assert_str_eq(cfg.name, "dflt");
+	ck_assert_str_eq(cfg.name, "abc");
 	ck_assert_int_eq(cfg.count, 5);
 	ck_assert_int_eq(cfg.flag, 0);
 	bw_config_free(opts, N, &cfg);
@@ -59,6 +68,21 @@ START_TEST(every_problem_is_listed_at_once)
 	ck_assert_ptr_nonnull(strstr(probs.text, "T_COUNT: '12abc' is not a whole number"));
 	ck_assert_ptr_nonnull(strstr(probs.text, "T_FLAG: 'maybe' is not a boolean"));
 	ck_assert_ptr_null(strstr(probs.text, "s3cret"));
+	bw_config_free(opts, N, &cfg);
+	clear_env();
+}
+END_TEST
+
+START_TEST(validator_problems_are_listed)
+{
+	struct demo_cfg cfg = { 0 };
+	struct bw_config_problems probs = { 0, "" };
+
+	clear_env();
+	setenv("T_TOKEN", "x", 1);
+	setenv("T_NAME", "abd", 1);
+	ck_assert_int_eq(bw_config_load(opts, N, &cfg, &probs), 1);
+	ck_assert_ptr_nonnull(strstr(probs.text, "T_NAME: only a, b and c are allowed"));
 	bw_config_free(opts, N, &cfg);
 	clear_env();
 }
@@ -160,6 +184,7 @@ int main(void)
 	tcase_add_test(tc, defaults_apply_and_required_is_enforced);
 	tcase_add_test(tc, every_problem_is_listed_at_once);
 	tcase_add_test(tc, integer_range_is_checked);
+	tcase_add_test(tc, validator_problems_are_listed);
 	tcase_add_test(tc, values_are_read_and_secrets_hidden_when_printed);
 	tcase_add_test(tc, parse_int64_rejects_garbage_and_overflow);
 	tcase_add_test(tc, kafka_passthrough_maps_names_and_skips_ours);

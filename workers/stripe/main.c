@@ -27,21 +27,21 @@ struct stripe_cfg {
 
 static const struct bw_cfg_opt stripe_opts[] = {
 	{ "STRIPE_EVENTS_TOPIC", BW_CFG_STR, "stripe.events", 1, 249, 0, OWN(topic),
-	  "topic of the raw Stripe events published by the webhook ingress" },
+	  "topic of the raw Stripe events published by the webhook ingress", NULL },
 	{ "STRIPE_GROUP_ID", BW_CFG_STR, "stripe-worker", 1, 255, 0, OWN(group_id),
-	  "consumer group of the stripe workers" },
+	  "consumer group of the stripe workers", NULL },
 	{ "SYNC_TICKS_TOPIC", BW_CFG_STR, "sync.ticks", 1, 249, 0, OWN(ticks_topic),
-	  "topic of the customer sync ticks this worker asks the sync worker for" },
+	  "topic of the customer sync ticks this worker asks the sync worker for", NULL },
 	{ "STRIPE_MAX_EVENT_BYTES", BW_CFG_INT, "1048576", 256, 16777216, 0,
-	  OWN(max_event_bytes), "largest Stripe event accepted; larger ones go to the DLQ" },
+	  OWN(max_event_bytes), "largest Stripe event accepted; larger ones go to the DLQ", NULL },
 	{ "STRIPE_UNKNOWN_CUSTOMER_RETRIES", BW_CFG_INT, "5", 0, 1000, 0,
 	  OWN(unknown_customer_retries),
-	  "batch retries an event of an unknown Stripe customer waits before the DLQ" },
+	  "batch retries an event of an unknown Stripe customer waits before the DLQ", NULL },
 	{ "STRIPE_BACKOFF_MAX_MS", BW_CFG_INT, "10000", 10, 600000, 0, OWN(backoff_max_ms),
-	  "cap of the retry backoff after a failed or waiting batch" },
+	  "cap of the retry backoff after a failed or waiting batch", NULL },
 	{ "STRIPE_APPLIED_SESSIONS_KEEP", BW_CFG_INT, "1000", 1, 1000000, 0,
 	  OWN(applied_sessions_keep),
-	  "last checkout session ids kept in a customer's applied_sessions (crash-window guard)" },
+	  "last checkout session ids kept in a customer's applied_sessions (crash-window guard)", NULL },
 };
 
 #define NOPTS (sizeof(stripe_opts) / sizeof(stripe_opts[0]))

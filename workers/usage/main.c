@@ -22,17 +22,29 @@ struct usage_cfg {
 
 #define OWN(field) offsetof(struct usage_cfg, field)
 
+static int check_order(const char *value, char *why, size_t why_len)
+{
+	struct bw_waterfall_order order;
+	struct bw_err err;
+
+	if (bw_waterfall_order_parse(value, &order, &err) == 0)
+		return 0;
+	snprintf(why, why_len, "%s", err.msg);
+	return -1;
+}
+
 static const struct bw_cfg_opt usage_opts[] = {
 	{ "USAGE_TOPIC", BW_CFG_STR, "usage.events", 1, 249, 0, OWN(topic),
-	  "topic of usage events" },
+	  "topic of usage events", NULL },
 	{ "USAGE_GROUP_ID", BW_CFG_STR, "usage-worker", 1, 255, 0, OWN(group_id),
-	  "consumer group of the usage workers" },
+	  "consumer group of the usage workers", NULL },
 	{ "WATERFALL_ORDER", BW_CFG_STR, "subscription,purchased,granted", 1, 64, 0,
-	  OWN(waterfall_order), "bucket order, each of subscription, purchased, granted once" },
+	  OWN(waterfall_order), "bucket order, each of subscription, purchased, granted once",
+	  check_order },
 	{ "MAX_EVENT_BYTES", BW_CFG_INT, "65536", 64, 1048576, 0, OWN(max_event_bytes),
-	  "largest usage event accepted; larger ones go to the DLQ" },
+	  "largest usage event accepted; larger ones go to the DLQ", NULL },
 	{ "USAGE_MAX_ATTEMPTS", BW_CFG_INT, "50", 1, 10000, 0, OWN(max_attempts),
-	  "conditional-update retries of a contended org before the batch is retried" },
+	  "conditional-update retries of a contended org before the batch is retried", NULL },
 };
 
 #define NOPTS (sizeof(usage_opts) / sizeof(usage_opts[0]))
@@ -52,12 +64,7 @@ int main(void)
 		exit_code = 2;
 		goto done;
 	}
-	if (bw_waterfall_order_parse(cfg.waterfall_order, &ctx.order, &err) != 0) {
-		fprintf(stderr, "usage-worker: 1 configuration problem:\nWATERFALL_ORDER: %s\n",
-			err.msg);
-		exit_code = 2;
-		goto done;
-	}
+	bw_waterfall_order_parse(cfg.waterfall_order, &ctx.order, &err); /* checked at load */
 	struct bw_worker_input in = { cfg.topic, cfg.group_id, 0, 10000 };
 	if (bw_worker_runtime_open(&rt, &common, "bw-usage-worker", &err) != 0 ||
 	    bw_worker_runtime_subscribe(&rt, &common, &in, &err) != 0)
