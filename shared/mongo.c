@@ -63,6 +63,15 @@ struct bw_mongo *bw_mongo_new(const char *uri_str, const char *db, const char *a
 		bw_err_set(err, BW_ERR_FATAL, "out of memory");
 		goto fail;
 	}
+	/* Offsets are stored only after the database effect is durable (invariant 6): unless the
+	 * URI says otherwise, writes are acknowledged by a majority, journaled. */
+	if (!mongoc_uri_has_option(uri, MONGOC_URI_W)) {
+		mongoc_write_concern_t *wc = mongoc_write_concern_new();
+		mongoc_write_concern_set_wmajority(wc, 0);
+		mongoc_write_concern_set_journal(wc, true);
+		mongoc_uri_set_write_concern(uri, wc);
+		mongoc_write_concern_destroy(wc);
+	}
 	m->pool = mongoc_client_pool_new(uri);
 	if (!m->pool) {
 		bw_err_set(err, BW_ERR_FATAL, "cannot create MongoDB client pool");

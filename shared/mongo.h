@@ -22,8 +22,9 @@
 
 struct bw_mongo;
 
-/* Opens a pool on uri and uses database db (both copied). NULL with err (FATAL for a bad
- * URI). Does not contact the server: call bw_mongo_ping(). */
+/* Opens a pool on uri and uses database db (both copied). Writes use write concern
+ * w:majority, j:true unless the URI sets w. NULL with err (FATAL for a bad URI). Does not
+ * contact the server: call bw_mongo_ping(). */
 struct bw_mongo *bw_mongo_new(const char *uri, const char *db, const char *appname,
 			      struct bw_err *err);
 
