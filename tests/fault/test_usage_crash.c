@@ -25,14 +25,7 @@ static void crash_then_recover(const char *step)
 	int distinct = 0;
 
 	uk_env_init(&env, "usage_crash", 2);
-	for (int o = 0; o < 3; o++) {
-		memset(&orgs[o], 0, sizeof(orgs[o]));
-		snprintf(orgs[o].id, sizeof(orgs[o].id), "crash-org-%d", o);
-		orgs[o].cap[0] = 40;
-		orgs[o].cap[1] = 80;
-		orgs[o].cap[2] = 100;
-		uk_seed_org(&env, &orgs[o]);
-	}
+	uk_seed_orgs(&env, orgs, 3, "crash-org", 40, 80, 100);
 	for (int i = 0; i < N; i++) {
 		char buf[512], id[32];
 		int o = i % 3;

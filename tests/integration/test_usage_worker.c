@@ -292,14 +292,7 @@ START_TEST(two_workers_on_the_same_orgs_never_double_charge)
 	size_t n = 0;
 
 	uk_env_init(&env, "usage_two", 6);
-	for (int o = 0; o < 3; o++) {
-		memset(&orgs[o], 0, sizeof(orgs[o]));
-		snprintf(orgs[o].id, sizeof(orgs[o].id), "shared-org-%d", o);
-		orgs[o].cap[0] = 1000;
-		orgs[o].cap[1] = 2000;
-		orgs[o].cap[2] = 100;
-		uk_seed_org(&env, &orgs[o]);
-	}
+	uk_seed_orgs(&env, orgs, 3, "shared-org", 1000, 2000, 100);
 	/* Start both workers first so they share the partitions while events flow. */
 	pid_t a = uk_start_worker(&env, extra);
 	pid_t b = uk_start_worker(&env, extra);
@@ -324,12 +317,7 @@ START_TEST(two_workers_on_the_same_orgs_never_double_charge)
 	ck_assert_int_eq(tk_wait(b, 240000), 0);
 	for (int o = 0; o < 3; o++)
 		uk_check_org(&env, &orgs[o]);
-	for (size_t i = 0; i < n; i++) {
-		free((char *)values[i]);
-		free((char *)keys[i]);
-	}
-	free(values);
-	free(keys);
+	uk_free_strings(values, keys, n);
 	tk_mongo_drop(env.db);
 }
 END_TEST
@@ -351,14 +339,7 @@ START_TEST(a_worker_killed_mid_stream_loses_and_doubles_nothing)
 	size_t n;
 
 	uk_env_init(&env, "usage_kill", 6);
-	for (int o = 0; o < 4; o++) {
-		memset(&orgs[o], 0, sizeof(orgs[o]));
-		snprintf(orgs[o].id, sizeof(orgs[o].id), "kill-org-%d", o);
-		orgs[o].cap[0] = 500;
-		orgs[o].cap[1] = 1500;
-		orgs[o].cap[2] = 100;
-		uk_seed_org(&env, &orgs[o]);
-	}
+	uk_seed_orgs(&env, orgs, 4, "kill-org", 500, 1500, 100);
 	for (int i = 0; i < N; i++) {
 		char buf[512], id[32];
 		int o = i % 4;
@@ -384,12 +365,7 @@ START_TEST(a_worker_killed_mid_stream_loses_and_doubles_nothing)
 	n = tk_consume(env.results, 100000, 8000, &msgs);
 	ck_assert_int_ge(n, N); /* every event answered at least once */
 	tk_msgs_free(msgs, n);
-	for (int i = 0; i < N; i++) {
-		free((char *)values[i]);
-		free((char *)keys[i]);
-	}
-	free(values);
-	free(keys);
+	uk_free_strings(values, keys, N);
 	tk_mongo_drop(env.db);
 }
 END_TEST

@@ -64,6 +64,31 @@ void uk_seed_org(const struct uk_env *env, const struct uk_org *org)
 	tk_mongo_insert(env->db, "payments_customers", doc);
 }
 
+void uk_seed_orgs(const struct uk_env *env, struct uk_org *orgs, int n, const char *prefix,
+		  long long sub, long long purchased, long long granted)
+{
+	for (int o = 0; o < n; o++) {
+		memset(&orgs[o], 0, sizeof(orgs[o]));
+		snprintf(orgs[o].id, sizeof(orgs[o].id), "%s-%d", prefix, o);
+		orgs[o].cap[0] = sub;
+		orgs[o].cap[1] = purchased;
+		orgs[o].cap[2] = granted;
+		uk_seed_org(env, &orgs[o]);
+	}
+}
+
+void uk_free_strings(const char **a, const char **b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (a)
+			free((char *)a[i]);
+		if (b)
+			free((char *)b[i]);
+	}
+	free(a);
+	free(b);
+}
+
 pid_t uk_start_worker(const struct uk_env *env, const char *const *extra)
 {
 	static char vars[8][320];

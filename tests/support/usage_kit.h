@@ -35,6 +35,14 @@ void uk_env_init(struct uk_env *env, const char *name, int partitions);
 /* Inserts a customer document for org (caps from org, used counters 0, version 1). */
 void uk_seed_org(const struct uk_env *env, const struct uk_org *org);
 
+/* Fills orgs[0..n) with ids "<prefix>-<i>", the same caps (subscription, purchased, granted)
+ * and used counters 0, and seeds each (uk_seed_org). */
+void uk_seed_orgs(const struct uk_env *env, struct uk_org *orgs, int n, const char *prefix,
+		  long long sub, long long purchased, long long granted);
+
+/* Frees n strings of each of two arrays (either may be NULL) and the arrays. */
+void uk_free_strings(const char **a, const char **b, size_t n);
+
 /* Starts the usage worker on env with extra "K=V" variables (NULL-terminated, may be NULL). */
 pid_t uk_start_worker(const struct uk_env *env, const char *const *extra);
 
