@@ -306,6 +306,49 @@ START_TEST(invoice_resets_usage_once_per_period)
 }
 END_TEST
 
+/* A late invoice of an older period, before any reset marker exists, must neither reset the
+ * usage of the current period nor move the stored period back. */
+START_TEST(late_invoice_of_older_period_is_stale)
+{
+	struct sk_env env;
+	const long long p1 = 1718000000, p2 = 1720592000, p3 = 1723270400;
+	json_t *doc, *all, *ev;
+
+	sk_env_init(&env, "stripe_late_inv", BW_STRIPE_WORKER_PATH);
+	sk_seed_customer(&env, "org-l", "cus_i", 0, 40);
+	ev = sub_event("customer_subscription_created.json", "evt_l0", 1000, "sub_L", NULL);
+	sk_set_str(ev, "data.object.customer", "cus_i");
+	produce_and_free(&env, ev);                /* period p1..p2 */
+	ev = sub_event("customer_subscription_updated.json", "evt_l1", 2000, "sub_L", NULL);
+	sk_set_str(ev, "data.object.customer", "cus_i");
+	sk_set_int(ev, "data.object.items.data.0.current_period_start", p2);
+	sk_set_int(ev, "data.object.items.data.0.current_period_end", p3);
+	produce_and_free(&env, ev);                /* renewal: period p2..p3 */
+	ev = invoice("invoice_paid_cycle.json", "evt_l2", "sub_L", p1, p2);
+	sk_set_str(ev, "data.object.billing_reason", "subscription_create");
+	produce_and_free(&env, ev);                /* the first period's invoice, late */
+	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
+	doc = sk_customer(&env, "org-l");
+	ck_assert_int_eq(tk_int(doc, "subscription_spus_used"), 40); /* p2's usage kept */
+	ck_assert_int_eq(sk_date_ms(json_object_get(doc, "stripe_current_billing_period_start")),
+			 p2 * 1000);
+	ck_assert_int_eq(sk_date_ms(json_object_get(doc, "stripe_current_billing_period_end")),
+			 p3 * 1000);
+	json_decref(doc);
+
+	produce_and_free(&env, invoice("invoice_paid_cycle.json", "evt_l3", "sub_L", p2, p3));
+	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
+	doc = sk_customer(&env, "org-l");
+	ck_assert_int_eq(tk_int(doc, "subscription_spus_used"), 0); /* p2's invoice resets */
+	json_decref(doc);
+	all = sk_read_json(env.results, 4);
+	expect_status(all, "evt_l2", 0, "stale");
+	expect_status(all, "evt_l3", 0, "applied");
+	json_decref(all);
+	tk_mongo_drop(env.db);
+}
+END_TEST
+
 START_TEST(unknown_customer_waits_then_dlq)
 {
 	struct sk_env env;
@@ -474,6 +517,7 @@ int main(void)
 	tcase_add_test(tc, checkout_credits_once_per_session);
 	tcase_add_test(tc, subscription_events_out_of_order);
 	tcase_add_test(tc, invoice_resets_usage_once_per_period);
+	tcase_add_test(tc, late_invoice_of_older_period_is_stale);
 	tcase_add_test(tc, unknown_customer_waits_then_dlq);
 	tcase_add_test(tc, applied_sessions_window_is_bounded);
 	tcase_add_test(tc, credit_overflow_is_rejected);

@@ -25,6 +25,8 @@ struct cust {
 	char reset_event_id[ID_LEN];     /* subscription_spus_reset_event_id */
 	int64_t reset_ms;                /* subscription_spus_reset_period_start */
 	int has_reset;
+	int64_t period_ms;               /* stripe_current_billing_period_start */
+	int has_period;
 	int64_t purchased_credits, balance_version;
 	int fresh;  /* read by this event (not a batch cache copy: identity fields only) */
 };
@@ -210,6 +212,8 @@ static void cust_from_doc(const bson_t *doc, struct cust *c)
 	copy_utf8(doc, "subscription_spus_reset_event_id", c->reset_event_id,
 		  sizeof(c->reset_event_id));
 	c->has_reset = bw_mongo_get_int64(doc, "subscription_spus_reset_period_start", &c->reset_ms);
+	c->has_period = bw_mongo_get_int64(doc, "stripe_current_billing_period_start",
+					   &c->period_ms);
 	bw_mongo_get_int64(doc, "purchased_credits", &c->purchased_credits);
 	bw_mongo_get_int64(doc, "balance_version", &c->balance_version);
 }
@@ -1102,12 +1106,19 @@ static int apply_invoice(struct bw_mongo *m, mongoc_client_t *client,
 		rc = 0;
 		goto done;
 	}
+	/* Besides the marker, the stored period must not be newer than the invoice's: a late
+	 * invoice of an older period, before any marker exists, would otherwise wipe the
+	 * current period's usage and move the period back. */
 	filter = BCON_NEW("org_id", BCON_UTF8(out->org_id), "stripe_subscription_id",
-			  BCON_UTF8(ev->subscription_id), "$or", "[", "{",
+			  BCON_UTF8(ev->subscription_id), "$and", "[", "{", "$or", "[", "{",
 			  "subscription_spus_reset_period_start", "{", "$lt",
 			  BCON_DATE_TIME(start_ms), "}", "}", "{",
 			  "subscription_spus_reset_period_start", "{", "$exists", BCON_BOOL(false),
-			  "}", "}", "]");
+			  "}", "}", "]", "}", "{", "$or", "[", "{",
+			  "stripe_current_billing_period_start", "{", "$lte",
+			  BCON_DATE_TIME(start_ms), "}", "}", "{",
+			  "stripe_current_billing_period_start", "{", "$exists", BCON_BOOL(false),
+			  "}", "}", "]", "}", "]");
 	update = BCON_NEW("$set", "{", "subscription_spus_used", BCON_INT64(0),
 			  "subscription_spus_reset_period_start", BCON_DATE_TIME(start_ms),
 			  "subscription_spus_reset_event_id", BCON_UTF8(ev->id),
@@ -1128,7 +1139,8 @@ static int apply_invoice(struct bw_mongo *m, mongoc_client_t *client,
 		goto done;
 	if (strcmp(again.reset_event_id, ev->id) == 0)
 		outcome(out, BW_SS_APPLIED, NULL);
-	else if (again.has_reset && again.reset_ms > start_ms)
+	else if ((again.has_reset && again.reset_ms > start_ms) ||
+		 (again.has_period && again.period_ms > start_ms))
 		outcome(out, BW_SS_STALE, "a newer billing period is already stored");
 	else
 		outcome(out, BW_SS_DUPLICATE, "usage of this billing period was already reset "
