@@ -6,6 +6,7 @@
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../stub/stripe_stub.h"
 #include "testkit.h"
@@ -380,6 +381,44 @@ START_TEST(all_scope_and_a_stripe_outage_never_blocks_the_partition)
 }
 END_TEST
 
+START_TEST(a_webhook_newer_than_the_api_read_is_not_overwritten)
+{
+	struct env e;
+	char doc[640];
+	long long newer = (long long)time(NULL) + 3600;
+	json_t *all, *d;
+
+	/* The stripe worker stored a subscription event created after this sync reads the API
+	 * (here: an hour ahead, so the read is surely older): the API snapshot must not
+	 * overwrite it, nor take its place in the ordering. */
+	env_init(&e, "sync_newer", stub_fixture());
+	snprintf(doc, sizeof(doc),
+		 "{\"org_id\":\"org_alpha\",\"stripe_customer_id\":\"cus_alpha\","
+		 "\"subscription_type\":\"business\","
+		 "\"subscription_spu_allowance\":{\"$numberLong\":\"20000\"},"
+		 "\"stripe_subscription_id\":\"sub_alpha_next\","
+		 "\"stripe_subscription_status\":\"active\","
+		 "\"stripe_subscription_event_created\":{\"$numberLong\":\"%lld\"},"
+		 "\"balance_version\":{\"$numberLong\":\"5\"}}", newer);
+	tk_mongo_insert(e.db, "payments_customers", doc);
+	tk_produce(e.ticks, NULL, "{\"tick_id\":\"n1\",\"scope\":\"customer\",\"org_id\":\"org_alpha\"}");
+	const char *no_start[] = { "SYNC_PRICES_AT_START=false", NULL };
+	run_worker(&e, 1, no_start);
+	all = results(&e, 1);
+	ck_assert_str_eq(status_of(result_of(all, "n1")), "applied");
+	json_decref(all);
+	d = customer_doc(&e, "org_alpha");
+	ck_assert_str_eq(json_string_value(json_object_get(d, "subscription_type")), "business");
+	ck_assert_int_eq(tk_int(d, "subscription_spu_allowance"), 20000);
+	ck_assert_str_eq(json_string_value(json_object_get(d, "stripe_subscription_id")),
+			 "sub_alpha_next");
+	ck_assert_int_eq(tk_int(d, "stripe_subscription_event_created"), newer);
+	ck_assert_int_eq(tk_int(d, "balance_version"), 5);
+	json_decref(d);
+	env_done(&e);
+}
+END_TEST
+
 START_TEST(local_only_mode_skips_and_calls_nothing)
 {
 	struct env e;
@@ -414,6 +453,7 @@ int main(void)
 	tcase_add_test(tc, prices_every_page_and_a_changed_tier_on_the_next_tick);
 	tcase_add_test(tc, customers_created_once_and_subscriptions_reconciled);
 	tcase_add_test(tc, all_scope_and_a_stripe_outage_never_blocks_the_partition);
+	tcase_add_test(tc, a_webhook_newer_than_the_api_read_is_not_overwritten);
 	tcase_add_test(tc, local_only_mode_skips_and_calls_nothing);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);

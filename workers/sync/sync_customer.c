@@ -104,6 +104,8 @@ struct doc_state {
 	int64_t allowance, period_start_ms;
 	int has_reset;
 	int64_t reset_ms;        /* subscription_spus_reset_period_start (shared with the stripe worker) */
+	int has_sub_created;
+	int64_t sub_created;     /* stripe_subscription_event_created, unix seconds */
 };
 
 static void doc_state_cleanup(struct doc_state *d)
@@ -148,6 +150,8 @@ static int load_doc(mongoc_collection_t *coll, const char *key, const char *valu
 				   &d->period_start_ms);
 		d->has_reset = bw_mongo_get_int64(doc, "subscription_spus_reset_period_start",
 						  &d->reset_ms);
+		d->has_sub_created = bw_mongo_get_int64(doc, "stripe_subscription_event_created",
+							&d->sub_created);
 	}
 	if (mongoc_cursor_error(cur, &error))
 		rc = bw_mongo_error(&error, "load customer", err);
@@ -167,11 +171,13 @@ static int64_t matched_count(const bson_t *reply)
 }
 
 /* One write of the org's document: stripe_customer_id, and st's fields when st is not NULL.
+ * st was read from the API at read_s (unix seconds): a subscription event the stripe worker
+ * stored with a later `created` is newer than st, so st's fields are then left out.
  * Conditional on the balance_version read into d (an insert when d says there is no doc).
  * Returns 1 written, 0 missed (reload and redo), -1 with err. */
 static int write_doc(mongoc_collection_t *coll, const char *org_id, const char *cus,
-		     const struct bw_sub_state *st, const struct doc_state *d, int64_t free_grant,
-		     struct bw_err *err)
+		     const struct bw_sub_state *st, int64_t read_s, const struct doc_state *d,
+		     int64_t free_grant, struct bw_err *err)
 {
 	bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set, soi, inc, cond;
 	bson_t *opts = NULL, reply;
@@ -179,6 +185,12 @@ static int write_doc(mongoc_collection_t *coll, const char *org_id, const char *
 	int64_t now = bw_mongo_now_ms();
 	int balance_changed = !d->exists, rc = -1;
 
+	if (st && d->has_sub_created && d->sub_created > read_s) {
+		bw_log(BW_LOG_INFO, &(struct bw_log_ctx){ NULL, -1, -1, org_id, NULL },
+		       "subscription event created %lld is newer than the API read at %lld: kept",
+		       (long long)d->sub_created, (long long)read_s);
+		st = NULL;
+	}
 	BSON_APPEND_UTF8(&filter, "org_id", org_id);
 	if (d->exists) {
 		if (d->has_version)
@@ -231,7 +243,7 @@ static int write_doc(mongoc_collection_t *coll, const char *org_id, const char *
 				balance_changed = 1;
 			}
 		}
-		BSON_APPEND_INT64(&set, "stripe_subscription_event_created", (int64_t)time(NULL));
+		BSON_APPEND_INT64(&set, "stripe_subscription_event_created", read_s);
 		BSON_APPEND_DATE_TIME(&set, "stripe_synced_at", now);
 	}
 	bson_append_document_end(&update, &set);
@@ -267,7 +279,8 @@ static int write_doc(mongoc_collection_t *coll, const char *org_id, const char *
 
 /* Writes with reload-and-redo on a missed conditional update. */
 static int write_with_retry(mongoc_collection_t *coll, const char *org_id, const char *cus,
-			    const struct bw_sub_state *st, int64_t free_grant, struct bw_err *err)
+			    const struct bw_sub_state *st, int64_t read_s, int64_t free_grant,
+			    struct bw_err *err)
 {
 	struct doc_state d = { 0 };
 	int rc = -1;
@@ -275,7 +288,7 @@ static int write_with_retry(mongoc_collection_t *coll, const char *org_id, const
 	for (int attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
 		if (load_doc(coll, "org_id", org_id, &d, err) != 0)
 			goto done;
-		int w = write_doc(coll, org_id, cus, st, &d, free_grant, err);
+		int w = write_doc(coll, org_id, cus, st, read_s, &d, free_grant, err);
 		if (w < 0)
 			goto done;
 		if (w == 1) {
@@ -346,6 +359,7 @@ int bw_sync_customer(struct bw_stripe_api *api, struct bw_mongo *mongo,
 	struct bw_sub_state st;
 	char *org_id = NULL, *cus = NULL, *esc = NULL, *path = NULL;
 	json_t *customer = NULL, *subs = json_array();
+	int64_t read_s = 0;
 	int rc = -1;
 
 	counts->customers_seen++;
@@ -372,7 +386,7 @@ int bw_sync_customer(struct bw_stripe_api *api, struct bw_mongo *mongo,
 		bw_log(BW_LOG_INFO, &(struct bw_log_ctx){ NULL, -1, -1, org_id, NULL },
 		       "created Stripe customer %s", cus);
 		/* Stored at once: the idempotency key expires after a day, the document not. */
-		if (write_with_retry(coll, org_id, cus, NULL, req->free_grant, err) != 0)
+		if (write_with_retry(coll, org_id, cus, NULL, 0, req->free_grant, err) != 0)
 			goto done;
 	}
 	esc = bw_stripe_api_escape(api, cus);
@@ -383,6 +397,7 @@ int bw_sync_customer(struct bw_stripe_api *api, struct bw_mongo *mongo,
 		goto done;
 	}
 	snprintf(path, cap, "/v1/customers/%s", esc);
+	read_s = (int64_t)time(NULL); /* the API state below is as of this second */
 	customer = bw_stripe_api_get(api, path, serr, err);
 	if (!customer) {
 		bw_err_prefix(err, "get customer");
@@ -411,7 +426,7 @@ int bw_sync_customer(struct bw_stripe_api *api, struct bw_mongo *mongo,
 	}
 	if (bw_sync_pick_subscription(subs, &st, err) != 0)
 		goto done;
-	if (write_with_retry(coll, org_id, cus, &st, req->free_grant, err) != 0)
+	if (write_with_retry(coll, org_id, cus, &st, read_s, req->free_grant, err) != 0)
 		goto done;
 	counts->customers_updated++;
 	bw_log(BW_LOG_INFO, &(struct bw_log_ctx){ NULL, -1, -1, org_id, NULL },
