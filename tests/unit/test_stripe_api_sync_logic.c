@@ -195,6 +195,21 @@ START_TEST(the_latest_live_base_subscription_wins)
 	ck_assert_int_eq(bw_sync_pick_subscription(s, &st, &err), 0);
 	ck_assert_ptr_null(st.subscription_id);
 	json_decref(s);
+
+	/* a period that is not unix seconds of a real date (the write multiplies it by 1000:
+	 * int64 overflow) is no period, on the subscription as on the item */
+	s = subs_of("[" SUB("s_big", "active", 1, "team", "5000",
+			    ",\"current_period_start\":9223372036854775807,"
+			    "\"current_period_end\":9223372036854775807") "]");
+	ck_assert_int_eq(bw_sync_pick_subscription(s, &st, &err), 0);
+	ck_assert_int_eq(st.live, 1);
+	ck_assert_int_eq(st.has_period, 0);
+	json_decref(s);
+	s = subs_of("[" SUB("s_neg", "active", 1, "team", "5000",
+			    ",\"current_period_start\":-5,\"current_period_end\":20") "]");
+	ck_assert_int_eq(bw_sync_pick_subscription(s, &st, &err), 0);
+	ck_assert_int_eq(st.has_period, 0);
+	json_decref(s);
 }
 END_TEST
 

@@ -34,11 +34,17 @@ static const json_t *base_item(const json_t *sub)
 	return NULL;
 }
 
+/* Unix seconds up to 9999-12-31: the write turns them into milliseconds without overflow. */
+#define MAX_UNIX_S INT64_C(253402300799)
+
 static int get_period(const json_t *obj, int64_t *start, int64_t *end)
 {
 	const json_t *s = json_object_get(obj, "current_period_start");
 	const json_t *e = json_object_get(obj, "current_period_end");
 	if (!json_is_integer(s) || !json_is_integer(e))
+		return 0;
+	if (json_integer_value(s) < 0 || json_integer_value(s) > MAX_UNIX_S ||
+	    json_integer_value(e) < 0 || json_integer_value(e) > MAX_UNIX_S)
 		return 0;
 	*start = json_integer_value(s);
 	*end = json_integer_value(e);
