@@ -127,7 +127,10 @@ struct bw_ingress_publisher *bw_ingress_publisher_new(const char *brokers, int t
 	/* Not overridable: the 2xx promise rests on these. */
 	if (rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr)) ||
 	    rd_kafka_conf_set(conf, "acks", "all", errstr, sizeof(errstr)) ||
-	    rd_kafka_conf_set(conf, "message.timeout.ms", tmo, errstr, sizeof(errstr))) {
+	    rd_kafka_conf_set(conf, "message.timeout.ms", tmo, errstr, sizeof(errstr)) ||
+	    /* every request waits for its own success report */
+	    rd_kafka_conf_set(conf, "delivery.report.only.error", "false", errstr,
+			      sizeof(errstr))) {
 		bw_err_set(err, BW_ERR_FATAL, "producer config: %s", errstr);
 		goto fail;
 	}
