@@ -25,6 +25,8 @@ struct bw_consumer {
 	void *opaque;
 	int backoff_ms;
 	int64_t last_activity;      /* last message or assignment: the idle exit counts from it */
+	int64_t started_at;
+	int assigned_once;          /* a rebalance has assigned (possibly zero) partitions */
 	int fatal;                  /* a fatal handler error happened inside a callback */
 	struct bw_err fatal_err;
 };
@@ -138,6 +140,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t rerr,
 	if (rerr == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		bw_log(BW_LOG_INFO, NULL, "assigned %d partitions", parts->cnt);
 		c->last_activity = now_ms();
+		c->assigned_once = 1;
 		if (cooperative)
 			error = rd_kafka_incremental_assign(rk, parts);
 		else
@@ -229,6 +232,22 @@ fail:
 	return NULL;
 }
 
+/* The idle exit: idle_exit_ms without messages since the last message or assignment. Before
+ * the group has assigned anything (a join can wait for a slow member) it waits longer, so a
+ * worker does not leave before it had a chance to work. */
+static int idle_expired(const struct bw_consumer *c)
+{
+	int64_t now = now_ms();
+	int64_t join_grace = (int64_t)c->idle_exit_ms * 10 > 60000 ? (int64_t)c->idle_exit_ms * 10
+								    : 60000;
+
+	if (c->idle_exit_ms <= 0)
+		return 0;
+	if (!c->assigned_once)
+		return now - c->started_at >= join_grace;
+	return now - c->last_activity >= c->idle_exit_ms;
+}
+
 /* Handles one polled message: appends it to the batch or settles its error.
  * Returns -1 on a fatal consumer error. */
 static int take_message(struct bw_consumer *c, rd_kafka_message_t *m, struct bw_err *err)
@@ -257,7 +276,7 @@ int bw_consumer_run(struct bw_consumer *c, bw_batch_fn fn, void *opaque,
 
 	c->fn = fn;
 	c->opaque = opaque;
-	c->last_activity = now_ms();
+	c->last_activity = c->started_at = now_ms();
 	bw_fault_point("before_poll");
 	while (!(stop && *stop)) {
 		int64_t first_at = 0;
@@ -281,8 +300,7 @@ int bw_consumer_run(struct bw_consumer *c, bw_batch_fn fn, void *opaque,
 			if (!m && c->count > 0)
 				break;
 			if (!m) {
-				if (c->count == 0 && c->idle_exit_ms > 0 &&
-				    now_ms() - c->last_activity >= c->idle_exit_ms)
+				if (c->count == 0 && idle_expired(c))
 					goto done;
 				continue;
 			}

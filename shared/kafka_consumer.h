@@ -31,7 +31,8 @@ struct bw_consumer_conf {
 	int batch_max;            /* messages per batch (>= 1) */
 	int batch_wait_ms;        /* longest wait to fill a batch once it has a message */
 	int idle_exit_ms;         /* > 0: run() returns 0 after this long without messages
-				     (counted from the last message or partition assignment) */
+				     (counted from the last message or partition assignment;
+				     before the first assignment it waits max(10x, 60 s)) */
 	int backoff_max_ms;       /* cap of the retry backoff after a failed batch */
 	const char *const *extra_props; /* "name=value", NULL-terminated, may be NULL */
 };
