@@ -370,6 +370,55 @@ START_TEST(a_worker_killed_mid_stream_loses_and_doubles_nothing)
 }
 END_TEST
 
+/* An event id reused by two orgs at the same moment: both charges land, only one record can
+ * (unique event_id). The org whose charge has no record of its own gets it reversed at its
+ * next write. Seeded here as the state that race leaves behind. */
+START_TEST(a_charge_recorded_for_another_org_is_reversed)
+{
+	struct uk_env env;
+	char doc[1024];
+	json_t *d, *pending;
+
+	uk_env_init(&env, "usage_reverse", 1);
+	snprintf(doc, sizeof(doc),
+		 "{\"org_id\":\"org-y\",\"subscription_type\":\"none\","
+		 "\"subscription_spu_allowance\":{\"$numberLong\":\"0\"},"
+		 "\"subscription_spus_used\":{\"$numberLong\":\"0\"},"
+		 "\"purchased_credits\":{\"$numberLong\":\"0\"},"
+		 "\"purchased_credits_used\":{\"$numberLong\":\"0\"},"
+		 "\"granted_credits\":{\"$numberLong\":\"100\"},"
+		 "\"granted_credits_used\":{\"$numberLong\":\"10\"},"
+		 "\"paid_spus_used\":{\"$numberLong\":\"0\"},"
+		 "\"balance_version\":{\"$numberLong\":\"1\"},"
+		 "\"pending_events\":[{\"event_id\":\"shared-id\",\"hash\":\"hash-y\","
+		 "\"from_subscription\":{\"$numberLong\":\"0\"},"
+		 "\"from_purchased\":{\"$numberLong\":\"0\"},"
+		 "\"from_granted\":{\"$numberLong\":\"10\"},"
+		 "\"from_paid\":{\"$numberLong\":\"0\"},"
+		 "\"balance_version\":{\"$numberLong\":\"1\"}}]}");
+	tk_mongo_insert(env.db, "payments_customers", doc);
+	tk_mongo_insert(env.db, "payments_usage_records",
+			"{\"event_id\":\"shared-id\",\"org_id\":\"org-x\",\"hash\":\"hash-x\","
+			"\"spus\":{\"$numberLong\":\"10\"},"
+			"\"from_subscription\":{\"$numberLong\":\"0\"},"
+			"\"from_purchased\":{\"$numberLong\":\"0\"},"
+			"\"from_granted\":{\"$numberLong\":\"10\"},"
+			"\"from_paid\":{\"$numberLong\":\"0\"},"
+			"\"balance_version\":{\"$numberLong\":\"1\"}}");
+	produce_event(&env, "y-1", "org-y", 5);
+	ck_assert_int_eq(uk_run_worker(&env, NULL, 3000), 0);
+	d = tk_mongo_find_one(env.db, "payments_customers", "{\"org_id\":\"org-y\"}");
+	ck_assert_int_eq(tk_int(d, "granted_credits_used"), 5); /* 10 reversed, 5 charged */
+	ck_assert_int_eq(tk_int(d, "balance_version"), 3);      /* reversal + charge */
+	pending = json_object_get(d, "pending_events");
+	ck_assert_int_eq(json_array_size(pending), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(pending, 0), "event_id")),
+			 "y-1");
+	json_decref(d);
+	tk_mongo_drop(env.db);
+}
+END_TEST
+
 START_TEST(sigterm_stops_cleanly_and_commits)
 {
 	struct uk_env env;
@@ -416,6 +465,7 @@ int main(void)
 	tcase_add_test(tc, two_workers_on_the_same_orgs_never_double_charge);
 	tcase_add_test(tc, sigterm_stops_cleanly_and_commits);
 	tcase_add_test(tc, a_worker_killed_mid_stream_loses_and_doubles_nothing);
+	tcase_add_test(tc, a_charge_recorded_for_another_org_is_reversed);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

@@ -137,6 +137,20 @@ static void set_outcome(struct item *it, enum bw_usage_status st, const struct b
 	it->out.balance_version = version;
 }
 
+static int64_t minus_floor0(int64_t used, int64_t amount)
+{
+	return used > amount ? used - amount : 0;
+}
+
+/* Takes a pending entry's charge back off the used counters (never below zero). */
+static void reverse_charge(struct bw_balances *bal, const struct bw_breakdown *bd)
+{
+	bal->subscription_used = minus_floor0(bal->subscription_used, bd->from_subscription);
+	bal->purchased_used = minus_floor0(bal->purchased_used, bd->from_purchased);
+	bal->granted_used = minus_floor0(bal->granted_used, bd->from_granted);
+	bal->paid_used = minus_floor0(bal->paid_used, bd->from_paid);
+}
+
 /* Runs the org's events (items[first..]) through dedupe and the waterfall in memory. */
 static int org_compute(struct bw_org *org, struct item **items, size_t nitems,
 		       const struct bw_found_record *found, size_t nfound,
@@ -150,10 +164,26 @@ static int org_compute(struct bw_org *org, struct item **items, size_t nitems,
 		return bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
 	/* Keep pending entries until a write has seen their usage record. */
 	for (size_t i = 0; i < org->npending; i++) {
-		org->pending[i].record_found =
-			bw_found_record_lookup(found, nfound, org->pending[i].event_id) != NULL;
-		if (!org->pending[i].record_found)
-			org->new_pending[org->nnew_pending++] = org->pending[i];
+		struct bw_pending *p = &org->pending[i];
+		const struct bw_found_record *rec =
+			bw_found_record_lookup(found, nfound, p->event_id);
+		p->record_found = rec != NULL;
+		if (!rec) {
+			org->new_pending[org->nnew_pending++] = *p;
+			continue;
+		}
+		if (strcmp(rec->org_id ? rec->org_id : "", org->org_id) != 0 ||
+		    strcmp(rec->hash, p->hash) != 0) {
+			/* The id was recorded for another org (or other content) first: this charge
+			 * never got a record of its own (the unique index refused it), so it is
+			 * reversed in this same write and invariant 2 holds again. */
+			reverse_charge(&bal, &p->bd);
+			version++;
+			org->dirty = 1;
+			bw_log(BW_LOG_WARN, &(struct bw_log_ctx){ NULL, -1, -1, org->org_id, p->event_id },
+			       "charge reversed: event_id was recorded for org %s first",
+			       rec->org_id ? rec->org_id : "?");
+		}
 	}
 	for (size_t i = 0; i < nitems; i++) {
 		struct item *it = items[i];
