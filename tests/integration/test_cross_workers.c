@@ -54,8 +54,6 @@ START_TEST(credits_bought_while_usage_flows_are_never_lost)
 		int o = i % ORGS;
 		long long spus = 1 + i % 5;
 		snprintf(id, sizeof(id), "cu-%d", i);
-		uk_event_json(buf, sizeof(buf), id, "", spus);
-		values[i] = NULL;
 		char org[32];
 		snprintf(org, sizeof(org), "cross-org-%d", o);
 		uk_event_json(buf, sizeof(buf), id, org, spus);

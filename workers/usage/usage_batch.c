@@ -370,11 +370,10 @@ static void settle_copies(struct batch *b)
 	}
 }
 
-static void log_outcome(const struct item *it, const struct bw_usage_ctx *ctx)
+static void log_outcome(const struct item *it)
 {
 	struct bw_log_ctx lc = { rd_kafka_topic_name(it->msg->rkt), it->msg->partition,
 				 it->msg->offset, it->out.org_id, it->out.event_id };
-	(void)ctx;
 	if (it->out.status == BW_USAGE_REJECTED)
 		bw_log(BW_LOG_WARN, &lc, "rejected to DLQ: %s", it->reason);
 	else if (it->out.status == BW_USAGE_CONFLICT)
@@ -395,7 +394,7 @@ static int batch_publish(struct batch *b, const struct bw_usage_ctx *ctx, struct
 		const char *key = it->out.org_id;
 		char *json;
 
-		log_outcome(it, ctx);
+		log_outcome(it);
 		if (it->to_dlq && bw_dlq_publish(ctx->producer, ctx->worker, it->msg, it->reason,
 						 err) != 0)
 			return -1;
