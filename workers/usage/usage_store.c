@@ -67,7 +67,7 @@ static int load_pending(const bson_t *doc, struct bw_org *org, struct bw_err *er
 	bson_iter_t it, arr;
 	size_t cap = 0;
 
-	if (!bson_iter_init_find(&it, doc, "pending_events") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+	if (!bson_iter_init_find(&it, doc, BW_CUST_PENDING) || !BSON_ITER_HOLDS_ARRAY(&it) ||
 	    !bson_iter_recurse(&it, &arr))
 		return 0;
 	while (bson_iter_next(&arr)) {
@@ -93,24 +93,23 @@ static int load_pending(const bson_t *doc, struct bw_org *org, struct bw_err *er
 	return 0;
 }
 
-static void balances_from_doc(const bson_t *doc, struct bw_org *org)
+static void balances_from_doc(const bson_t *doc, struct bw_org *org, int64_t free_grant)
 {
-	bson_iter_t it;
+	struct bw_customer *c = &org->cust;
 
+	bw_customer_read(doc, free_grant, c);
 	org->exists = 1;
-	bw_mongo_get_int64(doc, "balance_version", &org->version);
-	org->version_missing = !bson_iter_init_find(&it, doc, "balance_version");
-	bw_mongo_get_int64(doc, "subscription_spu_allowance", &org->bal.subscription_allowance);
-	bw_mongo_get_int64(doc, "subscription_spus_used", &org->bal.subscription_used);
-	bw_mongo_get_int64(doc, "purchased_credits", &org->bal.purchased);
-	bw_mongo_get_int64(doc, "purchased_credits_used", &org->bal.purchased_used);
-	bw_mongo_get_int64(doc, "granted_credits", &org->bal.granted);
-	bw_mongo_get_int64(doc, "granted_credits_used", &org->bal.granted_used);
-	bw_mongo_get_int64(doc, "paid_spus_used", &org->bal.paid_used);
-	bw_mongo_get_int64(doc, "stripe_current_billing_period_start", &org->period_start_ms);
-	org->bal.enterprise = bson_iter_init_find(&it, doc, "subscription_type") &&
-			      BSON_ITER_HOLDS_UTF8(&it) &&
-			      strcmp(bson_iter_utf8(&it, NULL), "enterprise") == 0;
+	org->version = c->version;
+	org->version_missing = !c->has_version;
+	org->period_start_ms = c->period_start_ms;
+	org->bal.enterprise = c->enterprise;
+	org->bal.subscription_allowance = c->allowance;
+	org->bal.subscription_used = c->sub_used;
+	org->bal.purchased = c->purchased;
+	org->bal.purchased_used = c->purchased_used;
+	org->bal.granted = c->granted;
+	org->bal.granted_used = c->granted_used;
+	org->bal.paid_used = c->paid_used;
 }
 
 static int cmp_org_ptr(const void *key, const void *elem)
@@ -133,6 +132,7 @@ int bw_usage_store_load_orgs(struct bw_mongo *m, mongoc_client_t *client,
 	/* orgs must be sorted by org_id (the batch logic groups them so): lookups below. */
 	for (size_t i = 0; i < n; i++) {
 		bw_org_reset(orgs[i]);
+		bw_customer_init_fresh(&orgs[i]->cust, free_grant);
 		orgs[i]->bal.granted = free_grant; /* what a new org starts with */
 	}
 	BSON_APPEND_DOCUMENT_BEGIN(&filter, "org_id", &cond);
@@ -155,7 +155,7 @@ int bw_usage_store_load_orgs(struct bw_mongo *m, mongoc_client_t *client,
 			bsearch(bson_iter_utf8(&it, NULL), orgs, n, sizeof(*orgs), cmp_org_ptr);
 		if (!hit)
 			continue;
-		balances_from_doc(doc, *hit);
+		balances_from_doc(doc, *hit, free_grant);
 		if (load_pending(doc, *hit, err) != 0)
 			goto done;
 	}
@@ -282,7 +282,7 @@ static void append_pending(bson_t *update_set, const struct bw_org *org)
 	bson_t arr, entry;
 	char idx[16];
 
-	BSON_APPEND_ARRAY_BEGIN(update_set, "pending_events", &arr);
+	BSON_APPEND_ARRAY_BEGIN(update_set, BW_CUST_PENDING, &arr);
 	for (size_t i = 0; i < org->nnew_pending; i++) {
 		const struct bw_pending *p = &org->new_pending[i];
 		const char *key;
@@ -305,23 +305,23 @@ static void build_update(const struct bw_org *org, int64_t free_grant, int64_t n
 {
 	bson_t set, soi;
 
-	BSON_APPEND_UTF8(filter, "org_id", org->org_id);
+	BSON_APPEND_UTF8(filter, BW_CUST_ORG_ID, org->org_id);
 	if (org->exists && org->version_missing) {
 		/* A document created without a version (by hand or an older tool). */
 		bson_t cond;
-		BSON_APPEND_DOCUMENT_BEGIN(filter, "balance_version", &cond);
+		BSON_APPEND_DOCUMENT_BEGIN(filter, BW_CUST_VERSION, &cond);
 		BSON_APPEND_BOOL(&cond, "$exists", false);
 		bson_append_document_end(filter, &cond);
 	} else {
-		BSON_APPEND_INT64(filter, "balance_version", org->version);
+		BSON_APPEND_INT64(filter, BW_CUST_VERSION, org->version);
 	}
 	BSON_APPEND_DOCUMENT_BEGIN(update, "$set", &set);
-	BSON_APPEND_INT64(&set, "subscription_spus_used", org->new_bal.subscription_used);
-	BSON_APPEND_INT64(&set, "purchased_credits_used", org->new_bal.purchased_used);
-	BSON_APPEND_INT64(&set, "granted_credits_used", org->new_bal.granted_used);
-	BSON_APPEND_INT64(&set, "paid_spus_used", org->new_bal.paid_used);
-	BSON_APPEND_INT64(&set, "balance_version", org->new_version);
-	BSON_APPEND_DATE_TIME(&set, "updated_at", now);
+	BSON_APPEND_INT64(&set, BW_CUST_SUB_USED, org->new_bal.subscription_used);
+	BSON_APPEND_INT64(&set, BW_CUST_PURCHASED_USED, org->new_bal.purchased_used);
+	BSON_APPEND_INT64(&set, BW_CUST_GRANTED_USED, org->new_bal.granted_used);
+	BSON_APPEND_INT64(&set, BW_CUST_PAID_USED, org->new_bal.paid_used);
+	BSON_APPEND_INT64(&set, BW_CUST_VERSION, org->new_version);
+	BSON_APPEND_DATE_TIME(&set, BW_CUST_UPDATED_AT, now);
 	append_pending(&set, org);
 	bson_append_document_end(update, &set);
 	if (!org->exists) {
@@ -329,11 +329,7 @@ static void build_update(const struct bw_org *org, int64_t free_grant, int64_t n
 		 * never matches an existing document (every writer bumps it), so a concurrent
 		 * creation makes this upsert fail on the unique org_id index: a miss. */
 		BSON_APPEND_DOCUMENT_BEGIN(update, "$setOnInsert", &soi);
-		BSON_APPEND_INT64(&soi, "granted_credits", free_grant);
-		BSON_APPEND_INT64(&soi, "purchased_credits", 0);
-		BSON_APPEND_INT64(&soi, "subscription_spu_allowance", 0);
-		BSON_APPEND_UTF8(&soi, "subscription_type", "none");
-		BSON_APPEND_DATE_TIME(&soi, "created_at", now);
+		bw_customer_append_fresh(&soi, free_grant, now);
 		bson_append_document_end(update, &soi);
 	}
 }

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "customer_doc.h"
 #include "err.h"
 #include "mongo.h"
 #include "waterfall.h"
@@ -34,6 +35,7 @@ struct bw_pending {
 struct bw_org {
 	const char *org_id;      /* borrowed (from an event of the batch) */
 	/* loaded */
+	struct bw_customer cust; /* the document as read (shared/customer_doc) */
 	int exists;
 	int64_t version;
 	int version_missing;     /* the document has no balance_version field yet */

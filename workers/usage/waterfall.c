@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "customer_doc.h"
+
 static const char *bucket_names[] = { "subscription", "purchased", "granted" };
 
 int bw_waterfall_order_parse(const char *text, struct bw_waterfall_order *out,
@@ -41,11 +43,7 @@ int bw_waterfall_order_parse(const char *text, struct bw_waterfall_order *out,
 
 int64_t bw_waterfall_remaining(int64_t cap, int64_t used)
 {
-	if (cap <= 0 || used >= cap)
-		return 0;
-	if (used < 0)
-		return cap; /* corrupt counter: never hand out more than the cap */
-	return cap - used;
+	return bw_customer_remaining(cap, used);
 }
 
 static int add_checked(int64_t a, int64_t b, int64_t *out)
