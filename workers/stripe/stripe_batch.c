@@ -119,17 +119,16 @@ int bw_stripe_process_batch(void *opaque, rd_kafka_message_t *const *msgs, size_
 {
 	const struct bw_stripe_ctx *ctx = opaque;
 	struct item *items = calloc(count ? count : 1, sizeof(*items));
-	struct bw_stripe_cache *cache = bw_stripe_cache_new();
-	mongoc_client_t *client = NULL;
+	mongoc_client_t *client = bw_mongo_pop(ctx->mongo);
+	struct bw_stripe_cache *cache = bw_stripe_cache_new(ctx->mongo, client);
+	struct bw_stripe_apply_ctx ax = { .cfg = &ctx->apply, .cache = cache, .err = err };
 	size_t waiting = 0;
 	int rc = -1;
 
 	if (!items || !cache) {
-		free(items);
-		bw_stripe_cache_destroy(cache);
-		return bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
+		bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
+		goto done;
 	}
-	client = bw_mongo_pop(ctx->mongo);
 	for (size_t i = 0; i < count; i++) {
 		struct item *it = &items[i];
 		struct bw_err perr;
@@ -155,15 +154,17 @@ int bw_stripe_process_batch(void *opaque, rd_kafka_message_t *const *msgs, size_
 		}
 	}
 	/* One read of the batch's event records and customers, then each event in order. */
-	if (bw_stripe_cache_load(cache, ctx->mongo, client, err) != 0)
+	if (bw_stripe_cache_load(cache, err) != 0)
 		goto done;
 	for (size_t i = 0; i < count; i++) {
 		struct item *it = &items[i];
 
 		if (!it->parsed)
 			continue;
-		if (bw_stripe_apply(ctx->mongo, client, &ctx->apply, cache, &it->ev, msgs[i],
-				    &it->out, err) != 0)
+		ax.ev = &it->ev;
+		ax.msg = msgs[i];
+		ax.out = &it->out;
+		if (bw_stripe_apply(&ax) != 0)
 			goto done;
 		waiting += it->out.waiting != 0;
 	}
@@ -188,9 +189,9 @@ int bw_stripe_process_batch(void *opaque, rd_kafka_message_t *const *msgs, size_
 	bw_fault_point("after_results");
 	rc = 0;
 done:
+	bw_stripe_cache_destroy(cache); /* before its client goes back to the pool */
 	bw_mongo_push(ctx->mongo, client);
-	bw_stripe_cache_destroy(cache);
-	for (size_t i = 0; i < count; i++) {
+	for (size_t i = 0; items && i < count; i++) {
 		bw_stripe_event_cleanup(&items[i].ev);
 		bw_stripe_outcome_cleanup(&items[i].out);
 	}

@@ -255,7 +255,10 @@ int bw_stripe_event_parse(const unsigned char *buf, size_t len, size_t max_len,
 	case BW_SK_INVOICE_PAID:
 	case BW_SK_INVOICE_CREATED:
 		return parse_invoice(ev, obj, err);
+	case BW_SK_REFUND:
+	case BW_SK_CUSTOMER:
 	case BW_SK_UNKNOWN:
+	case BW_SK_KIND_COUNT:
 		break;
 	}
 	return 0;

@@ -24,6 +24,9 @@ enum bw_stripe_kind {
 	BW_SK_SUB_DELETED,      /* customer.subscription.deleted */
 	BW_SK_INVOICE_PAID,     /* invoice.payment_succeeded / invoice.paid */
 	BW_SK_INVOICE_CREATED,  /* invoice.created */
+	BW_SK_REFUND,           /* charge.refunded, charge.dispute.* (handler slot) */
+	BW_SK_CUSTOMER,         /* customer.* of the customer object (handler slot) */
+	BW_SK_KIND_COUNT
 };
 
 /* Every pointer is borrowed from root, which the struct owns (bw_stripe_event_cleanup). */

@@ -1,0 +1,138 @@
+/* stripe_decide: see stripe_decide.h. */
+#include "stripe_decide.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+int bw_stripe_needs_org(const struct bw_stripe_event *ev, struct bw_stripe_outcome *out)
+{
+	switch (ev->kind) {
+	case BW_SK_UNKNOWN:
+		bw_stripe_outcome_set(out, BW_SS_IGNORED, "event type not handled");
+		return 0;
+	case BW_SK_CHECKOUT:
+		bw_stripe_detail_str(out, "checkout_session_id", ev->object_id);
+		if (!ev->mode || strcmp(ev->mode, "payment") != 0) {
+			bw_stripe_outcome_set(out, BW_SS_IGNORED, "checkout mode %s is not a credit "
+					      "purchase", ev->mode ? ev->mode : "(none)");
+			return 0;
+		}
+		if (!bw_stripe_checkout_is_paid(ev)) {
+			bw_stripe_outcome_set(out, BW_SS_DEFERRED, "payment_status %s: waiting for "
+					      "checkout.session.async_payment_succeeded",
+					      ev->payment_status ? ev->payment_status : "(none)");
+			return 0;
+		}
+		return 1;
+	case BW_SK_SUB_UPSERT:
+	case BW_SK_SUB_DELETED:
+		return 1;
+	case BW_SK_INVOICE_PAID:
+		if (!bw_stripe_invoice_opens_period(ev)) {
+			bw_stripe_outcome_set(out, BW_SS_IGNORED, "billing_reason %s does not open "
+					      "a period",
+					      ev->billing_reason ? ev->billing_reason : "(none)");
+			return 0;
+		}
+		if (!ev->subscription_id || !ev->has_period) {
+			bw_stripe_outcome_set(out, BW_SS_REJECTED, "invoice opens a period but has "
+					      "no %s", ev->subscription_id ? "period" : "subscription");
+			return 0;
+		}
+		return 1;
+	case BW_SK_INVOICE_CREATED:
+	case BW_SK_REFUND:
+	case BW_SK_CUSTOMER:
+	case BW_SK_KIND_COUNT:
+		break; /* their handlers run without a required org */
+	}
+	bw_stripe_outcome_set(out, BW_SS_IGNORED, "event type not handled here");
+	return 0;
+}
+
+/* Settled by the stored ordering marker alone (replay, stale, same second). */
+static int sub_settled(const struct bw_stripe_cust *c, const struct bw_stripe_event *ev,
+		       struct bw_stripe_outcome *out)
+{
+	if (!c->has_sub_created)
+		return 0;
+	if (strcmp(c->sub_event_id, ev->id) == 0) {
+		bw_stripe_outcome_set(out, BW_SS_APPLIED, NULL); /* our own earlier, unrecorded write */
+		return 1;
+	}
+	if (c->sub_created > ev->created) {
+		bw_stripe_outcome_set(out, BW_SS_STALE, "a newer subscription event (created %"
+				      PRId64 ") is stored", c->sub_created);
+		return 1;
+	}
+	if (c->sub_created == ev->created) {
+		bw_stripe_outcome_set(out, BW_SS_DEFERRED, "stored subscription state has the same "
+				      "created second: the Stripe API settles it");
+		bw_stripe_want_tick(out, ev, "subscription_same_second", 0);
+		return 1;
+	}
+	return 0;
+}
+
+int bw_stripe_sub_decide(const struct bw_stripe_cust *c, const struct bw_stripe_event *ev,
+			 struct bw_stripe_outcome *out)
+{
+	int deleted = ev->kind == BW_SK_SUB_DELETED;
+
+	if (sub_settled(c, ev, out))
+		return 1;
+	if (deleted && strcmp(c->sub_id, ev->subscription_id) != 0) {
+		bw_stripe_outcome_set(out, BW_SS_STALE, "deleted subscription is not the org's "
+				      "current one (%s)", c->sub_id[0] ? c->sub_id : "none");
+		return 1;
+	}
+	if (!deleted && strcmp(c->sub_id, ev->subscription_id) == 0 &&
+	    bw_stripe_status_backwards(c->sub_status, ev->sub_status)) {
+		/* Stripe's lifecycle does not go back: the order is in doubt, ask the API. */
+		bw_stripe_outcome_set(out, BW_SS_DEFERRED, "subscription status would go back "
+				      "from %s to %s", c->sub_status, ev->sub_status);
+		bw_stripe_want_tick(out, ev, "subscription_status_backwards", 0);
+		return 1;
+	}
+	return 0;
+}
+
+void bw_stripe_sub_missed(const struct bw_stripe_cust *c, const struct bw_stripe_event *ev,
+			  struct bw_stripe_outcome *out)
+{
+	if (!sub_settled(c, ev, out))
+		bw_stripe_outcome_set(out, BW_SS_STALE, "deleted subscription is no longer the "
+				      "org's current one");
+}
+
+int bw_stripe_invoice_decide(const struct bw_stripe_cust *c, const struct bw_stripe_event *ev,
+			     struct bw_stripe_outcome *out)
+{
+	if (strcmp(c->reset_event_id, ev->id) == 0) {
+		bw_stripe_outcome_set(out, BW_SS_APPLIED, NULL);
+		return 1;
+	}
+	if (strcmp(c->sub_id, ev->subscription_id) != 0) {
+		bw_stripe_outcome_set(out, BW_SS_DEFERRED, "invoice subscription is not the org's "
+				      "current one (%s)", c->sub_id[0] ? c->sub_id : "none");
+		bw_stripe_want_tick(out, ev, "invoice_for_unknown_subscription", 0);
+		return 1;
+	}
+	return 0;
+}
+
+void bw_stripe_invoice_missed(const struct bw_stripe_cust *c, const struct bw_stripe_event *ev,
+			      struct bw_stripe_outcome *out)
+{
+	int64_t start_ms = ev->period_start * 1000;
+
+	if (strcmp(c->reset_event_id, ev->id) == 0)
+		bw_stripe_outcome_set(out, BW_SS_APPLIED, NULL);
+	else if ((c->has_reset && c->reset_ms > start_ms) ||
+		 (c->has_period && c->period_ms > start_ms))
+		bw_stripe_outcome_set(out, BW_SS_STALE, "a newer billing period is already stored");
+	else
+		bw_stripe_outcome_set(out, BW_SS_DUPLICATE, "usage of this billing period was "
+				      "already reset (by event %s)",
+				      c->reset_event_id[0] ? c->reset_event_id : "?");
+}

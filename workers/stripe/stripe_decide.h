@@ -1,0 +1,60 @@
+/* stripe_decide: the stripe worker's decisions as pure functions over a parsed event and
+ * the stored state of the org's customer document: does the event need the org, is it
+ * already settled (replayed, stale, same second, not ours to apply), and which billing
+ * period an invoice may reset. No Kafka, no MongoDB: the handlers read the state, call
+ * these, and write only when they say so; unit tests call them directly. */
+#ifndef BW_STRIPE_DECIDE_H
+#define BW_STRIPE_DECIDE_H
+
+#include <stdint.h>
+
+#include "stripe_event.h"
+#include "stripe_outcome.h"
+
+#define BW_STRIPE_ID_LEN (BW_STRIPE_ID_MAX + 1)
+
+/* What the stripe worker reads of a payments_customers document. */
+struct bw_stripe_cust {
+	int found;
+	char org_id[BW_STRIPE_ID_LEN], customer_id[BW_STRIPE_ID_LEN];
+	char sub_id[BW_STRIPE_ID_LEN], sub_status[64], sub_event_id[BW_STRIPE_ID_LEN];
+	int64_t sub_created;             /* stripe_subscription_event_created */
+	int has_sub_created;
+	char reset_event_id[BW_STRIPE_ID_LEN]; /* subscription_spus_reset_event_id */
+	int64_t reset_ms;                /* subscription_spus_reset_period_start */
+	int has_reset;
+	int64_t period_ms;               /* stripe_current_billing_period_start */
+	int has_period;
+	int64_t purchased_credits, balance_version;
+	int fresh;  /* read by this event (not a batch cache copy: identity fields only) */
+};
+
+/* Whether the event needs the org (and its customer document) to be applied. 0: settled
+ * without it, out has the outcome (ignored, deferred, rejected). */
+int bw_stripe_needs_org(const struct bw_stripe_event *ev, struct bw_stripe_outcome *out);
+
+/* A subscription event against the stored state, before any write: 1 when the outcome is
+ * settled and nothing is written (our own earlier write, a newer or same-second state
+ * stored, the deletion of a subscription that is not the current one, a status that would
+ * go backwards: the last two ask for a sync tick), 0 when the write should go ahead. */
+int bw_stripe_sub_decide(const struct bw_stripe_cust *c, const struct bw_stripe_event *ev,
+			 struct bw_stripe_outcome *out);
+
+/* The guarded subscription write matched nothing; c is the state read after it. Sets the
+ * outcome: applied (ours), stale or deferred. */
+void bw_stripe_sub_missed(const struct bw_stripe_cust *c, const struct bw_stripe_event *ev,
+			  struct bw_stripe_outcome *out);
+
+/* A paid invoice that opens a period, before the reset: 1 when settled (this event's own
+ * reset is stored: applied; the invoice's subscription is not the org's: deferred with a
+ * sync tick), 0 when the reset should be tried. */
+int bw_stripe_invoice_decide(const struct bw_stripe_cust *c, const struct bw_stripe_event *ev,
+			     struct bw_stripe_outcome *out);
+
+/* The guarded reset matched nothing; c is the state read after it. Which period wins:
+ * applied (our reset), stale (a newer period is stored) or duplicate (this period was
+ * reset by another event). */
+void bw_stripe_invoice_missed(const struct bw_stripe_cust *c, const struct bw_stripe_event *ev,
+			      struct bw_stripe_outcome *out);
+
+#endif
