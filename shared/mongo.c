@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "log.h"
 #include "metrics.h"
 
 struct bw_mongo {
@@ -20,27 +21,65 @@ static void driver_init(void)
 	mongoc_init();
 }
 
-/* Every index the workers need: the unique ones make idempotency hold even across workers. */
+/* What a unique index does when documents already stored (by the original integration, which
+ * had no unique indexes) make it impossible to build. */
+enum on_dup {
+	DUP_NONE = 0,   /* not unique, or cannot fail over old documents */
+	DUP_REFUSE,     /* stop the worker (exit 2), naming the duplicates and how to merge them */
+	DUP_LOG,        /* log the duplicates, run without this index */
+};
+
+/* Every index the workers need: the unique ones make idempotency hold even across workers.
+ * Each must build over documents the original integration wrote (DESIGN.md: the local
+ * server ignores partialFilterExpression, a sparse compound index still indexes a document
+ * with any one of its keys): unique keys are fields old documents never carry, a single-field
+ * sparse index, or the composite _id of usage records ({org_id, event_id}: no index here). */
 static const struct {
 	const char *coll, *field, *field2; /* field2: second key of a compound index, or NULL */
-	int unique;
+	int unique, sparse;
+	enum on_dup on_dup;
+	const char *merge_hint;            /* DUP_REFUSE: what the operator does */
 } index_table[] = {
-	{ BW_COLL_CUSTOMERS, "org_id", NULL, 1 },
+	{ BW_COLL_CUSTOMERS, "org_id", NULL, 1, 0, DUP_REFUSE,
+	  "merge each org's documents into one (README: Duplicate customer documents), then "
+	  "restart" },
 	/* The usage worker's conditional update filters on both; MongoDB would use the org_id
 	 * index, but the local wire-protocol server only uses a unique index whose fields match
 	 * the query's exactly, and scans otherwise (docs/PERFORMANCE.md). Unique because org_id
 	 * alone is. */
-	{ BW_COLL_CUSTOMERS, "org_id", "balance_version", 1 },
-	{ BW_COLL_CUSTOMERS, "stripe_customer_id", NULL, 0 },
-	{ BW_COLL_USAGE_RECORDS, "event_id", NULL, 1 },
-	{ BW_COLL_USAGE_RECORDS, "org_id", NULL, 0 },
-	{ BW_COLL_CREDIT_TX, "checkout_session_id", NULL, 1 },
-	{ BW_COLL_CREDIT_TX, "org_id", NULL, 0 },
-	{ BW_COLL_STRIPE_EVENTS, "event_id", NULL, 1 },
-	{ BW_COLL_STRIPE_EVENTS, "state", NULL, 0 },
-	{ BW_COLL_PRICES, "price_id", NULL, 1 },
-	{ BW_COLL_PRICES, "tier", NULL, 0 },       /* plan lookups by tier (stripe worker) */
-	{ BW_COLL_PRICES, "sync_run", NULL, 0 },   /* the sync's "not listed in this run" sweep */
+	{ BW_COLL_CUSTOMERS, "org_id", "balance_version", 1, 0, DUP_REFUSE,
+	  "merge each org's documents into one (README: Duplicate customer documents), then "
+	  "restart" },
+	{ BW_COLL_CUSTOMERS, "stripe_customer_id", NULL, 0, 0, DUP_NONE, NULL },
+	{ BW_COLL_USAGE_RECORDS, "org_id", NULL, 0, 0, DUP_NONE, NULL },
+	/* sparse: the original integration's ledger rows have no checkout_session_id */
+	{ BW_COLL_CREDIT_TX, "checkout_session_id", NULL, 1, 1, DUP_NONE, NULL },
+	{ BW_COLL_CREDIT_TX, "org_id", NULL, 0, 0, DUP_NONE, NULL },
+	{ BW_COLL_STRIPE_EVENTS, "event_id", NULL, 1, 0, DUP_NONE, NULL },
+	{ BW_COLL_STRIPE_EVENTS, "state", NULL, 0, 0, DUP_NONE, NULL },
+	{ BW_COLL_PRICES, "price_id", NULL, 1, 0, DUP_NONE, NULL },
+	{ BW_COLL_PRICES, "tier", NULL, 0, 0, DUP_NONE, NULL },       /* plan lookups by tier */
+	{ BW_COLL_PRICES, "sync_run", NULL, 0, 0, DUP_NONE, NULL },   /* "not listed in this run" */
+};
+
+/* Indexes an earlier version of these workers created and this one must not keep, dropped
+ * by name (never an index of the backend's, such as usage records' {org_id, timestamp}). */
+static const struct {
+	const char *coll, *name, *why;
+} obsolete_indexes[] = {
+	{ BW_COLL_USAGE_RECORDS, "event_id_1",
+	  "unique event_id alone: the same event_id in two orgs is two events (the key is the "
+	  "composite _id {org_id, event_id})" },
+};
+
+/* Duplicates that do no harm going forward but are worth an operator's look: logged at
+ * start (warn), never fatal. */
+static const struct {
+	const char *coll, *field, *what;
+} startup_checks[] = {
+	{ BW_COLL_CREDIT_TX, "session_id",
+	  "Checkout sessions with more than one ledger row (the original integration's double "
+	  "credit; credits are not taken back automatically)" },
 };
 
 struct bw_mongo *bw_mongo_new(const char *uri_str, const char *db, const char *appname,
@@ -142,11 +181,153 @@ int bw_mongo_ping(struct bw_mongo *m, struct bw_err *err)
 	return rc;
 }
 
+/* Appends a short text of the value at it (an _id or a key) to buf. */
+static void append_value(char *buf, size_t len, const bson_iter_t *it)
+{
+	size_t used = strlen(buf);
+	char oid[25];
+
+	if (used + 1 >= len)
+		return;
+	if (BSON_ITER_HOLDS_OID(it)) {
+		bson_oid_to_string(bson_iter_oid(it), oid);
+		snprintf(buf + used, len - used, "%s", oid);
+	} else if (BSON_ITER_HOLDS_UTF8(it)) {
+		snprintf(buf + used, len - used, "%s", bson_iter_utf8(it, NULL));
+	} else if (BSON_ITER_HOLDS_NULL(it)) {
+		snprintf(buf + used, len - used, "(missing)");
+	} else {
+		bson_t tmp = BSON_INITIALIZER;
+		char *json;
+		bson_append_iter(&tmp, "v", 1, it);
+		json = bson_as_relaxed_extended_json(&tmp, NULL);
+		snprintf(buf + used, len - used, "%s", json ? json : "?");
+		bson_free(json);
+		bson_destroy(&tmp);
+	}
+}
+
+int bw_mongo_find_duplicates(struct bw_mongo *m, const char *coll_name, const char *field,
+			     char *keys, size_t keys_len, char *detail, size_t detail_len,
+			     struct bw_err *err)
+{
+	char group_key[128];
+	bson_error_t error;
+	bson_t *pipeline = NULL;
+	const bson_t *doc;
+	mongoc_client_t *client = bw_mongo_pop(m);
+	mongoc_collection_t *coll = bw_mongo_coll(m, client, coll_name);
+	mongoc_cursor_t *cur = NULL;
+	int count = -1;
+
+	keys[0] = detail[0] = '\0';
+	snprintf(group_key, sizeof(group_key), "$%s", field);
+	pipeline = BCON_NEW("pipeline", "[",
+			    "{", "$group", "{", "_id", BCON_UTF8(group_key), "n", "{", "$sum",
+			    BCON_INT32(1), "}", "ids", "{", "$push", "$_id", "}", "}", "}",
+			    "{", "$match", "{", "n", "{", "$gt", BCON_INT32(1), "}", "}", "}",
+			    "{", "$limit", BCON_INT32(50), "}", "]");
+	cur = mongoc_collection_aggregate(coll, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
+	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
+	count = 0;
+	while (mongoc_cursor_next(cur, &doc)) {
+		bson_iter_t it, ids;
+		if (count > 0) {
+			strncat(keys, ", ", keys_len - strlen(keys) - 1);
+			strncat(detail, "; ", detail_len - strlen(detail) - 1);
+		}
+		if (bson_iter_init_find(&it, doc, "_id")) {
+			append_value(keys, keys_len, &it);
+			append_value(detail, detail_len, &it);
+		}
+		strncat(detail, ": _id ", detail_len - strlen(detail) - 1);
+		if (bson_iter_init_find(&it, doc, "ids") && bson_iter_recurse(&it, &ids)) {
+			int first = 1;
+			while (bson_iter_next(&ids)) {
+				if (!first)
+					strncat(detail, ", ", detail_len - strlen(detail) - 1);
+				append_value(detail, detail_len, &ids);
+				first = 0;
+			}
+		}
+		count++;
+	}
+	if (mongoc_cursor_error(cur, &error))
+		count = bw_mongo_error(&error, "find duplicates", err);
+	mongoc_cursor_destroy(cur);
+	bson_destroy(pipeline);
+	mongoc_collection_destroy(coll);
+	bw_mongo_push(m, client);
+	return count;
+}
+
+/* A unique index could not be built over the stored documents: name the duplicates and apply
+ * the table's policy. Returns 0 (DUP_LOG: go on without it) or -1 with err. */
+static int on_duplicates(struct bw_mongo *m, size_t i, struct bw_err *err)
+{
+	char keys[512], detail[2048];
+	int n = bw_mongo_find_duplicates(m, index_table[i].coll, index_table[i].field, keys,
+					 sizeof(keys), detail, sizeof(detail), err);
+
+	if (n < 0)
+		return -1;
+	if (index_table[i].on_dup == DUP_LOG) {
+		bw_log(BW_LOG_WARN, NULL,
+		       "%s: unique index on %s not built: %d values are stored more than once "
+		       "(%s); running without it", index_table[i].coll, index_table[i].field, n,
+		       detail);
+		return 0;
+	}
+	bw_log(BW_LOG_ERROR, NULL, "%s: more than one document for %s %s (%s): %s",
+	       index_table[i].coll, index_table[i].field, keys, detail, index_table[i].merge_hint);
+	return bw_err_set(err, BW_ERR_FATAL, "%s: more than one document for %s %s: %s",
+			  index_table[i].coll, index_table[i].field, keys,
+			  index_table[i].merge_hint);
+}
+
+static int drop_obsolete(mongoc_database_t *database, struct bw_err *err)
+{
+	for (size_t i = 0; i < sizeof(obsolete_indexes) / sizeof(obsolete_indexes[0]); i++) {
+		bson_error_t error;
+		bson_t *cmd = BCON_NEW("dropIndexes", BCON_UTF8(obsolete_indexes[i].coll), "index",
+				       BCON_UTF8(obsolete_indexes[i].name));
+		bool ok = mongoc_database_write_command_with_opts(database, cmd, NULL, NULL, &error);
+		bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
+		bson_destroy(cmd);
+		if (ok) {
+			bw_log(BW_LOG_INFO, NULL, "%s: dropped our old index %s (%s)",
+			       obsolete_indexes[i].coll, obsolete_indexes[i].name,
+			       obsolete_indexes[i].why);
+		} else if (error.code != 27 /* IndexNotFound */ &&
+			   error.code != 26 /* NamespaceNotFound */) {
+			bw_mongo_error(&error, "dropIndexes", err);
+			bw_err_prefix(err, obsolete_indexes[i].coll);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int run_startup_checks(struct bw_mongo *m, struct bw_err *err)
+{
+	for (size_t i = 0; i < sizeof(startup_checks) / sizeof(startup_checks[0]); i++) {
+		char keys[512], detail[2048];
+		int n = bw_mongo_find_duplicates(m, startup_checks[i].coll, startup_checks[i].field,
+						 keys, sizeof(keys), detail, sizeof(detail), err);
+		if (n < 0)
+			return -1;
+		if (n > 0)
+			bw_log(BW_LOG_WARN, NULL, "%s: %d %s: %s %s (%s)", startup_checks[i].coll, n,
+			       startup_checks[i].what, startup_checks[i].field, keys, detail);
+	}
+	return 0;
+}
+
 int bw_mongo_ensure_indexes(struct bw_mongo *m, struct bw_err *err)
 {
 	mongoc_client_t *client = bw_mongo_pop(m);
 	mongoc_database_t *database = mongoc_client_get_database(client, m->db);
-	int rc = 0;
+	int rc = drop_obsolete(database, err);
 
 	for (size_t i = 0; i < sizeof(index_table) / sizeof(index_table[0]) && rc == 0; i++) {
 		bson_error_t error;
@@ -169,16 +350,24 @@ int bw_mongo_ensure_indexes(struct bw_mongo *m, struct bw_err *err)
 		BSON_APPEND_UTF8(&idx, "name", name);
 		if (index_table[i].unique)
 			BSON_APPEND_BOOL(&idx, "unique", true);
+		if (index_table[i].sparse)
+			BSON_APPEND_BOOL(&idx, "sparse", true);
 		bson_append_document_end(&indexes, &idx);
 		bson_append_array_end(&cmd, &indexes);
 		if (!mongoc_database_write_command_with_opts(database, &cmd, NULL, NULL, &error)) {
-			rc = bw_mongo_error(&error, "createIndexes", err);
-			bw_err_prefix(err, index_table[i].coll);
+			if (error.code == BW_MONGO_DUPLICATE_KEY && index_table[i].on_dup != DUP_NONE) {
+				rc = on_duplicates(m, i, err);
+			} else {
+				rc = bw_mongo_error(&error, "createIndexes", err);
+				bw_err_prefix(err, index_table[i].coll);
+			}
 		}
 		bson_destroy(&cmd);
 	}
 	mongoc_database_destroy(database);
 	bw_mongo_push(m, client);
+	if (rc == 0)
+		rc = run_startup_checks(m, err);
 	return rc;
 }
 

@@ -46,8 +46,20 @@ mongoc_collection_t *bw_mongo_coll(struct bw_mongo *m, mongoc_client_t *client,
 /* Round trip to the server. 0, or -1 with err (TRANSIENT). */
 int bw_mongo_ping(struct bw_mongo *m, struct bw_err *err);
 
-/* Creates every index the workers rely on (idempotent). 0, or -1 with err. */
+/* Creates every index the workers rely on (idempotent, online: never drops an index of the
+ * backend's), over documents the original integration wrote: drops this project's obsolete
+ * indexes by name; a unique index that duplicates stored before it make impossible either
+ * stops the start with err FATAL (customers: the message names the org ids and how to merge;
+ * main exits 2) or is logged and skipped, as its table entry says; harmless old duplicates
+ * (two ledger rows of one Checkout session) are logged. 0, or -1 with err. */
 int bw_mongo_ensure_indexes(struct bw_mongo *m, struct bw_err *err);
+
+/* Values of field stored in more than one document of coll (up to 50), by one aggregation:
+ * keys gets "v1, v2", detail "v1: _id a, b; v2: ..." (both truncated to fit). Returns how
+ * many values, or -1 with err. */
+int bw_mongo_find_duplicates(struct bw_mongo *m, const char *coll, const char *field,
+			     char *keys, size_t keys_len, char *detail, size_t detail_len,
+			     struct bw_err *err);
 
 /* Fills err from a driver error with context `what`: duplicate key -> CONFLICT,
  * everything else (network, server selection, server errors) -> TRANSIENT. Returns -1. */

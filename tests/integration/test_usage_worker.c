@@ -10,36 +10,6 @@
 
 static const int default_order[3] = { 0, 1, 2 };
 
-static json_t *results_by_event(const struct uk_env *env, size_t want)
-{
-	struct tk_msg *msgs = NULL;
-	size_t n = tk_consume(env->results, want, 30000, &msgs);
-	json_t *all = json_array();
-
-	ck_assert_msg(n >= want, "got %zu results, want %zu", n, want);
-	for (size_t i = 0; i < n; i++) {
-		json_error_t jerr;
-		json_t *r = json_loads(msgs[i].value, 0, &jerr);
-		ck_assert_msg(r != NULL, "result is not JSON: %s", msgs[i].value);
-		json_array_append_new(all, r);
-	}
-	tk_msgs_free(msgs, n);
-	return all;
-}
-
-static json_t *find_result(json_t *all, const char *event_id, const char *status)
-{
-	size_t i;
-	json_t *r;
-	json_array_foreach(all, i, r) {
-		const char *e = json_string_value(json_object_get(r, "event_id"));
-		const char *s = json_string_value(json_object_get(r, "status"));
-		if (e && strcmp(e, event_id) == 0 && (!status || strcmp(s, status) == 0))
-			return r;
-	}
-	return NULL;
-}
-
 static void produce_event(const struct uk_env *env, const char *event_id, const char *org,
 			  long long spus)
 {
@@ -66,14 +36,14 @@ START_TEST(waterfall_outcomes_and_results)
 	uk_ref_charge(&org, 25, default_order);
 	uk_check_org(&env, &org);
 
-	all = results_by_event(&env, 3);
-	r = find_result(all, "b2", "applied");
+	all = uk_results(&env, 3);
+	r = uk_find_result(all, "b2", "applied");
 	ck_assert_ptr_nonnull(r);
 	bd = json_object_get(r, "breakdown");
 	ck_assert_int_eq(tk_int(bd, "from_subscription"), 6);
 	ck_assert_int_eq(tk_int(bd, "from_purchased"), 4);
 	ck_assert_int_eq(tk_int(r, "balance_version"), 3);
-	r = find_result(all, "b3", "insufficient_credits");
+	r = uk_find_result(all, "b3", "insufficient_credits");
 	ck_assert_ptr_nonnull(r);
 	bd = json_object_get(r, "breakdown");
 	ck_assert_int_eq(tk_int(bd, "from_purchased"), 16);
@@ -139,15 +109,15 @@ START_TEST(redelivery_is_charged_once_and_conflicts_are_not_applied)
 	uk_ref_charge(&org, 8, default_order);
 	uk_check_org(&env, &org);
 
-	all = results_by_event(&env, 5);
-	ck_assert_ptr_nonnull(find_result(all, "r1", "applied"));
-	ck_assert_ptr_nonnull(find_result(all, "r1", "duplicate"));
-	ck_assert_ptr_nonnull(find_result(all, "r2", "duplicate"));
-	json_t *c = find_result(all, "r1", "conflict");
+	all = uk_results(&env, 5);
+	ck_assert_ptr_nonnull(uk_find_result(all, "r1", "applied"));
+	ck_assert_ptr_nonnull(uk_find_result(all, "r1", "duplicate"));
+	ck_assert_ptr_nonnull(uk_find_result(all, "r2", "duplicate"));
+	json_t *c = uk_find_result(all, "r1", "conflict");
 	ck_assert_ptr_nonnull(c);
 	ck_assert_ptr_nonnull(json_object_get(c, "reason"));
 	/* the duplicate reports what the original did */
-	json_t *d = find_result(all, "r2", "duplicate");
+	json_t *d = uk_find_result(all, "r2", "duplicate");
 	ck_assert_int_eq(tk_int(json_object_get(d, "breakdown"), "from_granted"), 8);
 	json_decref(all);
 	tk_mongo_drop(env.db);
@@ -198,9 +168,9 @@ START_TEST(bad_messages_go_to_dlq_and_later_events_are_processed)
 	free(r2);
 	free(r3);
 	tk_msgs_free(msgs, n);
-	json_t *all = results_by_event(&env, 5);
-	ck_assert_ptr_nonnull(find_result(all, "good-1", "applied"));
-	ck_assert_ptr_nonnull(find_result(all, "x1", "rejected"));
+	json_t *all = uk_results(&env, 5);
+	ck_assert_ptr_nonnull(uk_find_result(all, "good-1", "applied"));
+	ck_assert_ptr_nonnull(uk_find_result(all, "x1", "rejected"));
 	json_decref(all);
 	tk_mongo_drop(env.db);
 }
@@ -370,51 +340,51 @@ START_TEST(a_worker_killed_mid_stream_loses_and_doubles_nothing)
 }
 END_TEST
 
-/* An event id reused by two orgs at the same moment: both charges land, only one record can
- * (unique event_id). The org whose charge has no record of its own gets it reversed at its
- * next write. Seeded here as the state that race leaves behind. */
-START_TEST(a_charge_recorded_for_another_org_is_reversed)
+/* An event is identified by (org_id, event_id): the same event_id in two orgs is two events,
+ * both charged, each with its own record and its own balances, in one batch or in two. (This
+ * replaced the test of the cross-org reversal, which the per-org key made unnecessary.) */
+START_TEST(the_same_event_id_in_two_orgs_charges_both)
 {
 	struct uk_env env;
-	char doc[1024];
-	json_t *d, *pending;
+	struct uk_org x = { .cap = { 0, 0, 100 } }, y = { .cap = { 0, 50, 100 } };
+	json_t *all, *recs;
 
-	uk_env_init(&env, "usage_reverse", 1);
-	snprintf(doc, sizeof(doc),
-		 "{\"org_id\":\"org-y\",\"subscription_type\":\"none\","
-		 "\"subscription_spu_allowance\":{\"$numberLong\":\"0\"},"
-		 "\"subscription_spus_used\":{\"$numberLong\":\"0\"},"
-		 "\"purchased_credits\":{\"$numberLong\":\"0\"},"
-		 "\"purchased_credits_used\":{\"$numberLong\":\"0\"},"
-		 "\"granted_credits\":{\"$numberLong\":\"100\"},"
-		 "\"granted_credits_used\":{\"$numberLong\":\"10\"},"
-		 "\"paid_spus_used\":{\"$numberLong\":\"0\"},"
-		 "\"balance_version\":{\"$numberLong\":\"1\"},"
-		 "\"pending_events\":[{\"event_id\":\"shared-id\",\"hash\":\"hash-y\","
-		 "\"from_subscription\":{\"$numberLong\":\"0\"},"
-		 "\"from_purchased\":{\"$numberLong\":\"0\"},"
-		 "\"from_granted\":{\"$numberLong\":\"10\"},"
-		 "\"from_paid\":{\"$numberLong\":\"0\"},"
-		 "\"balance_version\":{\"$numberLong\":\"1\"}}]}");
-	tk_mongo_insert(env.db, "payments_customers", doc);
-	tk_mongo_insert(env.db, "payments_usage_records",
-			"{\"event_id\":\"shared-id\",\"org_id\":\"org-x\",\"hash\":\"hash-x\","
-			"\"spus\":{\"$numberLong\":\"10\"},"
-			"\"from_subscription\":{\"$numberLong\":\"0\"},"
-			"\"from_purchased\":{\"$numberLong\":\"0\"},"
-			"\"from_granted\":{\"$numberLong\":\"10\"},"
-			"\"from_paid\":{\"$numberLong\":\"0\"},"
-			"\"balance_version\":{\"$numberLong\":\"1\"}}");
-	produce_event(&env, "y-1", "org-y", 5);
+	uk_env_init(&env, "usage_two_orgs", 1);
+	snprintf(x.id, sizeof(x.id), "org-x");
+	snprintf(y.id, sizeof(y.id), "org-y");
+	uk_seed_org(&env, &x);
+	uk_seed_org(&env, &y);
+	produce_event(&env, "shared-id", x.id, 10);  /* one batch: both orgs */
+	produce_event(&env, "shared-id", y.id, 20);
 	ck_assert_int_eq(uk_run_worker(&env, NULL, 3000), 0);
-	d = tk_mongo_find_one(env.db, "payments_customers", "{\"org_id\":\"org-y\"}");
-	ck_assert_int_eq(tk_int(d, "granted_credits_used"), 5); /* 10 reversed, 5 charged */
-	ck_assert_int_eq(tk_int(d, "balance_version"), 3);      /* reversal + charge */
-	pending = json_object_get(d, "pending_events");
-	ck_assert_int_eq(json_array_size(pending), 1);
-	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(pending, 0), "event_id")),
-			 "y-1");
-	json_decref(d);
+	produce_event(&env, "shared-2", x.id, 3);    /* separate batches */
+	ck_assert_int_eq(uk_run_worker(&env, NULL, 3000), 0);
+	produce_event(&env, "shared-2", y.id, 4);
+	produce_event(&env, "shared-2", y.id, 4);    /* a re-send in y: a duplicate in y only */
+	ck_assert_int_eq(uk_run_worker(&env, NULL, 3000), 0);
+	uk_ref_charge(&x, 10, default_order);
+	uk_ref_charge(&y, 20, default_order);
+	uk_ref_charge(&x, 3, default_order);
+	uk_ref_charge(&y, 4, default_order);
+	uk_check_org(&env, &x);
+	uk_check_org(&env, &y);
+	all = uk_results(&env, 5);
+	size_t i, applied = 0, dups = 0;
+	json_t *r;
+	json_array_foreach(all, i, r) {
+		const char *st = json_string_value(json_object_get(r, "status"));
+		applied += strcmp(st, "applied") == 0;
+		dups += strcmp(st, "duplicate") == 0;
+		if (strcmp(json_string_value(json_object_get(r, "org_id")), "org-y") == 0 &&
+		    strcmp(json_string_value(json_object_get(r, "event_id")), "shared-id") == 0)
+			ck_assert_int_eq(tk_int(json_object_get(r, "breakdown"), "from_purchased"), 20);
+	}
+	ck_assert_int_eq(applied, 4);
+	ck_assert_int_eq(dups, 1);
+	recs = tk_mongo_find(env.db, "payments_usage_records", "{\"event_id\":\"shared-id\"}");
+	ck_assert_int_eq(json_array_size(recs), 2);
+	json_decref(recs);
+	json_decref(all);
 	tk_mongo_drop(env.db);
 }
 END_TEST
@@ -465,7 +435,7 @@ int main(void)
 	tcase_add_test(tc, two_workers_on_the_same_orgs_never_double_charge);
 	tcase_add_test(tc, sigterm_stops_cleanly_and_commits);
 	tcase_add_test(tc, a_worker_killed_mid_stream_loses_and_doubles_nothing);
-	tcase_add_test(tc, a_charge_recorded_for_another_org_is_reversed);
+	tcase_add_test(tc, the_same_event_id_in_two_orgs_charges_both);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

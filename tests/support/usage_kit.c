@@ -58,6 +58,7 @@ void uk_seed_org(const struct uk_env *env, const struct uk_org *org)
 		 "\"granted_credits\":{\"$numberLong\":\"%lld\"},"
 		 "\"granted_credits_used\":{\"$numberLong\":\"%lld\"},"
 		 "\"paid_spus_used\":{\"$numberLong\":\"0\"},"
+		 "\"opening_balance\":{\"source\":\"none\"},"
 		 "\"balance_version\":{\"$numberLong\":\"1\"}}",
 		 org->id, org->enterprise ? "enterprise" : "pro", org->cap[0], 0LL, org->cap[1],
 		 0LL, org->cap[2], 0LL);
@@ -164,4 +165,46 @@ void uk_check_org(const struct uk_env *env, const struct uk_org *org)
 	ck_assert_int_eq(sum[3], tk_int(doc, "paid_spus_used"));
 	json_decref(recs);
 	json_decref(doc);
+}
+
+json_t *uk_results(const struct uk_env *env, size_t want)
+{
+	struct tk_msg *msgs = NULL;
+	size_t n = tk_consume(env->results, want, 30000, &msgs);
+	json_t *all = json_array();
+
+	ck_assert_msg(n >= want, "got %zu results, want %zu", n, want);
+	for (size_t i = 0; i < n; i++) {
+		json_error_t jerr;
+		json_t *r = json_loads(msgs[i].value, 0, &jerr);
+		ck_assert_msg(r != NULL, "result is not JSON: %s", msgs[i].value);
+		json_array_append_new(all, r);
+	}
+	tk_msgs_free(msgs, n);
+	return all;
+}
+
+json_t *uk_find_result(json_t *all, const char *event_id, const char *status)
+{
+	size_t i;
+	json_t *r;
+	json_array_foreach(all, i, r) {
+		const char *e = json_string_value(json_object_get(r, "event_id"));
+		const char *s = json_string_value(json_object_get(r, "status"));
+		if (e && strcmp(e, event_id) == 0 && (!status || strcmp(s, status) == 0))
+			return r;
+	}
+	return NULL;
+}
+
+size_t uk_count_results(json_t *all, const char *event_id, const char *status)
+{
+	size_t i, n = 0;
+	json_t *r;
+	json_array_foreach(all, i, r) {
+		const char *e = json_string_value(json_object_get(r, "event_id"));
+		const char *s = json_string_value(json_object_get(r, "status"));
+		n += e && strcmp(e, event_id) == 0 && s && strcmp(s, status) == 0;
+	}
+	return n;
 }

@@ -53,4 +53,13 @@ int uk_run_worker(const struct uk_env *env, const char *const *extra, int idle_m
  * records sum to its used counters (invariant 2) and that it has org->charged_events records. */
 void uk_check_org(const struct uk_env *env, const struct uk_org *org);
 
+/* Reads at least `want` results of env (fails the test otherwise) as a new JSON array. */
+json_t *uk_results(const struct uk_env *env, size_t want);
+
+/* The first result of event_id with status (any status when NULL), borrowed, or NULL. */
+json_t *uk_find_result(json_t *all, const char *event_id, const char *status);
+
+/* How many results of all have event_id and status. */
+size_t uk_count_results(json_t *all, const char *event_id, const char *status);
+
 #endif

@@ -67,8 +67,13 @@ int main(void)
 	bw_waterfall_order_parse(cfg.waterfall_order, &ctx.order, &err); /* checked at load */
 	struct bw_worker_input in = { cfg.topic, cfg.group_id, 0, 10000 };
 	if (bw_worker_runtime_open(&rt, &common, "bw-usage-worker", &err) != 0 ||
-	    bw_worker_runtime_subscribe(&rt, &common, &in, &err) != 0)
+	    bw_worker_runtime_subscribe(&rt, &common, &in, &err) != 0) {
+		/* FATAL at start: the configuration or the stored data needs an operator
+		 * (e.g. two customer documents for one org), exit 2 like a config error */
+		if (err.kind == BW_ERR_FATAL)
+			exit_code = 2;
 		goto fail;
+	}
 	ctx.mongo = rt.mongo;
 	ctx.producer = rt.producer;
 	ctx.worker = "usage-worker";

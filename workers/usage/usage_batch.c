@@ -20,7 +20,8 @@ struct item {
 	int valid;
 	char *raw_event_id, *raw_org_id;   /* ids of a rejected message, when readable */
 	char reason[BW_DLQ_REASON_MAX];
-	struct item *primary;              /* first item of the batch with the same event_id */
+	struct item *prev_copy;            /* earlier item of the batch, same org and event_id */
+	int applied_here;                  /* this copy charged (or repaired) the event */
 	struct bw_org *org;
 	struct bw_usage_outcome out;
 	int need_record;
@@ -30,7 +31,7 @@ struct item {
 struct batch {
 	struct item *items;
 	size_t n;
-	struct item **valid;   /* primaries, sorted by (org_id, index) */
+	struct item **valid;   /* every valid item, sorted by (org_id, index) */
 	size_t nvalid;
 	struct bw_org *orgs;
 	size_t norgs;
@@ -39,7 +40,9 @@ struct batch {
 static int cmp_by_event(const void *a, const void *b)
 {
 	const struct item *x = *(struct item *const *)a, *y = *(struct item *const *)b;
-	int c = strcmp(x->ev.event_id, y->ev.event_id);
+	int c = strcmp(x->ev.org_id, y->ev.org_id);
+	if (!c)
+		c = strcmp(x->ev.event_id, y->ev.event_id);
 	return c ? c : (x->index < y->index ? -1 : x->index > y->index);
 }
 
@@ -58,8 +61,9 @@ static void reject(struct item *it, const char *reason)
 	it->to_dlq = 1;
 }
 
-/* Parses every message; marks later copies of an event_id (inside the batch) against the
- * first; groups the first copies by org. */
+/* Parses every message; links each later copy of an event (same org_id and event_id) to the
+ * copy before it; groups the valid items by org. Every copy gets its own outcome, as if it
+ * came in a batch of its own (org_compute). */
 static int batch_prepare(struct batch *b, const struct bw_usage_ctx *ctx,
 			 rd_kafka_message_t *const *msgs, size_t n, struct bw_err *err)
 {
@@ -96,12 +100,10 @@ static int batch_prepare(struct batch *b, const struct bw_usage_ctx *ctx,
 	}
 	qsort(by_event, nv, sizeof(*by_event), cmp_by_event);
 	for (size_t i = 0; i < nv; i++) {
-		if (i > 0 && strcmp(by_event[i]->ev.event_id, by_event[i - 1]->ev.event_id) == 0)
-			by_event[i]->primary = by_event[i - 1]->primary;
-		else {
-			by_event[i]->primary = by_event[i];
-			b->valid[b->nvalid++] = by_event[i];
-		}
+		if (i > 0 && strcmp(by_event[i]->ev.org_id, by_event[i - 1]->ev.org_id) == 0 &&
+		    strcmp(by_event[i]->ev.event_id, by_event[i - 1]->ev.event_id) == 0)
+			by_event[i]->prev_copy = by_event[i - 1];
+		b->valid[b->nvalid++] = by_event[i];
 	}
 	free(by_event);
 	qsort(b->valid, b->nvalid, sizeof(*b->valid), cmp_by_org);
@@ -137,21 +139,61 @@ static void set_outcome(struct item *it, enum bw_usage_status st, const struct b
 	it->out.balance_version = version;
 }
 
-static int64_t minus_floor0(int64_t used, int64_t amount)
+/* The first touch of an org the original integration wrote: its counters become its opening
+ * balance (normalised by shared/customer_doc), written with this org's conditional update
+ * (so exactly once, whichever worker wins) and kept as a pending entry ("" id) until a
+ * later write has seen its row: a crash before the row is repaired on the next batch. */
+static void org_open(struct bw_org *org, struct bw_balances *bal, int64_t *version)
 {
-	return used > amount ? used - amount : 0;
+	struct bw_customer c = org->cust;
+
+	c.enterprise = bal->enterprise;
+	if (bw_customer_opening(&c, &org->opening) != 0) {
+		/* an excess that overflows paid_spus_used: keep the counters as they are */
+		c = org->cust;
+		org->opening = (struct bw_opening){ c.sub_used, c.purchased_used, c.granted_used,
+						    c.paid_used, c.sub_used, c.purchased_used,
+						    c.granted_used, c.paid_used };
+	}
+	org->write_opening = 1;
+	org->dirty = 1;
+	bal->subscription_used = org->opening.sub_used;
+	bal->purchased_used = org->opening.purchased_used;
+	bal->granted_used = org->opening.granted_used;
+	bal->paid_used = org->opening.paid_used;
+	(*version)++;
+	if (bal->subscription_used == 0 && bal->purchased_used == 0 && bal->granted_used == 0 &&
+	    bal->paid_used == 0)
+		return; /* nothing used before: the marker alone, no row */
+	struct bw_pending *np = &org->new_pending[org->nnew_pending++];
+	np->event_id = (char *)""; /* the opening key (usage_result.h) */
+	snprintf(np->hash, sizeof(np->hash), "%s", BW_CUST_OPENING);
+	np->bd = (struct bw_breakdown){ bal->subscription_used, bal->purchased_used,
+					 bal->granted_used, bal->paid_used };
+	np->version = *version;
+	org->record_opening = 1;
+	org->opening_bd = np->bd;
+	org->opening_version = np->version;
 }
 
-/* Takes a pending entry's charge back off the used counters (never below zero). */
-static void reverse_charge(struct bw_balances *bal, const struct bw_breakdown *bd)
+/* The earlier copy of it in this batch that charged (or repaired) the event, or NULL. */
+static const struct item *charged_copy(const struct item *it)
 {
-	bal->subscription_used = minus_floor0(bal->subscription_used, bd->from_subscription);
-	bal->purchased_used = minus_floor0(bal->purchased_used, bd->from_purchased);
-	bal->granted_used = minus_floor0(bal->granted_used, bd->from_granted);
-	bal->paid_used = minus_floor0(bal->paid_used, bd->from_paid);
+	const struct item *q = it->prev_copy;
+	while (q && !q->applied_here)
+		q = q->prev_copy;
+	return q;
 }
 
-/* Runs the org's events (items[first..]) through dedupe and the waterfall in memory. */
+static int same_message(const struct bw_found_record *rec, const rd_kafka_message_t *msg)
+{
+	return rec->kafka_topic && strcmp(rec->kafka_topic, rd_kafka_topic_name(msg->rkt)) == 0 &&
+	       rec->kafka_partition == msg->partition && rec->kafka_offset == msg->offset;
+}
+
+/* Runs the org's events (items, in batch order) through dedupe and the waterfall in memory,
+ * each copy of an event as if it came alone: a stored record, an earlier copy of this batch
+ * that charged it, a pending entry, else a charge. */
 static int org_compute(struct bw_org *org, struct item **items, size_t nitems,
 		       const struct bw_found_record *found, size_t nfound,
 		       const struct bw_usage_ctx *ctx, struct bw_err *err)
@@ -165,43 +207,51 @@ static int org_compute(struct bw_org *org, struct item **items, size_t nitems,
 	/* Keep pending entries until a write has seen their usage record. */
 	for (size_t i = 0; i < org->npending; i++) {
 		struct bw_pending *p = &org->pending[i];
-		const struct bw_found_record *rec =
-			bw_found_record_lookup(found, nfound, p->event_id);
-		p->record_found = rec != NULL;
-		if (!rec) {
-			org->new_pending[org->nnew_pending++] = *p;
+		p->record_found = bw_found_record_lookup(found, nfound, org->org_id, p->event_id) !=
+				  NULL;
+		if (p->record_found)
 			continue;
-		}
-		if (strcmp(rec->org_id ? rec->org_id : "", org->org_id) != 0 ||
-		    strcmp(rec->hash, p->hash) != 0) {
-			/* The id was recorded for another org (or other content) first: this charge
-			 * never got a record of its own (the unique index refused it), so it is
-			 * reversed in this same write and invariant 2 holds again. */
-			reverse_charge(&bal, &p->bd);
-			version++;
-			org->dirty = 1;
-			bw_log(BW_LOG_WARN, &(struct bw_log_ctx){ NULL, -1, -1, org->org_id, p->event_id },
-			       "charge reversed: event_id was recorded for org %s first",
-			       rec->org_id ? rec->org_id : "?");
+		org->new_pending[org->nnew_pending++] = *p;
+		if (p->event_id[0] == '\0') { /* the opening row is missing: write it now */
+			org->record_opening = 1;
+			org->opening_bd = p->bd;
+			org->opening_version = p->version;
 		}
 	}
+	if (org->exists && !org->cust.has_opening)
+		org_open(org, &bal, &version);
 	for (size_t i = 0; i < nitems; i++) {
 		struct item *it = items[i];
 		const struct bw_found_record *rec =
-			bw_found_record_lookup(found, nfound, it->ev.event_id);
+			bw_found_record_lookup(found, nfound, org->org_id, it->ev.event_id);
+		const struct item *q;
 		struct bw_pending *p;
 		struct bw_breakdown bd;
 		struct bw_err cerr;
 
 		it->need_record = 0;
+		it->applied_here = 0;
 		it->to_dlq = 0;
 		it->out.reason = NULL;
 		if (rec) {
 			int same = strcmp(rec->hash, it->ev.hash) == 0;
-			set_outcome(it, same ? BW_USAGE_DUPLICATE : BW_USAGE_CONFLICT, &rec->bd, &bal,
-				    version);
+			enum bw_usage_status st = same ? BW_USAGE_DUPLICATE : BW_USAGE_CONFLICT;
+			/* The very message that charged it, redelivered after a crash that came
+			 * before its result: answered as the charge, as it would have been. */
+			if (same && same_message(rec, it->msg))
+				st = rec->bd.from_paid > 0 ? BW_USAGE_INSUFFICIENT : BW_USAGE_APPLIED;
+			set_outcome(it, st, &rec->bd, &bal, rec->version);
 			if (!same)
 				it->out.reason = "event_id already recorded with different content";
+			continue;
+		}
+		q = charged_copy(it);
+		if (q) {
+			int same = strcmp(q->ev.hash, it->ev.hash) == 0;
+			set_outcome(it, same ? BW_USAGE_DUPLICATE : BW_USAGE_CONFLICT, &q->out.bd, &bal,
+				    q->out.balance_version);
+			if (!same)
+				it->out.reason = "event_id seen in this batch with different content";
 			continue;
 		}
 		p = find_pending(org, it->ev.event_id);
@@ -209,13 +259,14 @@ static int org_compute(struct bw_org *org, struct item **items, size_t nitems,
 			/* Applied by an attempt that did not finish (crash, or a write whose
 			 * outcome we could not see): finish it with the stored breakdown. */
 			if (strcmp(p->hash, it->ev.hash) != 0) {
-				set_outcome(it, BW_USAGE_CONFLICT, &p->bd, &bal, version);
+				set_outcome(it, BW_USAGE_CONFLICT, &p->bd, &bal, p->version);
 				it->out.reason = "event_id already applied with different content";
 				continue;
 			}
 			set_outcome(it, p->bd.from_paid > 0 ? BW_USAGE_INSUFFICIENT : BW_USAGE_APPLIED,
 				    &p->bd, &bal, p->version);
 			it->need_record = 1;
+			it->applied_here = 1;
 			continue;
 		}
 		bw_err_clear(&cerr);
@@ -228,6 +279,7 @@ static int org_compute(struct bw_org *org, struct item **items, size_t nitems,
 		set_outcome(it, bd.from_paid > 0 ? BW_USAGE_INSUFFICIENT : BW_USAGE_APPLIED, &bd,
 			    &bal, version);
 		it->need_record = 1;
+		it->applied_here = 1;
 		struct bw_pending *np = &org->new_pending[org->nnew_pending++];
 		np->event_id = (char *)it->ev.event_id; /* borrowed for the write */
 		memcpy(np->hash, it->ev.hash, sizeof(np->hash));
@@ -246,7 +298,7 @@ static int batch_apply(struct batch *b, const struct bw_usage_ctx *ctx,
 		       mongoc_client_t *client, struct bw_err *err)
 {
 	struct bw_org **todo = calloc(b->norgs ? b->norgs : 1, sizeof(*todo));
-	const char **ids = NULL;
+	struct bw_record_key *keys = NULL;
 	size_t ntodo = 0;
 	int rc = -1;
 
@@ -254,6 +306,9 @@ static int batch_apply(struct batch *b, const struct bw_usage_ctx *ctx,
 		return bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
 	for (size_t i = 0; i < b->norgs; i++)
 		todo[ntodo++] = &b->orgs[i];
+	/* Once per batch, not per retry: the backend's enterprise flag (b->orgs is sorted). */
+	if (bw_usage_store_load_org_types(ctx->mongo, client, b->orgs, b->norgs, err) != 0)
+		goto done;
 	for (int attempt = 0; ntodo > 0; attempt++) {
 		struct bw_found_record *found = NULL;
 		size_t nfound = 0, nids = 0, cap = 0;
@@ -273,19 +328,21 @@ static int batch_apply(struct batch *b, const struct bw_usage_ctx *ctx,
 		for (size_t i = 0; i < ntodo; i++)
 			cap += todo[i]->npending;
 		cap += b->nvalid;
-		free(ids);
-		ids = calloc(cap ? cap : 1, sizeof(*ids));
-		if (!ids) {
+		free(keys);
+		keys = calloc(cap ? cap : 1, sizeof(*keys));
+		if (!keys) {
 			bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
 			goto done;
 		}
 		for (size_t i = 0; i < ntodo; i++)
 			for (size_t j = 0; j < todo[i]->npending; j++)
-				ids[nids++] = todo[i]->pending[j].event_id;
+				keys[nids++] = (struct bw_record_key){
+					todo[i]->org_id, todo[i]->pending[j].event_id };
 		for (size_t i = 0; i < b->nvalid; i++)
 			if (!b->valid[i]->org->confirmed)
-				ids[nids++] = b->valid[i]->ev.event_id;
-		if (bw_usage_store_find_records(ctx->mongo, client, ids, nids, &found, &nfound,
+				keys[nids++] = (struct bw_record_key){ b->valid[i]->ev.org_id,
+								       b->valid[i]->ev.event_id };
+		if (bw_usage_store_find_records(ctx->mongo, client, keys, nids, &found, &nfound,
 						err) != 0)
 			goto done;
 		/* b->valid is grouped by org: each org's events are one run. */
@@ -315,7 +372,7 @@ static int batch_apply(struct batch *b, const struct bw_usage_ctx *ctx,
 	}
 	rc = 0;
 done:
-	free(ids);
+	free(keys);
 	free(todo);
 	return rc;
 }
@@ -323,7 +380,7 @@ done:
 static int batch_record(struct batch *b, const struct bw_usage_ctx *ctx,
 			mongoc_client_t *client, struct bw_err *err)
 {
-	bson_t **docs = calloc(b->nvalid ? b->nvalid : 1, sizeof(*docs));
+	bson_t **docs = calloc(b->nvalid + b->norgs + 1, sizeof(*docs));
 	size_t ndocs = 0;
 	int64_t now = bw_mongo_now_ms();
 	int rc = -1;
@@ -342,32 +399,19 @@ static int batch_record(struct batch *b, const struct bw_usage_ctx *ctx,
 		}
 		ndocs++;
 	}
+	for (size_t i = 0; i < b->norgs; i++) {
+		const struct bw_org *org = &b->orgs[i];
+		if (org->record_opening)
+			docs[ndocs++] = bw_usage_opening_record_bson(org->org_id, &org->opening_bd,
+								     org->opening_version,
+								     org->period_start_ms, now);
+	}
 	rc = bw_usage_store_insert_records(ctx->mongo, client, docs, ndocs, err);
 done:
 	for (size_t i = 0; i < ndocs; i++)
 		bson_destroy(docs[i]);
 	free(docs);
 	return rc;
-}
-
-/* Later copies of an event inside the batch answer like the first one did. */
-static void settle_copies(struct batch *b)
-{
-	for (size_t i = 0; i < b->n; i++) {
-		struct item *it = &b->items[i];
-		if (!it->valid || it->primary == it)
-			continue;
-		struct item *p = it->primary;
-		int same = strcmp(p->ev.hash, it->ev.hash) == 0;
-		it->out = p->out;
-		it->out.event_id = it->ev.event_id;
-		it->out.org_id = it->ev.org_id;
-		it->out.spus = it->ev.spus;
-		it->out.status = same ? BW_USAGE_DUPLICATE : BW_USAGE_CONFLICT;
-		it->out.reason = same ? NULL : "event_id seen in this batch with different content";
-		if (p->out.status == BW_USAGE_REJECTED)
-			reject(it, p->reason);
-	}
 }
 
 static void log_outcome(const struct item *it)
@@ -444,7 +488,6 @@ int bw_usage_process_batch(void *opaque, rd_kafka_message_t *const *msgs, size_t
 	if (batch_record(&b, ctx, client, err) != 0)
 		goto done;
 	bw_fault_point("after_records");
-	settle_copies(&b);
 	if (batch_publish(&b, ctx, err) != 0)
 		goto done;
 	bw_fault_point("after_results");

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "customer_doc.h"
 #include "json.h"
 #include "mongo.h"
 
@@ -226,6 +227,47 @@ static int reserved(const char *key)
 	return 0;
 }
 
+void bw_usage_record_id_append(bson_t *b, const char *key, const char *org_id,
+			       const char *event_id)
+{
+	bson_t id;
+
+	/* Field order matters: {org_id, event_id} is the key, {event_id, org_id} another. */
+	bson_append_document_begin(b, key, -1, &id);
+	BSON_APPEND_UTF8(&id, "org_id", org_id);
+	if (event_id[0])
+		BSON_APPEND_UTF8(&id, "event_id", event_id);
+	else
+		BSON_APPEND_UTF8(&id, BW_CUST_OPENING, BW_OPENING_SOURCE);
+	bson_append_document_end(b, &id);
+}
+
+static void append_breakdown(bson_t *doc, const struct bw_breakdown *bd, int64_t version)
+{
+	BSON_APPEND_INT64(doc, "from_subscription", bd->from_subscription);
+	BSON_APPEND_INT64(doc, "from_purchased", bd->from_purchased);
+	BSON_APPEND_INT64(doc, "from_granted", bd->from_granted);
+	BSON_APPEND_INT64(doc, "from_paid", bd->from_paid);
+	BSON_APPEND_INT64(doc, "balance_version", version);
+}
+
+bson_t *bw_usage_opening_record_bson(const char *org_id, const struct bw_breakdown *bd,
+				     int64_t version, int64_t period_start_ms, int64_t now_ms)
+{
+	bson_t *doc = bson_new();
+
+	bw_usage_record_id_append(doc, "_id", org_id, "");
+	BSON_APPEND_UTF8(doc, "org_id", org_id);
+	BSON_APPEND_UTF8(doc, "operation", BW_CUST_OPENING);
+	BSON_APPEND_UTF8(doc, "source", BW_OPENING_SOURCE);
+	BSON_APPEND_UTF8(doc, "status", BW_CUST_OPENING);
+	append_breakdown(doc, bd, version);
+	if (period_start_ms > 0)
+		BSON_APPEND_DATE_TIME(doc, "period_start", period_start_ms);
+	BSON_APPEND_DATE_TIME(doc, "processed_at", now_ms);
+	return doc;
+}
+
 bson_t *bw_usage_record_bson(const struct bw_usage_event *ev, const struct bw_usage_outcome *out,
 			     int64_t period_start_ms, const rd_kafka_message_t *msg,
 			     int64_t now_ms)
@@ -237,6 +279,7 @@ bson_t *bw_usage_record_bson(const struct bw_usage_event *ev, const struct bw_us
 	json_t *v;
 	int rc = 0;
 
+	bw_usage_record_id_append(doc, "_id", ev->org_id, ev->event_id);
 	/* Convert the event once; its fields are then copied to the top level as BSON. */
 	json_object_foreach(ev->raw, key, v)
 		if (bw_mongo_append_json(&event, key, v) != 0)
@@ -249,11 +292,7 @@ bson_t *bw_usage_record_bson(const struct bw_usage_event *ev, const struct bw_us
 	bson_destroy(&event);
 	BSON_APPEND_UTF8(doc, "hash", ev->hash);
 	BSON_APPEND_UTF8(doc, "status", bw_usage_status_name(out->status));
-	BSON_APPEND_INT64(doc, "from_subscription", out->bd.from_subscription);
-	BSON_APPEND_INT64(doc, "from_purchased", out->bd.from_purchased);
-	BSON_APPEND_INT64(doc, "from_granted", out->bd.from_granted);
-	BSON_APPEND_INT64(doc, "from_paid", out->bd.from_paid);
-	BSON_APPEND_INT64(doc, "balance_version", out->balance_version);
+	append_breakdown(doc, &out->bd, out->balance_version);
 	if (period_start_ms > 0)
 		BSON_APPEND_DATE_TIME(doc, "period_start", period_start_ms);
 	BSON_APPEND_DATE_TIME(doc, "processed_at", now_ms);

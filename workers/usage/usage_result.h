@@ -38,7 +38,21 @@ struct bw_usage_outcome {
 char *bw_usage_result_json(const struct bw_usage_outcome *out, const rd_kafka_message_t *msg,
 			   const char *processed_at);
 
-/* The payments_usage_records document of an applied event: every field of the event (and
+/* The key of a usage record: the composite _id {org_id, event_id} (the same event_id in two
+ * orgs is two events; old records of the original integration have an ObjectId _id and are
+ * never matched). The opening balance of an org (event_id "", which no event can have) is
+ * {org_id, opening_balance: "original_integration"}. Appends it to b under key. */
+void bw_usage_record_id_append(bson_t *b, const char *key, const char *org_id,
+			       const char *event_id);
+
+/* The opening-balance row of an org the original integration wrote: its used counters when
+ * these workers first touched it (bd), under the opening key, naming the old integration as
+ * its source. No spus and no timestamp, so the backend's usage pages do not count it. New
+ * bson (caller bson_destroy). */
+bson_t *bw_usage_opening_record_bson(const char *org_id, const struct bw_breakdown *bd,
+				     int64_t version, int64_t period_start_ms, int64_t now_ms);
+
+/* The payments_usage_records document of an applied event (_id: the composite key): every field of the event (and
  * the whole event under "event"), the breakdown, hash, version, period start and source
  * position. New bson (caller bson_destroy), or NULL when the event cannot be converted. */
 bson_t *bw_usage_record_bson(const struct bw_usage_event *ev, const struct bw_usage_outcome *out,

@@ -1,8 +1,10 @@
 /* usage_store: the usage worker's MongoDB I/O, one round trip per call, whatever the number
- * of orgs or events in the batch.
+ * of orgs or events in the batch. Reads in usage_load.c, writes in usage_store.c.
  *
+ *   load_org_types find organizations where _id in [...] and type "enterprise" (the
+ *                  backend's flag; skipped when no org id of the batch is an ObjectId)
  *   load_orgs      find payments_customers where org_id in [...]
- *   find_records   find payments_usage_records where event_id in [...]
+ *   find_records   find payments_usage_records where _id in [{org_id, event_id}, ...]
  *   write_orgs     one unordered bulk of conditional updates (filter on balance_version;
  *                  upsert for orgs seen for the first time)
  *   insert_records one unordered bulk insert; duplicate keys are fine (already recorded)
@@ -24,7 +26,7 @@
 /* An event applied to an org whose usage record may not be written yet: kept on the customer
  * document (pending_events) until a later write sees the record. */
 struct bw_pending {
-	char *event_id;          /* owned */
+	char *event_id;          /* owned; "" is the org's opening balance */
 	char hash[65];
 	struct bw_breakdown bd;
 	int64_t version;         /* balance_version right after this event */
@@ -34,6 +36,7 @@ struct bw_pending {
 /* One org of a batch. The store fills the loaded part; the batch logic the rest. */
 struct bw_org {
 	const char *org_id;      /* borrowed (from an event of the batch) */
+	int org_enterprise;      /* organizations.type is "enterprise" (kept by bw_org_reset) */
 	/* loaded */
 	struct bw_customer cust; /* the document as read (shared/customer_doc) */
 	int exists;
@@ -48,37 +51,58 @@ struct bw_org {
 	int64_t new_version;
 	struct bw_pending *new_pending; /* owned array: what the write stores */
 	size_t nnew_pending;
+	int write_opening;       /* first touch of an old org: the write records the opening */
+	struct bw_opening opening;
+	int record_opening;      /* the opening-balance row is to be (re)inserted */
+	struct bw_breakdown opening_bd;
+	int64_t opening_version;
 	int dirty;               /* has a write to do */
 	int confirmed;           /* write known to have landed (or nothing to write) */
 };
 
-/* A usage record found by event id. */
+/* The key of a usage record (usage_result.h: bw_usage_record_id_append). */
+struct bw_record_key {
+	const char *org_id, *event_id;   /* borrowed */
+};
+
+/* A usage record found by key. */
 struct bw_found_record {
-	char *event_id;          /* owned */
+	char *event_id;          /* owned ("" for an opening balance) */
 	char *org_id;            /* owned */
 	char hash[65];
 	struct bw_breakdown bd;
 	int64_t version;
+	char *kafka_topic;       /* owned, or NULL: the message that charged it */
+	int32_t kafka_partition;
+	int64_t kafka_offset;
 };
 
-/* Frees the loaded and computed arrays of org (not org itself) and zeroes them. */
+/* Frees the loaded and computed arrays of org (not org itself) and zeroes them, keeping
+ * org_id and org_enterprise. */
 void bw_org_reset(struct bw_org *org);
 
-/* Loads the customer documents of orgs[0..n) (one query). An org without a document gets
- * exists = 0, version 0 and the balances of a new org (granted = free_grant). */
+/* Sets org_enterprise of orgs[0..n) (sorted by org_id) from the backend's organizations
+ * collection: one query for the orgs whose id is an ObjectId string, none when no id is. */
+int bw_usage_store_load_org_types(struct bw_mongo *m, mongoc_client_t *client,
+				  struct bw_org *orgs, size_t n, struct bw_err *err);
+
+/* Loads the customer documents of orgs[0..n) (one query), read by shared/customer_doc. An org
+ * without a document gets exists = 0, version 0 and the balances of a new org (granted =
+ * free_grant). An org is enterprise when its document or organizations says so. */
 int bw_usage_store_load_orgs(struct bw_mongo *m, mongoc_client_t *client,
 			     struct bw_org *const *orgs, size_t n, int64_t free_grant,
 			     struct bw_err *err);
 
-/* Finds the usage records of ids[0..n) (one query). *out: new array sorted by event_id
- * (bw_found_records_free). */
+/* Finds the usage records of keys[0..n) (one query on _id). *out: new array sorted by
+ * (org_id, event_id) (bw_found_records_free). */
 int bw_usage_store_find_records(struct bw_mongo *m, mongoc_client_t *client,
-				const char *const *ids, size_t n, struct bw_found_record **out,
-				size_t *nout, struct bw_err *err);
+				const struct bw_record_key *keys, size_t n,
+				struct bw_found_record **out, size_t *nout, struct bw_err *err);
 
 /* Binary search in a sorted found-record array. Borrowed pointer or NULL. */
 const struct bw_found_record *bw_found_record_lookup(const struct bw_found_record *recs,
-						     size_t n, const char *event_id);
+						     size_t n, const char *org_id,
+						     const char *event_id);
 void bw_found_records_free(struct bw_found_record *recs, size_t n);
 
 /* Writes every dirty org of orgs[0..n) in one unordered bulk. Sets org->confirmed for writes

@@ -1,0 +1,363 @@
+/* usage_load: the usage worker's reads (see usage_store.h): the backend's organizations, the
+ * customer documents and the usage records of a batch, one query each. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+#include "usage_result.h"
+#include "usage_store.h"
+
+static void copy_hash(char dst[65], const bson_iter_t *it)
+{
+	uint32_t len = 0;
+	const char *s = BSON_ITER_HOLDS_UTF8(it) ? bson_iter_utf8(it, &len) : "";
+	if (len > 64)
+		len = 64;
+	memcpy(dst, s, len);
+	dst[len] = '\0';
+}
+
+/* Reads the hash, breakdown and version members at it (a pending entry or a usage record);
+ * returns 1 when it read one of them. */
+static int read_charge(const bson_iter_t *it, char hash[65], struct bw_breakdown *bd,
+		       int64_t *version)
+{
+	const char *k = bson_iter_key(it);
+
+	if (strcmp(k, "hash") == 0)
+		copy_hash(hash, it);
+	else if (strcmp(k, "from_subscription") == 0)
+		bd->from_subscription = bson_iter_as_int64(it);
+	else if (strcmp(k, "from_purchased") == 0)
+		bd->from_purchased = bson_iter_as_int64(it);
+	else if (strcmp(k, "from_granted") == 0)
+		bd->from_granted = bson_iter_as_int64(it);
+	else if (strcmp(k, "from_paid") == 0)
+		bd->from_paid = bson_iter_as_int64(it);
+	else if (strcmp(k, "balance_version") == 0)
+		*version = bson_iter_as_int64(it);
+	else
+		return 0;
+	return 1;
+}
+
+static int load_pending(const bson_t *doc, struct bw_org *org, struct bw_err *err)
+{
+	bson_iter_t it, arr;
+	size_t cap = 0;
+
+	if (!bson_iter_init_find(&it, doc, BW_CUST_PENDING) || !BSON_ITER_HOLDS_ARRAY(&it) ||
+	    !bson_iter_recurse(&it, &arr))
+		return 0;
+	while (bson_iter_next(&arr)) {
+		bson_iter_t sub;
+		struct bw_pending p;
+		if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &sub))
+			continue;
+		memset(&p, 0, sizeof(p));
+		while (bson_iter_next(&sub))
+			if (!read_charge(&sub, p.hash, &p.bd, &p.version) &&
+			    strcmp(bson_iter_key(&sub), "event_id") == 0 && BSON_ITER_HOLDS_UTF8(&sub))
+				p.event_id = strdup(bson_iter_utf8(&sub, NULL));
+		if (!p.event_id)
+			continue;
+		if (org->npending == cap) {
+			cap = cap ? cap * 2 : 8;
+			struct bw_pending *grown = realloc(org->pending, cap * sizeof(*grown));
+			if (!grown) {
+				free(p.event_id);
+				return bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
+			}
+			org->pending = grown;
+		}
+		org->pending[org->npending++] = p;
+	}
+	return 0;
+}
+
+static void balances_from_doc(const bson_t *doc, struct bw_org *org, int64_t free_grant)
+{
+	struct bw_customer *c = &org->cust;
+
+	bw_customer_read(doc, free_grant, c);
+	org->exists = 1;
+	org->version = c->version;
+	org->version_missing = !c->has_version;
+	org->period_start_ms = c->period_start_ms;
+	org->bal.subscription_allowance = c->allowance;
+	org->bal.subscription_used = c->sub_used;
+	org->bal.purchased = c->purchased;
+	org->bal.purchased_used = c->purchased_used;
+	org->bal.granted = c->granted;
+	org->bal.granted_used = c->granted_used;
+	org->bal.paid_used = c->paid_used;
+}
+
+static int cmp_org_ptr(const void *key, const void *elem)
+{
+	return strcmp(key, (*(struct bw_org *const *)elem)->org_id);
+}
+
+static int cmp_org(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct bw_org *)elem)->org_id);
+}
+
+int bw_usage_store_load_org_types(struct bw_mongo *m, mongoc_client_t *client,
+				  struct bw_org *orgs, size_t n, struct bw_err *err)
+{
+	bson_error_t error;
+	bson_t filter = BSON_INITIALIZER, cond, in;
+	bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}");
+	mongoc_collection_t *coll = NULL;
+	mongoc_cursor_t *cur = NULL;
+	const bson_t *doc;
+	size_t noids = 0;
+	char idx[16];
+	int rc = -1;
+
+	BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &cond);
+	BSON_APPEND_ARRAY_BEGIN(&cond, "$in", &in);
+	for (size_t i = 0; i < n; i++) {
+		bson_oid_t oid;
+		orgs[i].org_enterprise = 0;
+		if (!bw_customer_org_oid(orgs[i].org_id, &oid))
+			continue;
+		const char *key;
+		bson_uint32_to_string((uint32_t)noids++, &key, idx, sizeof(idx));
+		bson_append_oid(&in, key, -1, &oid);
+	}
+	bson_append_array_end(&cond, &in);
+	bson_append_document_end(&filter, &cond);
+	BSON_APPEND_UTF8(&filter, BW_ORG_TYPE, BW_CUST_TYPE_ENTERPRISE);
+	if (noids == 0) { /* no org of the batch can be in organizations */
+		rc = 0;
+		goto done;
+	}
+	coll = bw_mongo_coll(m, client, BW_COLL_ORGANIZATIONS);
+	cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
+	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
+	while (mongoc_cursor_next(cur, &doc)) {
+		bson_iter_t it;
+		char hex[25];
+		if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
+			continue;
+		bson_oid_to_string(bson_iter_oid(&it), hex);
+		struct bw_org *hit = bsearch(hex, orgs, n, sizeof(*orgs), cmp_org);
+		if (hit)
+			hit->org_enterprise = 1;
+	}
+	if (mongoc_cursor_error(cur, &error)) {
+		bw_mongo_error(&error, "load organizations", err);
+		goto done;
+	}
+	rc = 0;
+done:
+	mongoc_cursor_destroy(cur);
+	mongoc_collection_destroy(coll);
+	bson_destroy(&filter);
+	bson_destroy(opts);
+	return rc;
+}
+
+int bw_usage_store_load_orgs(struct bw_mongo *m, mongoc_client_t *client,
+			     struct bw_org *const *orgs, size_t n, int64_t free_grant,
+			     struct bw_err *err)
+{
+	bson_error_t error;
+	bson_t filter = BSON_INITIALIZER, cond, in;
+	mongoc_collection_t *coll = bw_mongo_coll(m, client, BW_COLL_CUSTOMERS);
+	mongoc_cursor_t *cur = NULL;
+	const bson_t *doc;
+	int rc = -1;
+	char idx[16];
+
+	/* orgs must be sorted by org_id (the batch logic groups them so): lookups below. */
+	for (size_t i = 0; i < n; i++) {
+		bw_org_reset(orgs[i]);
+		bw_customer_init_fresh(&orgs[i]->cust, free_grant);
+		orgs[i]->bal.granted = free_grant; /* what a new org starts with */
+	}
+	BSON_APPEND_DOCUMENT_BEGIN(&filter, BW_CUST_ORG_ID, &cond);
+	BSON_APPEND_ARRAY_BEGIN(&cond, "$in", &in);
+	for (size_t i = 0; i < n; i++) {
+		const char *key;
+		bson_uint32_to_string((uint32_t)i, &key, idx, sizeof(idx));
+		bson_append_utf8(&in, key, -1, orgs[i]->org_id, -1);
+	}
+	bson_append_array_end(&cond, &in);
+	bson_append_document_end(&filter, &cond);
+
+	cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
+	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
+	while (mongoc_cursor_next(cur, &doc)) {
+		bson_iter_t it;
+		if (!bson_iter_init_find(&it, doc, BW_CUST_ORG_ID) || !BSON_ITER_HOLDS_UTF8(&it))
+			continue;
+		struct bw_org *const *hit =
+			bsearch(bson_iter_utf8(&it, NULL), orgs, n, sizeof(*orgs), cmp_org_ptr);
+		if (!hit)
+			continue;
+		balances_from_doc(doc, *hit, free_grant);
+		if (load_pending(doc, *hit, err) != 0)
+			goto done;
+	}
+	if (mongoc_cursor_error(cur, &error)) {
+		bw_mongo_error(&error, "load customers", err);
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++)
+		orgs[i]->bal.enterprise = orgs[i]->cust.enterprise || orgs[i]->org_enterprise;
+	rc = 0;
+done:
+	mongoc_cursor_destroy(cur);
+	bson_destroy(&filter);
+	mongoc_collection_destroy(coll);
+	return rc;
+}
+
+static int cmp_found(const void *a, const void *b)
+{
+	const struct bw_found_record *x = a, *y = b;
+	int c = strcmp(x->org_id, y->org_id);
+	return c ? c : strcmp(x->event_id, y->event_id);
+}
+
+/* Reads a usage record found by key; 0 when its _id is not one of ours. */
+static int read_record(const bson_t *doc, struct bw_found_record *r)
+{
+	bson_iter_t it, id;
+
+	memset(r, 0, sizeof(*r));
+	if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
+	    !bson_iter_recurse(&it, &id))
+		return 0;
+	while (bson_iter_next(&id)) {
+		const char *k = bson_iter_key(&id);
+		if (!BSON_ITER_HOLDS_UTF8(&id))
+			continue;
+		if (strcmp(k, "org_id") == 0 && !r->org_id)
+			r->org_id = strdup(bson_iter_utf8(&id, NULL));
+		else if (strcmp(k, "event_id") == 0 && !r->event_id)
+			r->event_id = strdup(bson_iter_utf8(&id, NULL));
+		else if (strcmp(k, BW_CUST_OPENING) == 0 && !r->event_id)
+			r->event_id = strdup("");
+	}
+	if (!bson_iter_init(&it, doc))
+		return 0;
+	while (bson_iter_next(&it)) {
+		const char *k = bson_iter_key(&it);
+		if (read_charge(&it, r->hash, &r->bd, &r->version))
+			continue;
+		if (strcmp(k, "kafka_topic") == 0 && BSON_ITER_HOLDS_UTF8(&it) && !r->kafka_topic)
+			r->kafka_topic = strdup(bson_iter_utf8(&it, NULL));
+		else if (strcmp(k, "kafka_partition") == 0)
+			r->kafka_partition = (int32_t)bson_iter_as_int64(&it);
+		else if (strcmp(k, "kafka_offset") == 0)
+			r->kafka_offset = bson_iter_as_int64(&it);
+	}
+	return r->org_id && r->event_id;
+}
+
+static void found_record_cleanup(struct bw_found_record *r)
+{
+	free(r->event_id);
+	free(r->org_id);
+	free(r->kafka_topic);
+}
+
+int bw_usage_store_find_records(struct bw_mongo *m, mongoc_client_t *client,
+				const struct bw_record_key *keys, size_t n,
+				struct bw_found_record **out, size_t *nout, struct bw_err *err)
+{
+	bson_error_t error;
+	bson_t filter = BSON_INITIALIZER, cond, in;
+	bson_t *opts = BCON_NEW("projection", "{", "hash", BCON_INT32(1), "from_subscription",
+				BCON_INT32(1), "from_purchased", BCON_INT32(1), "from_granted",
+				BCON_INT32(1), "from_paid", BCON_INT32(1), "balance_version",
+				BCON_INT32(1), "kafka_topic", BCON_INT32(1), "kafka_partition",
+				BCON_INT32(1), "kafka_offset", BCON_INT32(1), "}");
+	mongoc_collection_t *coll = bw_mongo_coll(m, client, BW_COLL_USAGE_RECORDS);
+	mongoc_cursor_t *cur = NULL;
+	struct bw_found_record *recs = NULL;
+	size_t count = 0, cap = 0;
+	const bson_t *doc;
+	char idx[16];
+	int rc = -1;
+
+	*out = NULL;
+	*nout = 0;
+	if (n == 0) {
+		rc = 0;
+		goto done;
+	}
+	/* The composite _id: unique on every server without an extra index, and looked up
+	 * through the _id index by $in on both MongoDB and the local server. */
+	BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &cond);
+	BSON_APPEND_ARRAY_BEGIN(&cond, "$in", &in);
+	for (size_t i = 0; i < n; i++) {
+		const char *key;
+		bson_uint32_to_string((uint32_t)i, &key, idx, sizeof(idx));
+		bw_usage_record_id_append(&in, key, keys[i].org_id, keys[i].event_id);
+	}
+	bson_append_array_end(&cond, &in);
+	bson_append_document_end(&filter, &cond);
+	cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
+	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
+	while (mongoc_cursor_next(cur, &doc)) {
+		struct bw_found_record r;
+		if (!read_record(doc, &r)) {
+			found_record_cleanup(&r);
+			continue;
+		}
+		if (count == cap) {
+			cap = cap ? cap * 2 : 16;
+			struct bw_found_record *grown = realloc(recs, cap * sizeof(*grown));
+			if (!grown) {
+				found_record_cleanup(&r);
+				bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
+				goto done;
+			}
+			recs = grown;
+		}
+		recs[count++] = r;
+	}
+	if (mongoc_cursor_error(cur, &error)) {
+		bw_mongo_error(&error, "find usage records", err);
+		goto done;
+	}
+	if (count)
+		qsort(recs, count, sizeof(*recs), cmp_found);
+	*out = recs;
+	*nout = count;
+	recs = NULL;
+	count = 0;
+	rc = 0;
+done:
+	bw_found_records_free(recs, count);
+	mongoc_cursor_destroy(cur);
+	bson_destroy(&filter);
+	bson_destroy(opts);
+	mongoc_collection_destroy(coll);
+	return rc;
+}
+
+const struct bw_found_record *bw_found_record_lookup(const struct bw_found_record *recs,
+						     size_t n, const char *org_id,
+						     const char *event_id)
+{
+	struct bw_found_record key;
+
+	if (n == 0)
+		return NULL;
+	key.org_id = (char *)org_id;
+	key.event_id = (char *)event_id;
+	return bsearch(&key, recs, n, sizeof(*recs), cmp_found);
+}
+
+void bw_found_records_free(struct bw_found_record *recs, size_t n)
+{
+	for (size_t i = 0; recs && i < n; i++)
+		found_record_cleanup(&recs[i]);
+	free(recs);
+}
