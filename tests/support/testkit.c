@@ -315,6 +315,29 @@ void tk_mongo_insert(const char *db, const char *coll, const char *doc_json)
 	mongoc_client_destroy(c);
 }
 
+json_t *tk_mongo_command(const char *db, const char *cmd_json)
+{
+	bson_error_t error;
+	bson_t reply;
+	mongoc_client_t *c = mongo_client();
+	mongoc_database_t *d = mongoc_client_get_database(c, db);
+	bson_t *cmd = bson_new_from_json((const uint8_t *)cmd_json, -1, &error);
+	char *text;
+	json_t *out;
+
+	ck_assert_msg(cmd != NULL, "command: %s", error.message);
+	ck_assert_msg(mongoc_database_write_command_with_opts(d, cmd, NULL, &reply, &error),
+		      "%s: %s", cmd_json, error.message);
+	text = bson_as_relaxed_extended_json(&reply, NULL);
+	out = json_loads(text, 0, NULL);
+	bson_free(text);
+	bson_destroy(&reply);
+	bson_destroy(cmd);
+	mongoc_database_destroy(d);
+	mongoc_client_destroy(c);
+	return out;
+}
+
 void tk_mongo_drop(const char *db)
 {
 	bson_error_t error;

@@ -65,6 +65,10 @@ json_t *tk_mongo_find_one(const char *db, const char *coll, const char *filter_j
 /* Inserts one document given as JSON (numbers become int64). */
 void tk_mongo_insert(const char *db, const char *coll, const char *doc_json);
 
+/* Runs a database command given as (extended) JSON, failing the test when it fails; the
+ * reply as a new JSON object (caller json_decref). */
+json_t *tk_mongo_command(const char *db, const char *cmd_json);
+
 /* Drops the database (end of a test). */
 void tk_mongo_drop(const char *db);
 
