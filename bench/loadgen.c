@@ -50,6 +50,8 @@ struct opts {
 	int records;          /* store: also insert a usage record per new event */
 	double dup, zipf, rate, timeout_s, warmup_s;
 	uint64_t seed;
+	int hex_orgs;         /* org ids as 24-hex strings (an organizations _id): the worker
+			       * then reads organizations once per batch */
 };
 
 /* One message of the stream: a new event (src = its unique index) or a re-send of src. */
@@ -255,16 +257,26 @@ struct run {
 	rd_kafka_t *producer;
 };
 
+/* The org id of org number n: "org-<n>", or 24 hex digits with --hex-orgs. */
+static int hex_orgs;
+
+static int org_name(char *buf, size_t len, long n)
+{
+	return hex_orgs ? snprintf(buf, len, "%024lx", n) : snprintf(buf, len, "org-%ld", n);
+}
+
 static int event_json(char *buf, size_t len, const struct run *r, long u, int64_t ts_us)
 {
+	char org[32];
+	org_name(org, sizeof(org), r->plan.uniq_org[u]);
 	return snprintf(buf, len,
-			"{\"event_id\":\"%s-%ld\",\"org_id\":\"org-%ld\",\"spus\":%d,"
+			"{\"event_id\":\"%s-%ld\",\"org_id\":\"%s\",\"spus\":%d,"
 			"\"operation\":\"llm_call\",\"source\":\"bench\","
 			"\"timestamp\":\"2026-11-25T12:00:00Z\",\"llm_provider\":\"openai\","
 			"\"llm_model\":\"gpt-4o-mini\",\"prompt_tokens\":900,"
 			"\"completion_tokens\":100,\"total_tokens\":1000,"
 			"\"bench_ts_us\":%" PRId64 "}",
-			r->o->prefix, u, r->plan.uniq_org[u], r->plan.uniq_spus[u], ts_us);
+			r->o->prefix, u, org, r->plan.uniq_spus[u], ts_us);
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -303,7 +315,7 @@ static void *produce_thread(void *arg)
 		if (r->plan.first_msg[u] == i)
 			wall_ts[u] = wall_us();   /* a re-send is the same bytes: same bench_ts_us */
 		int len = event_json(buf, sizeof(buf), r, u, wall_ts[u]);
-		int klen = snprintf(key, sizeof(key), "org-%ld", r->plan.uniq_org[u]);
+		int klen = org_name(key, sizeof(key), r->plan.uniq_org[u]);
 		for (;;) {
 			int64_t t = now_us();
 			atomic_store(&r->send_us[i], t);
@@ -580,7 +592,7 @@ static long insert_records(mongoc_collection_t *coll, const struct plan *p, long
 		if (p->first_msg[u] != i)
 			continue;   /* a re-send: the worker answers it from the existing record */
 		snprintf(id, sizeof(id), "ev-%ld", u);
-		snprintf(org, sizeof(org), "org-%ld", p->uniq_org[u]);
+		org_name(org, sizeof(org), p->uniq_org[u]);
 		bson_t *ev = BCON_NEW(
 			"event_id", BCON_UTF8(id), "org_id", BCON_UTF8(org), "spus",
 			BCON_INT64(p->uniq_spus[u]), "operation", BCON_UTF8("llm_call"), "source",
@@ -673,7 +685,7 @@ static int mode_store(const struct opts *o)
 			char id[32];
 			if (i > 0 && orgs[i] == orgs[i - 1])
 				continue;
-			snprintf(id, sizeof(id), "org-%ld", orgs[i]);
+			org_name(id, sizeof(id), orgs[i]);
 			int64_t v = version[orgs[i]];
 			bson_t *f = BCON_NEW("org_id", BCON_UTF8(id), "balance_version",
 					     BCON_INT64(v));
@@ -775,6 +787,7 @@ static const struct option_def {
 	{ "--series", 'i', 0, 1, OPT(series) },
 	{ "--compound-index", 'i', 0, 1, OPT(compound_index) },
 	{ "--seed", 'u', 0, 1e15, OPT(seed) },
+	{ "--hex-orgs", 'i', 0, 1, OPT(hex_orgs) },
 };
 
 static int set_option(struct opts *o, const char *name, const char *value)
@@ -809,7 +822,8 @@ static void usage(void)
 	fprintf(stderr, "usage: bw-bench-loadgen run|count|store [--topic T] [--results R] "
 			"[--db D] [--events N] [--orgs M] [--dup F] [--zipf S] [--seed X] "
 			"[--rate EPS] [--batch B] [--prefix P] [--timeout-s S] "
-			"[--compound-index 0|1] [--records 0|1] [--series 0|1] [--warmup-s S]\n");
+			"[--compound-index 0|1] [--records 0|1] [--series 0|1] [--warmup-s S] "
+			"[--hex-orgs 0|1]\n");
 }
 
 int main(int argc, char **argv)
@@ -830,6 +844,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	hex_orgs = o.hex_orgs;
 	if (strcmp(o.mode, "run") == 0 && o.topic && o.results)
 		return mode_run(&o);
 	if (strcmp(o.mode, "count") == 0 && o.topic)

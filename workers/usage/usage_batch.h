@@ -1,8 +1,10 @@
 /* usage_batch: the usage worker's batch handler (a bw_batch_fn for the consumer loop).
  *
- * One polled batch: parse and validate every message (invalid ones go to the DLQ); dedupe
- * event ids inside the batch; group by org; load those orgs (1 query) and the usage records
- * of the batch's event ids (1 query); run the waterfall in memory; write every changed org
+ * One polled batch: parse and validate every message (invalid ones go to the DLQ); link the
+ * copies of an event (org_id, event_id) inside the batch; group by org; read the backend's
+ * organizations for the enterprise flag (1 query, only for ObjectId org ids), load those orgs
+ * (1 query) and the usage records of the batch's events by their composite _id (1 query); run
+ * the waterfall in memory, each copy judged after the one before; write every changed org
  * with one conditional update on balance_version (1 unordered bulk; misses are reloaded and
  * redone); insert the usage records (1 unordered bulk); publish one result per message and
  * wait for the acks. Only then does the loop store the offsets.
