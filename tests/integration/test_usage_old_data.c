@@ -4,6 +4,7 @@
  * index; ledger rows keyed session_id (one session credited twice); stripe_events. Two workers
  * start on it and charge events; one assertion per case. */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,6 +308,43 @@ START_TEST(an_old_event_id_index_does_not_block_the_same_id_in_two_orgs)
 }
 END_TEST
 
+/* A crash after the write that opened an old org, before its rows: the next batch writes the
+ * opening row from the pending entry, once, and invariant 2 holds. */
+START_TEST(an_opening_interrupted_by_a_crash_is_recorded_by_the_next_batch)
+{
+	struct uk_env e;
+	char buf[512];
+	const char *crash[] = { "BW_FAULT_AT=after_db_write:1", "KAFKA_SESSION_TIMEOUT_MS=6000",
+				NULL };
+	const char *calm[] = { "KAFKA_SESSION_TIMEOUT_MS=6000", NULL };
+
+	uk_env_init(&e, "usage_open_crash", 1);
+	tk_mongo_insert(e.db, "payments_customers",
+			"{\"org_id\":\"crash-old\",\"purchased_credits\":100,"
+			"\"purchased_credits_used\":30,\"granted_credits\":100,"
+			"\"granted_credits_used\":100}");
+	uk_event_json(buf, sizeof(buf), "k1", "crash-old", 5);
+	tk_produce(e.topic, "crash-old", buf);
+	ck_assert_int_eq(uk_run_worker(&e, crash, 5000), 128 + SIGABRT);
+	ck_assert_int_eq(uk_run_worker(&e, calm, 9000), 0);
+	json_t *open = tk_mongo_find(e.db, "payments_usage_records",
+				     "{\"_id.opening_balance\":{\"$exists\":true}}");
+	ck_assert_int_eq(json_array_size(open), 1);
+	ck_assert_int_eq(tk_int(json_array_get(open, 0), "from_purchased"), 30);
+	ck_assert_int_eq(tk_int(json_array_get(open, 0), "from_granted"), 100);
+	json_decref(open);
+	json_t *d = tk_mongo_find_one(e.db, "payments_customers", "{\"org_id\":\"crash-old\"}");
+	json_t *k1 = tk_mongo_find_one(e.db, "payments_usage_records", "{\"event_id\":\"k1\"}");
+	ck_assert_ptr_nonnull(k1);
+	ck_assert_int_eq(tk_int(k1, "from_purchased"), 5);
+	ck_assert_int_eq(tk_int(d, "purchased_credits_used"), 35); /* 30 opening + 5 */
+	ck_assert_int_eq(tk_int(d, "granted_credits_used"), 100);
+	json_decref(k1);
+	json_decref(d);
+	tk_mongo_drop(e.db);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("usage_old_data");
@@ -325,6 +363,7 @@ int main(void)
 	tcase_set_timeout(tc2, 120);
 	tcase_add_test(tc2, duplicate_customer_documents_stop_the_worker_with_exit_2);
 	tcase_add_test(tc2, an_old_event_id_index_does_not_block_the_same_id_in_two_orgs);
+	tcase_add_test(tc2, an_opening_interrupted_by_a_crash_is_recorded_by_the_next_batch);
 	suite_add_tcase(s, tc2);
 	return tk_run_suite(s);
 }
