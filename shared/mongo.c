@@ -34,6 +34,10 @@ enum on_dup {
  * server ignores partialFilterExpression, a sparse compound index still indexes a document
  * with any one of its keys): unique keys are fields old documents never carry, a single-field
  * sparse index, or the composite _id of usage records ({org_id, event_id}: no index here). */
+#define BW_MERGE_HINT                                                                        \
+	"merge each org's documents into one (README: Taking over the original integration's " \
+	"database), then restart"
+
 static const struct {
 	const char *coll, *field, *field2; /* field2: second key of a compound index, or NULL */
 	int unique, sparse;
@@ -41,15 +45,13 @@ static const struct {
 	const char *merge_hint;            /* DUP_REFUSE: what the operator does */
 } index_table[] = {
 	{ BW_COLL_CUSTOMERS, "org_id", NULL, 1, 0, DUP_REFUSE,
-	  "merge each org's documents into one (README: Duplicate customer documents), then "
-	  "restart" },
+	  BW_MERGE_HINT },
 	/* The usage worker's conditional update filters on both; MongoDB would use the org_id
 	 * index, but the local wire-protocol server only uses a unique index whose fields match
 	 * the query's exactly, and scans otherwise (docs/PERFORMANCE.md). Unique because org_id
 	 * alone is. */
 	{ BW_COLL_CUSTOMERS, "org_id", "balance_version", 1, 0, DUP_REFUSE,
-	  "merge each org's documents into one (README: Duplicate customer documents), then "
-	  "restart" },
+	  BW_MERGE_HINT },
 	{ BW_COLL_CUSTOMERS, "stripe_customer_id", NULL, 0, 0, DUP_NONE, NULL },
 	{ BW_COLL_USAGE_RECORDS, "org_id", NULL, 0, 0, DUP_NONE, NULL },
 	/* sparse: the original integration's ledger rows have no checkout_session_id */
@@ -280,9 +282,10 @@ static int on_duplicates(struct bw_mongo *m, size_t i, struct bw_err *err)
 	}
 	bw_log(BW_LOG_ERROR, NULL, "%s: more than one document for %s %s (%s): %s",
 	       index_table[i].coll, index_table[i].field, keys, detail, index_table[i].merge_hint);
-	return bw_err_set(err, BW_ERR_FATAL, "%s: more than one document for %s %s: %s",
-			  index_table[i].coll, index_table[i].field, keys,
-			  index_table[i].merge_hint);
+	/* the hint first: a long list of ids is cut at the message's end (the log has it all) */
+	return bw_err_set(err, BW_ERR_FATAL, "%s: more than one document per %s: %s; %s: %s",
+			  index_table[i].coll, index_table[i].field, index_table[i].merge_hint,
+			  index_table[i].field, keys);
 }
 
 static int drop_obsolete(mongoc_database_t *database, struct bw_err *err)
