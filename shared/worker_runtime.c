@@ -52,3 +52,8 @@ void bw_worker_runtime_close(struct bw_worker_runtime *rt)
 	bw_mongo_destroy(rt->mongo);
 	rt->mongo = NULL;
 }
+
+int bw_worker_start_exit_code(const struct bw_err *err)
+{
+	return err && err->kind == BW_ERR_FATAL ? 2 : 1;
+}

@@ -48,4 +48,9 @@ int bw_worker_runtime_subscribe(struct bw_worker_runtime *rt, const struct bw_co
  * safe on a partly opened or already closed runtime. */
 void bw_worker_runtime_close(struct bw_worker_runtime *rt);
 
+/* The exit code of a worker whose start failed with err: 2 when an operator must act first
+ * (FATAL: the configuration, or stored data such as two customer documents for one org; the
+ * same code as a configuration error), else 1. */
+int bw_worker_start_exit_code(const struct bw_err *err);
+
 #endif

@@ -68,10 +68,7 @@ int main(void)
 	struct bw_worker_input in = { cfg.topic, cfg.group_id, 0, 10000 };
 	if (bw_worker_runtime_open(&rt, &common, "bw-usage-worker", &err) != 0 ||
 	    bw_worker_runtime_subscribe(&rt, &common, &in, &err) != 0) {
-		/* FATAL at start: the configuration or the stored data needs an operator
-		 * (e.g. two customer documents for one org), exit 2 like a config error */
-		if (err.kind == BW_ERR_FATAL)
-			exit_code = 2;
+		exit_code = bw_worker_start_exit_code(&err);
 		goto fail;
 	}
 	ctx.mongo = rt.mongo;
