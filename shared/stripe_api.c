@@ -25,6 +25,7 @@ struct bw_stripe_api {
 	int has_last;
 	unsigned int seed;
 	struct bw_stripe_api_stats stats;
+	int64_t last_date_s;    /* Date header of the last HTTP answer, -1 when none */
 };
 
 /* A response being read: body with a hard maximum, and the headers we act on. */
@@ -34,6 +35,7 @@ struct response {
 	int too_big;
 	char retry_after[32];
 	char should_retry[8];
+	char date[64];
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -86,6 +88,7 @@ struct bw_stripe_api *bw_stripe_api_new(const struct bw_stripe_api_conf *conf,
 								     : conf->retry_max_ms;
 	api->pace_ns = conf->rate_limit_rps > 0 ? 1000000000L / conf->rate_limit_rps : 0;
 	api->seed = (unsigned int)time(NULL) ^ (unsigned int)(uintptr_t)api;
+	api->last_date_s = -1;
 	return api;
 nomem:
 	bw_err_set(err, BW_ERR_FATAL, "stripe_api: out of memory");
@@ -132,6 +135,21 @@ long bw_stripe_api_retry_after_ms(const char *value)
 	if (bw_parse_int64(value, 0, 86400, &secs) != 0)
 		return -1;
 	return (long)secs * 1000L;
+}
+
+int64_t bw_stripe_api_parse_date(const char *value)
+{
+	time_t t;
+
+	if (!value || !*value)
+		return -1;
+	t = curl_getdate(value, NULL);
+	return t < 0 ? -1 : (int64_t)t;
+}
+
+int64_t bw_stripe_api_last_date(const struct bw_stripe_api *api)
+{
+	return api->last_date_s;
 }
 
 long bw_stripe_api_backoff_ms(int attempt, int base_ms, int max_ms)
@@ -232,6 +250,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *opaque)
 
 	grab_header(line, n, "Retry-After", r->retry_after, sizeof(r->retry_after));
 	grab_header(line, n, "Stripe-Should-Retry", r->should_retry, sizeof(r->should_retry));
+	grab_header(line, n, "Date", r->date, sizeof(r->date));
 	return n;
 }
 
@@ -265,7 +284,7 @@ static enum verdict attempt(struct bw_stripe_api *api, const char *url, const ch
 			    struct curl_slist *headers, json_t **out, long *wait_ms,
 			    struct bw_stripe_error *serr, struct bw_err *err)
 {
-	struct response r = { NULL, 0, 0, api->max_body, 0, "", "" };
+	struct response r = { NULL, 0, 0, api->max_body, 0, "", "", "" };
 	enum verdict v = FAIL;
 	long status = 0;
 	CURLcode cc;
@@ -309,6 +328,7 @@ static enum verdict attempt(struct bw_stripe_api *api, const char *url, const ch
 	}
 	curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &status);
 	serr->http_status = status;
+	api->last_date_s = bw_stripe_api_parse_date(r.date);
 	if (status >= 200 && status < 300) {
 		json_error_t jerr;
 		json_t *root = json_loadb((const char *)r.buf, r.len, 0, &jerr);
@@ -325,7 +345,9 @@ static enum verdict attempt(struct bw_stripe_api *api, const char *url, const ch
 		goto done;
 	}
 	parse_stripe_error(&r, serr);
-	int temporary = status == 429 || status >= 500 || status == 408;
+	/* 409: an idempotency key still in use by a concurrent request (or a lock on the
+	 * object); Stripe's own libraries retry it like a rate limit. */
+	int temporary = status == 429 || status >= 500 || status == 408 || status == 409;
 	int retryable = temporary;
 	if (strcasecmp(r.should_retry, "true") == 0)
 		retryable = temporary = 1;

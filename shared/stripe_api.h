@@ -6,8 +6,10 @@
  * Responses are read into a buffer with a hard maximum.
  *
  * Retries (this module decides the error kind, callers act on it):
- *   network error, timeout, 429, 5xx  retried with exponential backoff and full jitter; a
- *                                     429/503 `Retry-After: <seconds>` is honoured (capped);
+ *   network error, timeout, 408,      retried with exponential backoff and full jitter; a
+ *   409, 429, 5xx                     `Retry-After: <seconds>` is honoured (capped); 409 is
+ *                                     an Idempotency-Key still in use by a concurrent
+ *                                     request, retried as Stripe's own libraries do;
  *                                     after max_retries: BW_ERR_TRANSIENT
  *   `Stripe-Should-Retry: false`      not retried (the answer's kind still applies)
  *   other 4xx                         never retried: BW_ERR_INVALID
@@ -92,6 +94,14 @@ int bw_stripe_api_list(struct bw_stripe_api *api, const char *path, const char *
 
 /* URL-encodes s into a new string (caller free()), or NULL on no memory. */
 char *bw_stripe_api_escape(struct bw_stripe_api *api, const char *s);
+
+/* Stripe's clock: the Date header (unix seconds) of the last HTTP answer received, or -1
+ * when it had none. The sync compares Stripe's times with Stripe's times only (event
+ * `created` against this), never with the local clock. */
+int64_t bw_stripe_api_last_date(const struct bw_stripe_api *api);
+
+/* Parses an HTTP Date ("Sun, 06 Nov 1994 08:49:37 GMT") into unix seconds, or -1. */
+int64_t bw_stripe_api_parse_date(const char *value);
 
 void bw_stripe_api_get_stats(const struct bw_stripe_api *api, struct bw_stripe_api_stats *out);
 

@@ -9,13 +9,19 @@ changes the "Stripe" state between ticks by writing a new file and renaming it o
   products        {id: product object}
   prices          [price object, "product" as an id: expanded when expand[]=data.product]
   customers       {id: customer object}
-  subscriptions   [subscription object; items.data[].price as a price id, served inline]
+  subscriptions   [subscription object; items.data[].price as a price id, served inline;
+                  latest_invoice an invoice id, expanded from `invoices` with
+                  expand[]=data.latest_invoice]
+  invoices        {id: invoice object}
+  now             optional unix seconds: Stripe's clock, sent as every answer's Date header
+                  (else the real time)
   faults          [{method, path (prefix), status, headers, body | raw, delay_ms, times}]:
                   the first matching fault with times left (-1 = forever) answers instead
 Every request is appended to DIR/requests.jsonl (method, path, query, headers that matter,
 body). The port is written to DIR/port once listening (binds port 0: a free port).
 POST /v1/customers honours Idempotency-Key like Stripe (same key: same answer) and creates
-"cus_for_<metadata[org_id]>". Errors have Stripe's shape {"error": {type, code, message}}.
+"cus_for_<metadata[org_id]>" (then "..._2", "..._3" when that id exists: a re-created customer),
+with the form's metadata. Errors have Stripe's shape {"error": {type, code, message}}.
 """
 import argparse
 import json
@@ -74,8 +80,8 @@ def page(items, q, url, state):
 
 
 def all_customers(state):
-    c = dict(state.get("customers", {}))
-    c.update(CREATED)
+    c = dict(CREATED)
+    c.update(state.get("customers", {}))  # a test deletes a created customer in its state
     return c
 
 
@@ -85,6 +91,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):  # quiet: tests read requests.jsonl instead
         pass
+
+    def date_time_string(self, timestamp=None):
+        # Stripe's clock: the state's "now" when set (a test skews it from the local clock)
+        now = STATE["data"].get("now") if isinstance(STATE["data"], dict) else None
+        return super().date_time_string(now if now is not None else timestamp)
 
     def handle_any(self, method):
         parts = urlsplit(self.path)
@@ -178,6 +189,9 @@ class Handler(BaseHTTPRequestHandler):
                 for it in s.get("items", {}).get("data", []):
                     if isinstance(it.get("price"), str):
                         it["price"] = prices.get(it["price"], {"id": it["price"]})
+                inv = s.get("latest_invoice")
+                if isinstance(inv, str) and "data.latest_invoice" in q.get("expand[]", []):
+                    s["latest_invoice"] = state.get("invoices", {}).get(inv, inv)
                 items.append(s)
             return page(items, q, "/v1/subscriptions", state)
         if method == "GET" and path.startswith("/v1/customers/"):
@@ -194,8 +208,16 @@ class Handler(BaseHTTPRequestHandler):
             form = parse_qs(body, keep_blank_values=True)
             org = form.get("metadata[org_id]", [""])[0]
             cid = "cus_for_" + org if org else "cus_anon_%d" % (len(CREATED) + 1)
+            known = all_customers(state)
+            n = 2
+            base = cid
+            while cid in known:
+                cid = "%s_%d" % (base, n)
+                n += 1
+            md = {k[len("metadata["):-1]: v[0] for k, v in form.items()
+                  if k.startswith("metadata[") and k.endswith("]")}
             c = {"id": cid, "object": "customer", "created": int(time.time()),
-                 "metadata": {"org_id": org} if org else {}}
+                 "metadata": md}
             CREATED[cid] = c
             res = (200, c)
             if key:

@@ -288,6 +288,62 @@ START_TEST(post_keeps_its_idempotency_key_across_retries)
 }
 END_TEST
 
+/* 409 idempotency_key_in_use: a concurrent request with the same key is still running at
+ * Stripe; retried with backoff like a 429 (Stripe's own libraries do), with the same key. */
+START_TEST(conflict_409_key_in_use_is_retried_with_the_same_key)
+{
+	json_t *st = stub_fixture();
+	struct bw_stripe_api_stats stats;
+	struct bw_stripe_error serr;
+	struct bw_err err;
+
+	stub_add_fault(st, "POST", "/v1/customers", 409, 2, 0, NULL,
+		       "{\"error\":{\"type\":\"idempotency_error\",\"code\":"
+		       "\"idempotency_key_in_use\",\"message\":\"in use\"}}");
+	stub_add_fault(st, "GET", "/v1/customers/cus_alpha", 409, -1, 0, NULL, NULL);
+	start_with(st);
+	struct bw_stripe_api *api = client(5000, 3, 1 << 20);
+	json_t *c = bw_stripe_api_post(api, "/v1/customers", "metadata%5Borg_id%5D=org_y",
+				       "key-org_y", &serr, &err);
+	ck_assert_msg(c != NULL, "%s", err.msg);
+	ck_assert_str_eq(json_string_value(json_object_get(c, "id")), "cus_for_org_y");
+	bw_stripe_api_get_stats(api, &stats);
+	ck_assert_uint_eq(stats.requests, 3);
+	ck_assert_uint_eq(stats.retries, 2);
+	json_t *reqs = stub_requests(&S), *r;
+	size_t i;
+	json_array_foreach(reqs, i, r)
+		ck_assert_str_eq(json_string_value(json_object_get(r, "idempotency_key")), "key-org_y");
+	json_decref(reqs);
+	json_decref(c);
+	/* past the retries: transient (the tick is tried again later), Stripe's status kept */
+	bw_err_clear(&err);
+	ck_assert_ptr_null(bw_stripe_api_get(api, "/v1/customers/cus_alpha", &serr, &err));
+	ck_assert_int_eq(err.kind, BW_ERR_TRANSIENT);
+	ck_assert_int_eq(serr.http_status, 409);
+	bw_stripe_api_destroy(api);
+}
+END_TEST
+
+/* Stripe's clock: the Date header of the last answer (the stub's "now"), not local time. */
+START_TEST(last_date_is_stripes_clock)
+{
+	json_t *st = stub_fixture();
+	struct bw_stripe_error serr;
+	struct bw_err err;
+
+	json_object_set_new(st, "now", json_integer(1500000000));
+	start_with(st);
+	struct bw_stripe_api *api = client(5000, 0, 1 << 20);
+	ck_assert_int_eq(bw_stripe_api_last_date(api), -1);
+	json_t *c = bw_stripe_api_get(api, "/v1/customers/cus_alpha", &serr, &err);
+	ck_assert_msg(c != NULL, "%s", err.msg);
+	ck_assert_int_eq(bw_stripe_api_last_date(api), 1500000000);
+	json_decref(c);
+	bw_stripe_api_destroy(api);
+}
+END_TEST
+
 START_TEST(retry_after_and_backoff_bounds)
 {
 	ck_assert_int_eq(bw_stripe_api_retry_after_ms("2"), 2000);
@@ -326,6 +382,8 @@ int main(void)
 	tcase_add_test(stub, timeouts_past_the_retries_are_transient);
 	tcase_add_test(stub, response_above_the_body_limit_is_invalid);
 	tcase_add_test(stub, post_keeps_its_idempotency_key_across_retries);
+	tcase_add_test(stub, conflict_409_key_in_use_is_retried_with_the_same_key);
+	tcase_add_test(stub, last_date_is_stripes_clock);
 	tcase_add_test(pure, retry_after_and_backoff_bounds);
 	suite_add_tcase(s, stub);
 	suite_add_tcase(s, pure);

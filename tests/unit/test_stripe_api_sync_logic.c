@@ -146,6 +146,7 @@ static json_t *subs_of(const char *text)
 
 START_TEST(the_latest_live_base_subscription_wins)
 {
+	const struct bw_sub_policy policy = { 1 };
 	struct bw_sub_state st;
 	struct bw_err err;
 	json_t *s = subs_of("[" SUB("s_old", "active", 100, "individual", "1000",
@@ -154,7 +155,7 @@ START_TEST(the_latest_live_base_subscription_wins)
 				",\"current_period_start\":300,\"current_period_end\":400") ","
 			    SUB("s_dead", "canceled", 500, "enterprise", "0", "") "]");
 
-	ck_assert_int_eq(bw_sync_pick_subscription(s, &st, &err), 0);
+	ck_assert_int_eq(bw_sync_pick_subscription(s, &policy, &st, &err), 0);
 	ck_assert_int_eq(st.live, 1);
 	ck_assert_str_eq(st.subscription_id, "s_new");
 	ck_assert_str_eq(st.subscription_type, "team");
@@ -166,7 +167,7 @@ START_TEST(the_latest_live_base_subscription_wins)
 	/* none live: "none", the latest subscription's id and status */
 	s = subs_of("[" SUB("s_a", "canceled", 100, "team", "5000", "") ","
 		    SUB("s_b", "incomplete_expired", 200, "team", "5000", "") "]");
-	ck_assert_int_eq(bw_sync_pick_subscription(s, &st, &err), 0);
+	ck_assert_int_eq(bw_sync_pick_subscription(s, &policy, &st, &err), 0);
 	ck_assert_int_eq(st.live, 0);
 	ck_assert_str_eq(st.subscription_type, "none");
 	ck_assert_int_eq(st.allowance, 0);
@@ -179,7 +180,7 @@ START_TEST(the_latest_live_base_subscription_wins)
 		    "\"current_period_start\":10,\"current_period_end\":20,\"price\":{\"id\":\"p\","
 		    "\"metadata\":{\"price_type\":\"base\",\"tier\":\"team\",\"included_spus\":\"7\"}}}"
 		    "]}}]");
-	ck_assert_int_eq(bw_sync_pick_subscription(s, &st, &err), 0);
+	ck_assert_int_eq(bw_sync_pick_subscription(s, &policy, &st, &err), 0);
 	ck_assert_int_eq(st.has_period, 1);
 	ck_assert_int_eq(st.period_start_s, 10);
 	ck_assert_int_eq(st.allowance, 7);
@@ -187,12 +188,12 @@ START_TEST(the_latest_live_base_subscription_wins)
 
 	/* a live base price with a broken included_spus is an error, not a zero allowance */
 	s = subs_of("[" SUB("s_x", "active", 1, "team", "5k", "") "]");
-	ck_assert_int_eq(bw_sync_pick_subscription(s, &st, &err), -1);
+	ck_assert_int_eq(bw_sync_pick_subscription(s, &policy, &st, &err), -1);
 	ck_assert_int_eq(err.kind, BW_ERR_INVALID);
 	json_decref(s);
 
 	s = subs_of("[]");
-	ck_assert_int_eq(bw_sync_pick_subscription(s, &st, &err), 0);
+	ck_assert_int_eq(bw_sync_pick_subscription(s, &policy, &st, &err), 0);
 	ck_assert_ptr_null(st.subscription_id);
 	json_decref(s);
 
@@ -201,13 +202,13 @@ START_TEST(the_latest_live_base_subscription_wins)
 	s = subs_of("[" SUB("s_big", "active", 1, "team", "5000",
 			    ",\"current_period_start\":9223372036854775807,"
 			    "\"current_period_end\":9223372036854775807") "]");
-	ck_assert_int_eq(bw_sync_pick_subscription(s, &st, &err), 0);
+	ck_assert_int_eq(bw_sync_pick_subscription(s, &policy, &st, &err), 0);
 	ck_assert_int_eq(st.live, 1);
 	ck_assert_int_eq(st.has_period, 0);
 	json_decref(s);
 	s = subs_of("[" SUB("s_neg", "active", 1, "team", "5000",
 			    ",\"current_period_start\":-5,\"current_period_end\":20") "]");
-	ck_assert_int_eq(bw_sync_pick_subscription(s, &st, &err), 0);
+	ck_assert_int_eq(bw_sync_pick_subscription(s, &policy, &st, &err), 0);
 	ck_assert_int_eq(st.has_period, 0);
 	json_decref(s);
 }

@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "signals.h"
 #include "stripe_api.h"
+#include "sub_policy.h"
 #include "sync_batch.h"
 #include "worker_config.h"
 #include "worker_runtime.h"
@@ -32,6 +33,7 @@ struct sync_cfg {
 	int64_t max_tick_bytes;
 	int64_t backoff_max_ms;
 	int prices_at_start;
+	int past_due_keeps_allowance;
 };
 
 #define OWN(field) offsetof(struct sync_cfg, field)
@@ -70,6 +72,9 @@ static const struct bw_cfg_opt sync_opts[] = {
 	  "cap of the consumer's backoff after a transiently failed tick", NULL },
 	{ "SYNC_PRICES_AT_START", BW_CFG_BOOL, "true", 0, 0, 0, OWN(prices_at_start),
 	  "run a prices sync once at start (not in local-only mode)", NULL },
+	{ BW_SUB_POLICY_PAST_DUE_VAR, BW_CFG_BOOL, "true", 0, 0, 0,
+	  OWN(past_due_keeps_allowance),
+	  "a past_due subscription keeps its allowance while Stripe retries the payment", NULL },
 };
 
 #define NOPTS (sizeof(sync_opts) / sizeof(sync_opts[0]))
@@ -138,6 +143,7 @@ int main(void)
 	ctx.results_topic = common.results_topic;
 	ctx.product_tag = cfg.product_tag;
 	ctx.free_grant = common.free_grant;
+	ctx.policy.past_due_keeps_allowance = cfg.past_due_keeps_allowance;
 	ctx.max_tick_bytes = (size_t)cfg.max_tick_bytes;
 	ctx.max_tick_attempts = (int)cfg.max_tick_attempts;
 	ctx.flush_timeout_ms = 30000;

@@ -29,6 +29,7 @@ int bw_sync_run(struct bw_sync_ctx *ctx, enum bw_sync_scope scope, const char *o
 		struct bw_err *err)
 {
 	struct bw_stripe_api_stats before, after;
+	struct bw_sync_customer_cfg ccfg = { ctx->free_grant, &ctx->policy, ctx->product_tag };
 	int rc = -1;
 
 	memset(serr, 0, sizeof(*serr));
@@ -41,7 +42,7 @@ int bw_sync_run(struct bw_sync_ctx *ctx, enum bw_sync_scope scope, const char *o
 				    serr, err);
 		break;
 	case BW_SYNC_CUSTOMER: {
-		struct bw_sync_customer_req req = { org_id, stripe_customer_id, 1, ctx->free_grant };
+		struct bw_sync_customer_req req = { org_id, stripe_customer_id, 1, &ccfg };
 		rc = bw_sync_customer(ctx->api, ctx->mongo, &req, &out->counts, serr, err);
 		break;
 	}
@@ -49,8 +50,7 @@ int bw_sync_run(struct bw_sync_ctx *ctx, enum bw_sync_scope scope, const char *o
 		rc = bw_sync_prices(ctx->api, ctx->mongo, ctx->product_tag, run_id, &out->counts,
 				    serr, err);
 		if (rc == 0)
-			rc = bw_sync_all_customers(ctx->api, ctx->mongo, ctx->free_grant,
-						   &out->counts, customer_errors, serr, err);
+			rc = bw_sync_all_customers(ctx->api, ctx->mongo, &ccfg, &out->counts, customer_errors, serr, err);
 		break;
 	}
 	bw_stripe_api_get_stats(ctx->api, &after);
@@ -134,6 +134,11 @@ static int process_tick(struct bw_sync_ctx *ctx, const rd_kafka_message_t *msg,
 	if (bw_sync_run(ctx, tick.scope, tick.org_id, tick.stripe_customer_id, &out, run_id,
 			sizeof(run_id), cerrors, &serr, &terr) == 0) {
 		out.status = BW_SYNC_APPLIED;
+		if (tick.scope == BW_SYNC_CUSTOMER && out.counts.customers_foreign > 0) {
+			out.status = BW_SYNC_SKIPPED;
+			out.reason = "Stripe customer of another product: recorded, its events "
+				     "are ignored";
+		}
 		out.customer_errors = cerrors;
 		ctx->failed_attempts = 0;
 		bw_log(BW_LOG_INFO, &lc, "tick %s (%s) applied: %lld requests, %lld retries",

@@ -20,6 +20,7 @@
 #include "kafka_producer.h"
 #include "mongo.h"
 #include "stripe_api.h"
+#include "sub_policy.h"
 #include "sync_tick.h"
 
 struct bw_sync_ctx {
@@ -30,6 +31,7 @@ struct bw_sync_ctx {
 	const char *results_topic;       /* borrowed */
 	const char *product_tag;         /* borrowed */
 	int64_t free_grant;
+	struct bw_sub_policy policy;     /* the shared subscription policy's settings */
 	size_t max_tick_bytes;
 	int max_tick_attempts;
 	int flush_timeout_ms;

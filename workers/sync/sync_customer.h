@@ -1,21 +1,30 @@
 /* sync_customer: the `customer` sync. Makes payments_customers' subscription fields of one
- * org what the Stripe API says (the API's state is the newest truth), creating the Stripe
- * customer first when the org has none.
+ * org what the Stripe API says (the API's state is the newest truth), read through the
+ * shared subscription policy (sync_subscription.h), creating the Stripe customer first when
+ * the org has none.
  *
- * Stripe calls: POST /v1/customers (metadata[org_id], Idempotency-Key
- * "bw-sync-customer-<org_id>": a retry or a second worker never creates two),
- * GET /v1/customers/<id>, GET /v1/subscriptions?customer=<id>&status=all (every page).
+ * Stripe calls: POST /v1/customers (metadata[org_id], metadata[product], Idempotency-Key
+ * "bw-sync-customer-<org_id>", with "-g<n>" after the org's n-th deleted customer: a retry or
+ * a second worker never creates two), GET /v1/customers/<id>,
+ * GET /v1/subscriptions?customer=<id>&status=all&expand[]=data.latest_invoice (every page).
  *
  * Writes (one conditional update on balance_version, retried on a miss):
  *   $set subscription_type, subscription_spu_allowance, stripe_subscription_id,
  *        stripe_subscription_status, stripe_subscription_price_id,
  *        stripe_current_billing_period_start/_end (dates), stripe_subscription_event_created
- *        (now, unix seconds: webhook events created before the sync are stale), stripe_synced_at,
- *        updated_at
- *   subscription_spus_used = 0 when the billing period moved forward (a new period starts
- *        with the full allowance; whoever moves the period resets, atomically with it)
+ *        (Stripe's clock at the read: the Date of the customer answer; webhook events created
+ *        before it are stale), stripe_synced_at, updated_at
+ *   subscription_spus_used = 0 only when the subscription's latest_invoice is paid and
+ *        opens its current period, once per period (the reset marker shared with the stripe
+ *        worker's invoice reset)
  *   $inc balance_version 1 when a balance field changed.
- * An org marked "enterprise" locally keeps it while Stripe has no live subscription. */
+ * Enterprise orgs (stored subscription_type "enterprise", or the backend's organizations
+ * document with type "enterprise") keep their plan: only stripe_customer_id is written.
+ * A deleted Stripe customer: the id is cleared (stripe_customers_deleted + 1) and the plan
+ * is none, so the next customer tick creates a new customer.
+ * A customer of another product (not linked to an org, metadata.product not ours, or
+ * neither product nor org_id): recorded in payments_foreign_customers (the stripe worker
+ * then ignores its events), counted in customers_foreign, nothing else written. */
 #ifndef BW_SYNC_CUSTOMER_H
 #define BW_SYNC_CUSTOMER_H
 
@@ -25,32 +34,21 @@
 #include "err.h"
 #include "mongo.h"
 #include "stripe_api.h"
+#include "sub_policy.h"
+#include "sync_subscription.h"
 #include "sync_tick.h"
 
-/* The subscription state of one Stripe customer. Strings borrowed from the JSON. */
-struct bw_sub_state {
-	const char *subscription_type;   /* tier of the live base price, or "none" */
-	int64_t allowance;               /* its included_spus (0 for none) */
-	const char *subscription_id;     /* live subscription, else the latest one, or NULL */
-	const char *status;              /* its status, or NULL */
-	const char *price_id;            /* the base price, or NULL */
-	int has_period;
-	int64_t period_start_s, period_end_s;
-	int live;                        /* an active/trialing/past_due base subscription */
+struct bw_sync_customer_cfg {
+	int64_t free_grant;
+	const struct bw_sub_policy *policy;   /* borrowed */
+	const char *product_tag;              /* borrowed: STRIPE_PRODUCT_TAG */
 };
-
-/* Picks the state from an array of Stripe subscription objects (borrowed; items.data[].price
- * objects as Stripe returns them): the most recently created subscription in status active,
- * trialing or past_due with an item whose price metadata has price_type=base; its tier and
- * included_spus. Period from the subscription, or from its item (API 2025-03-31+).
- * Returns 0, or -1 with err (INVALID) when that price's metadata is unusable. */
-int bw_sync_pick_subscription(const json_t *subs, struct bw_sub_state *out, struct bw_err *err);
 
 struct bw_sync_customer_req {
 	const char *org_id;               /* may be NULL when stripe_customer_id is set */
 	const char *stripe_customer_id;   /* may be NULL: read from the document */
 	int may_create;                   /* create a Stripe customer when the org has none */
-	int64_t free_grant;
+	const struct bw_sync_customer_cfg *cfg;  /* borrowed */
 };
 
 /* Reconciles one org. Adds to counts. 0, or -1 with err (TRANSIENT: Stripe after retries or
@@ -62,7 +60,8 @@ int bw_sync_customer(struct bw_stripe_api *api, struct bw_mongo *mongo,
 /* scope all: every org with a stripe_customer_id, one after the other (the client paces the
  * requests). A customer Stripe refuses (4xx) is counted and listed in errors (a JSON array,
  * at most 20 entries), not fatal; a transient failure stops the run. */
-int bw_sync_all_customers(struct bw_stripe_api *api, struct bw_mongo *mongo, int64_t free_grant,
+int bw_sync_all_customers(struct bw_stripe_api *api, struct bw_mongo *mongo,
+			  const struct bw_sync_customer_cfg *cfg,
 			  struct bw_sync_counts *counts, json_t *errors,
 			  struct bw_stripe_error *serr, struct bw_err *err);
 

@@ -79,7 +79,7 @@ done:
 
 static json_t *counts_json(const struct bw_sync_counts *c)
 {
-	return json_pack("{sIsIsIsIsIsIsIsIsIsIsI}", "prices_seen", (json_int_t)c->prices_seen,
+	return json_pack("{sIsIsIsIsIsIsIsIsIsIsIsI}", "prices_seen", (json_int_t)c->prices_seen,
 			 "prices_stored", (json_int_t)c->prices_stored, "prices_invalid",
 			 (json_int_t)c->prices_invalid, "prices_deactivated",
 			 (json_int_t)c->prices_deactivated, "pages", (json_int_t)c->pages,
@@ -87,7 +87,8 @@ static json_t *counts_json(const struct bw_sync_counts *c)
 			 "customers_seen", (json_int_t)c->customers_seen, "customers_updated",
 			 (json_int_t)c->customers_updated, "customers_created",
 			 (json_int_t)c->customers_created, "customers_failed",
-			 (json_int_t)c->customers_failed);
+			 (json_int_t)c->customers_failed, "customers_foreign",
+			 (json_int_t)c->customers_foreign);
 }
 
 static json_t *str_or_null(const char *s)

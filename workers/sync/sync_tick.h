@@ -55,6 +55,7 @@ struct bw_sync_counts {
 	int64_t customers_updated;   /* subscription fields written */
 	int64_t customers_created;   /* Stripe customers created for orgs without one */
 	int64_t customers_failed;    /* scope all: customers Stripe refused (4xx) */
+	int64_t customers_foreign;   /* another product's customers recorded as such */
 };
 
 /* Outcome of one tick (strings borrowed). */
