@@ -19,8 +19,6 @@
 /* Stripe customers of another product on a shared Stripe account, by _id = customer id:
  * written by the sync worker, read by the stripe worker (their events are ignored). */
 #define BW_COLL_FOREIGN_CUSTOMERS "payments_foreign_customers"
-/* The backend's own organizations (read only: type "enterprise"). */
-#define BW_COLL_ORGANIZATIONS "organizations"
 
 /* MongoDB's duplicate key error code. */
 #define BW_MONGO_DUPLICATE_KEY 11000

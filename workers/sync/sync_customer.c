@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "customer_doc.h"
 #include "log.h"
 #include "metrics.h"
 #include "sync_prices.h"
@@ -168,7 +169,9 @@ static int write_doc(mongoc_collection_t *coll, const char *org_id, const struct
 	int clear_cus = w->cus_deleted && d->exists && d->stripe_customer_id &&
 			strcmp(d->stripe_customer_id, w->cus) == 0;
 
-	if (use_st && d->enterprise) {
+	if (use_st && !d->exists) {
+		use_st = 0; /* created first (fresh defaults), the subscription in the next write */
+	} else if (use_st && d->enterprise) {
 		bw_log(BW_LOG_INFO, &lc, "enterprise org: Stripe subscription state not applied");
 		use_st = 0;
 	} else if (use_st && d->has_sub_created && d->sub_created > w->read_s) {
@@ -206,19 +209,13 @@ static int write_doc(mongoc_collection_t *coll, const char *org_id, const struct
 	}
 	if (!d->exists) {
 		BSON_APPEND_DOCUMENT_BEGIN(&update, "$setOnInsert", &soi);
-		BSON_APPEND_INT64(&soi, "granted_credits", w->free_grant);
-		BSON_APPEND_INT64(&soi, "purchased_credits", 0);
-		if (!use_st) {
-			BSON_APPEND_INT64(&soi, "subscription_spu_allowance", 0);
-			BSON_APPEND_UTF8(&soi, "subscription_type", "none");
-		}
-		BSON_APPEND_DATE_TIME(&soi, "created_at", now);
+		bw_customer_append_fresh(&soi, w->free_grant, now);
 		bson_append_document_end(&update, &soi);
 	}
 	if (balance_changed || clear_cus) {
 		BSON_APPEND_DOCUMENT_BEGIN(&update, "$inc", &inc);
 		if (balance_changed)
-			BSON_APPEND_INT64(&inc, "balance_version", 1);
+			bw_customer_append_version_bump(&inc);
 		if (clear_cus)
 			BSON_APPEND_INT64(&inc, "stripe_customers_deleted", 1);
 		bson_append_document_end(&update, &inc);
@@ -244,7 +241,7 @@ static int org_enterprise(struct bw_mongo *mongo, mongoc_client_t *client, const
 {
 	mongoc_collection_t *coll = bw_mongo_coll(mongo, client, BW_COLL_ORGANIZATIONS);
 	bson_t filter = BSON_INITIALIZER, in, arr;
-	bson_t *opts = BCON_NEW("limit", BCON_INT64(1), "projection", "{", "type",
+	bson_t *opts = BCON_NEW("limit", BCON_INT64(1), "projection", "{", BW_ORG_TYPE,
 				BCON_INT32(1), "}");
 	bson_oid_t oid;
 	mongoc_cursor_t *cur;
@@ -256,17 +253,15 @@ static int org_enterprise(struct bw_mongo *mongo, mongoc_client_t *client, const
 	BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
 	BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
 	BSON_APPEND_UTF8(&arr, "0", org_id);
-	if (strlen(org_id) == 24 && bson_oid_is_valid(org_id, 24)) {
-		bson_oid_init_from_string(&oid, org_id);
+	if (bw_customer_org_oid(org_id, &oid))
 		BSON_APPEND_OID(&arr, "1", &oid);
-	}
 	bson_append_array_end(&in, &arr);
 	bson_append_document_end(&filter, &in);
 	cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
 	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
 	if (mongoc_cursor_next(cur, &doc)) {
 		bson_iter_t it;
-		*out = bson_iter_init_find(&it, doc, "type") && BSON_ITER_HOLDS_UTF8(&it) &&
+		*out = bson_iter_init_find(&it, doc, BW_ORG_TYPE) && BSON_ITER_HOLDS_UTF8(&it) &&
 		       bw_sub_policy_is_enterprise_type(bson_iter_utf8(&it, NULL));
 	}
 	if (mongoc_cursor_error(cur, &error))
@@ -284,7 +279,7 @@ static int write_with_retry(struct bw_mongo *mongo, mongoc_client_t *client,
 			    const struct write_req *w, struct bw_err *err)
 {
 	struct doc_state d = { 0 };
-	int rc = -1, org_ent = 0;
+	int rc = -1, org_ent = 0, created = 0;
 
 	/* The organizations document is read once: the plan type it gives does not race. */
 	if (w->st && org_enterprise(mongo, client, org_id, &org_ent, err) != 0)
@@ -296,6 +291,11 @@ static int write_with_retry(struct bw_mongo *mongo, mongoc_client_t *client,
 		int r = write_doc(coll, org_id, w, &d, err);
 		if (r < 0)
 			goto done;
+		if (r == 1 && !d.exists && w->st && !created) {
+			created = 1; /* created with fresh defaults: now the subscription */
+			attempt--;
+			continue;
+		}
 		if (r == 1) {
 			rc = 0;
 			goto done;
