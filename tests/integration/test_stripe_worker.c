@@ -233,10 +233,15 @@ static json_t *invoice(const char *fixture, const char *id, const char *sub, lon
 {
 	json_t *ev = event(fixture, id, 0);
 	sk_set_str(ev, "data.object.customer", "cus_i");
-	if (json_object_get(json_object_get(json_object_get(ev, "data"), "object"), "parent"))
+	/* the invoice's subscription, and its own line's (the line that gives the period) */
+	if (json_object_get(json_object_get(json_object_get(ev, "data"), "object"), "parent")) {
 		sk_set_str(ev, "data.object.parent.subscription_details.subscription", sub);
-	else
+		sk_set_str(ev, "data.object.lines.data.0.parent.subscription_item_details."
+			   "subscription", sub);
+	} else {
 		sk_set_str(ev, "data.object.subscription", sub);
+		sk_set_str(ev, "data.object.lines.data.0.subscription", sub);
+	}
 	sk_set_int(ev, "data.object.lines.data.0.period.start", start);
 	sk_set_int(ev, "data.object.lines.data.0.period.end", end);
 	return ev;

@@ -48,8 +48,13 @@ static const struct {
 	{ "invoice create", BW_SK_INVOICE_PAID, NULL, NULL, "subscription_create", "sub_1", 1,
 	  -1 },
 	{ "invoice manual", BW_SK_INVOICE_PAID, NULL, NULL, "manual", "sub_1", 1, BW_SS_IGNORED },
+	/* no line of the subscription's own period (cut off, or none): the sync settles it */
 	{ "invoice no period", BW_SK_INVOICE_PAID, NULL, NULL, "subscription_cycle", "sub_1", 0,
-	  BW_SS_REJECTED },
+	  BW_SS_DEFERRED },
+	{ "invoice plan change, new period", BW_SK_INVOICE_PAID, NULL, NULL,
+	  "subscription_update", "sub_1", 1, -1 },
+	{ "invoice plan change, prorations only", BW_SK_INVOICE_PAID, NULL, NULL,
+	  "subscription_update", "sub_1", 0, BW_SS_IGNORED },
 	{ "invoice no subscription", BW_SK_INVOICE_PAID, NULL, NULL, "subscription_cycle", NULL,
 	  1, BW_SS_REJECTED },
 };

@@ -5,11 +5,13 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 #include "metrics.h"
 #include "signals.h"
 #include "stripe_batch.h"
+#include "sub_policy.h"
 #include "worker_config.h"
 #include "worker_runtime.h"
 
@@ -21,9 +23,19 @@ struct stripe_cfg {
 	int64_t unknown_customer_retries;
 	int64_t backoff_max_ms;
 	int64_t applied_sessions_keep;
+	char *livemode;
+	int past_due_keeps_allowance;
 };
 
 #define OWN(field) offsetof(struct stripe_cfg, field)
+
+static int check_livemode(const char *value, char *why, size_t why_len)
+{
+	if (!*value || strcmp(value, "true") == 0 || strcmp(value, "false") == 0)
+		return 0;
+	snprintf(why, why_len, "must be true, false or unset");
+	return -1;
+}
 
 static const struct bw_cfg_opt stripe_opts[] = {
 	{ "STRIPE_EVENTS_TOPIC", BW_CFG_STR, "stripe.events", 1, 249, 0, OWN(topic),
@@ -42,6 +54,12 @@ static const struct bw_cfg_opt stripe_opts[] = {
 	{ "STRIPE_APPLIED_SESSIONS_KEEP", BW_CFG_INT, "1000", 1, 1000000, 0,
 	  OWN(applied_sessions_keep),
 	  "last checkout session ids kept in a customer's applied_sessions (crash-window guard)", NULL },
+	{ "STRIPE_LIVEMODE", BW_CFG_STR, "", 0, 5, 0, OWN(livemode),
+	  "true: live-mode events only, false: test-mode only, unset: both (warned); the other "
+	  "mode's events are recorded and ignored", check_livemode },
+	{ BW_SUB_POLICY_PAST_DUE_VAR, BW_CFG_BOOL, "true", 0, 0, 0,
+	  OWN(past_due_keeps_allowance),
+	  "a past_due subscription keeps its allowance while Stripe retries the payment", NULL },
 };
 
 #define NOPTS (sizeof(stripe_opts) / sizeof(stripe_opts[0]))
@@ -73,6 +91,13 @@ int main(void)
 	ctx.apply.free_grant = common.free_grant;
 	ctx.apply.unknown_customer_retries = (int)cfg.unknown_customer_retries;
 	ctx.apply.applied_sessions_keep = cfg.applied_sessions_keep;
+	ctx.apply.policy.past_due_keeps_allowance = cfg.past_due_keeps_allowance;
+	ctx.apply.livemode = !cfg.livemode[0] ? BW_STRIPE_MODE_ANY
+			     : strcmp(cfg.livemode, "true") == 0 ? BW_STRIPE_MODE_LIVE
+								 : BW_STRIPE_MODE_TEST;
+	if (ctx.apply.livemode == BW_STRIPE_MODE_ANY)
+		bw_log(BW_LOG_WARN, NULL, "STRIPE_LIVEMODE is not set: live and test-mode events "
+		       "are both applied (set it to true or false)");
 	ctx.max_event_bytes = (size_t)cfg.max_event_bytes;
 	ctx.flush_timeout_ms = 30000;
 	bw_log(BW_LOG_INFO, NULL, "started: topic %s, group %s, batch %lld, ticks %s", cfg.topic,

@@ -42,7 +42,15 @@ static int with_org(struct bw_stripe_apply_ctx *ax, const struct bw_stripe_handl
 	    bw_stripe_cust_load(ax->m, ax->client, "org_id", c->org_id, c, ax->err) != 0)
 		return -1;
 	if (!c->found) {
-		bw_stripe_unknown_customer(ax, r, attempts);
+		int foreign = 0;
+		if (ax->ev->customer_id &&
+		    bw_stripe_customer_foreign(ax->m, ax->client, ax->ev->customer_id, &foreign,
+					       ax->err) != 0)
+			return -1;
+		if (foreign)
+			bw_stripe_foreign_customer(ax);
+		else
+			bw_stripe_unknown_customer(ax, r, attempts);
 		return 0;
 	}
 	snprintf(ax->out->org_id, sizeof(ax->out->org_id), "%s", c->org_id);
@@ -79,7 +87,9 @@ int bw_stripe_apply(struct bw_stripe_apply_ctx *ax)
 	}
 	if (ev->meta_org_id)
 		snprintf(out->org_id, sizeof(out->org_id), "%s", ev->meta_org_id);
-	if (!h->needs_org) {
+	if (bw_stripe_mode_decide(ev, ax->cfg->livemode, out)) {
+		/* the other mode's event: recorded only */
+	} else if (!h->needs_org) {
 		if (h->apply(ax) != 0)
 			goto done;
 	} else if (bw_stripe_needs_org(ev, out)) {

@@ -23,11 +23,14 @@
 #include "stripe_decide.h"
 #include "stripe_event.h"
 #include "stripe_outcome.h"
+#include "sub_policy.h"
 
 struct bw_stripe_apply_cfg {
 	int64_t free_grant;
 	int unknown_customer_retries;  /* waits before an unmappable event goes to the DLQ */
 	int64_t applied_sessions_keep; /* checkout session ids kept in applied_sessions (>= 1) */
+	struct bw_sub_policy policy;   /* the shared subscription policy's settings */
+	enum bw_stripe_mode livemode;  /* STRIPE_LIVEMODE: events of the other mode are ignored */
 };
 
 /* Everything one event is applied with. The batch sets cfg and cache once, and ev, msg,

@@ -4,6 +4,25 @@
 #include <inttypes.h>
 #include <string.h>
 
+int bw_stripe_mode_decide(const struct bw_stripe_event *ev, enum bw_stripe_mode mode,
+			  struct bw_stripe_outcome *out)
+{
+	if (mode == BW_STRIPE_MODE_ANY || !ev->has_livemode ||
+	    ev->livemode == (mode == BW_STRIPE_MODE_LIVE))
+		return 0;
+	bw_stripe_outcome_set(out, BW_SS_IGNORED, "%s-mode event, this worker applies %s-mode "
+			      "events only (STRIPE_LIVEMODE)", ev->livemode ? "live" : "test",
+			      mode == BW_STRIPE_MODE_LIVE ? "live" : "test");
+	return 1;
+}
+
+void bw_stripe_sub_verdict(const struct bw_sub_policy *p, const struct bw_stripe_cust *c,
+			   const struct bw_stripe_event *ev, struct bw_sub_verdict *v)
+{
+	struct bw_sub_facts f = { ev->sub_status, ev->kind == BW_SK_SUB_DELETED, c->enterprise };
+	bw_sub_policy_decide(p, &f, v);
+}
+
 int bw_stripe_needs_org(const struct bw_stripe_event *ev, struct bw_stripe_outcome *out)
 {
 	switch (ev->kind) {
@@ -34,9 +53,23 @@ int bw_stripe_needs_org(const struct bw_stripe_event *ev, struct bw_stripe_outco
 					      ev->billing_reason ? ev->billing_reason : "(none)");
 			return 0;
 		}
-		if (!ev->subscription_id || !ev->has_period) {
+		if (!ev->subscription_id) {
 			bw_stripe_outcome_set(out, BW_SS_REJECTED, "invoice opens a period but has "
-					      "no %s", ev->subscription_id ? "period" : "subscription");
+					      "no subscription");
+			return 0;
+		}
+		if (!ev->has_period && strcmp(ev->billing_reason, "subscription_update") == 0) {
+			bw_stripe_outcome_set(out, BW_SS_IGNORED, "plan change invoice without a line "
+					      "of a new period (prorations only): no reset");
+			return 0;
+		}
+		if (!ev->has_period) {
+			/* Lines cut off (Stripe sends at most 10) or none of the subscription's
+			 * own: the customer sync resets the period once it sees it paid. */
+			bw_stripe_outcome_set(out, BW_SS_DEFERRED, "invoice has no line of its "
+					      "subscription's own period: the customer sync settles "
+					      "it");
+			bw_stripe_want_tick(out, ev, "invoice_without_period_line", 0);
 			return 0;
 		}
 		return 1;
@@ -82,8 +115,11 @@ int bw_stripe_sub_decide(const struct bw_stripe_cust *c, const struct bw_stripe_
 	if (sub_settled(c, ev, out))
 		return 1;
 	if (deleted && strcmp(c->sub_id, ev->subscription_id) != 0) {
+		/* Maybe an old one, maybe a live one whose creation we have not seen: the
+		 * Stripe API says which is the org's now. */
 		bw_stripe_outcome_set(out, BW_SS_STALE, "deleted subscription is not the org's "
 				      "current one (%s)", c->sub_id[0] ? c->sub_id : "none");
+		bw_stripe_want_tick(out, ev, "deleted_subscription_not_stored", 0);
 		return 1;
 	}
 	if (!deleted && strcmp(c->sub_id, ev->subscription_id) == 0 &&

@@ -10,6 +10,7 @@
 
 #include "stripe_event.h"
 #include "stripe_outcome.h"
+#include "sub_policy.h"
 
 #define BW_STRIPE_ID_LEN (BW_STRIPE_ID_MAX + 1)
 
@@ -18,6 +19,9 @@ struct bw_stripe_cust {
 	int found;
 	char org_id[BW_STRIPE_ID_LEN], customer_id[BW_STRIPE_ID_LEN];
 	char sub_id[BW_STRIPE_ID_LEN], sub_status[64], sub_event_id[BW_STRIPE_ID_LEN];
+	char sub_type[64];               /* subscription_type */
+	int enterprise;                  /* subscription_type "enterprise", or (set by the
+					  * subscription handlers) the organizations document */
 	int64_t sub_created;             /* stripe_subscription_event_created */
 	int has_sub_created;
 	char reset_event_id[BW_STRIPE_ID_LEN]; /* subscription_spus_reset_event_id */
@@ -28,6 +32,20 @@ struct bw_stripe_cust {
 	int64_t purchased_credits, balance_version;
 	int fresh;  /* read by this event (not a batch cache copy: identity fields only) */
 };
+
+/* STRIPE_LIVEMODE: which mode's events this worker applies. */
+enum bw_stripe_mode { BW_STRIPE_MODE_ANY = 0, BW_STRIPE_MODE_TEST, BW_STRIPE_MODE_LIVE };
+
+/* An event of the other mode (a test-mode secret configured beside a live one): 1 with
+ * out = ignored (the event is recorded, nothing applied), else 0. */
+int bw_stripe_mode_decide(const struct bw_stripe_event *ev, enum bw_stripe_mode mode,
+			  struct bw_stripe_outcome *out);
+
+/* What a customer.subscription.* event does to the org under the shared policy
+ * (sub_policy): the plan of its base item, none (the status says why), or nothing for an
+ * enterprise org (c->enterprise). */
+void bw_stripe_sub_verdict(const struct bw_sub_policy *p, const struct bw_stripe_cust *c,
+			   const struct bw_stripe_event *ev, struct bw_sub_verdict *v);
 
 /* Whether the event needs the org (and its customer document) to be applied. 0: settled
  * without it, out has the outcome (ignored, deferred, rejected). */

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "json.h"
+#include "sub_period.h"
+#include "sub_policy.h"
 
 static const struct {
 	const char *type;
@@ -17,6 +19,7 @@ static const struct {
 	{ "invoice.payment_succeeded", BW_SK_INVOICE_PAID },
 	{ "invoice.paid", BW_SK_INVOICE_PAID },
 	{ "invoice.created", BW_SK_INVOICE_CREATED },
+	{ "customer.deleted", BW_SK_CUSTOMER },
 };
 
 enum bw_stripe_kind bw_stripe_kind_of(const char *type)
@@ -107,26 +110,20 @@ static int opt_time(const json_t *obj, const char *key, const char *where, int64
 	return 0;
 }
 
-static const json_t *first_item(const json_t *obj, const char *list)
-{
-	const json_t *data = json_object_get(json_object_get(obj, list), "data");
-	return json_is_array(data) ? json_array_get(data, 0) : NULL;
-}
-
-/* Period of a subscription: on the subscription (older API versions) or on its first item
+/* Period of a subscription: on the subscription (older API versions) or on its base item
  * (newer ones, where the subscription-level fields were removed). */
 static int sub_period(struct bw_stripe_event *ev, const json_t *obj, struct bw_err *err)
 {
 	int has_s = 0, has_e = 0;
-	const json_t *item = first_item(obj, "items");
+	const json_t *item = bw_sub_policy_base_item(obj);
 
 	if (opt_time(obj, "current_period_start", "subscription", &ev->period_start, &has_s, err) ||
 	    opt_time(obj, "current_period_end", "subscription", &ev->period_end, &has_e, err))
 		return -1;
 	if (!has_s || !has_e) {
-		if (opt_time(item, "current_period_start", "items.data[0]", &ev->period_start,
+		if (opt_time(item, "current_period_start", "base item", &ev->period_start,
 			     &has_s, err) ||
-		    opt_time(item, "current_period_end", "items.data[0]", &ev->period_end, &has_e,
+		    opt_time(item, "current_period_end", "base item", &ev->period_end, &has_e,
 			     err))
 			return -1;
 	}
@@ -136,7 +133,8 @@ static int sub_period(struct bw_stripe_event *ev, const json_t *obj, struct bw_e
 
 static int parse_subscription(struct bw_stripe_event *ev, const json_t *obj, struct bw_err *err)
 {
-	const json_t *price = json_object_get(first_item(obj, "items"), "price");
+	/* The plan is the base item's (sub_policy): an add-on item may come first. */
+	const json_t *price = json_object_get(bw_sub_policy_base_item(obj), "price");
 	const json_t *pmeta = json_object_get(price, "metadata");
 	const json_t *spus = json_object_get(pmeta, "included_spus");
 
@@ -144,7 +142,7 @@ static int parse_subscription(struct bw_stripe_event *ev, const json_t *obj, str
 	if (!ev->subscription_id)
 		return bw_err_set(err, BW_ERR_INVALID, "subscription: data.object.id missing");
 	if (opt_str(obj, "status", "subscription", &ev->sub_status, err) ||
-	    opt_str(price, "id", "items.data[0].price", &ev->price_id, err) ||
+	    opt_str(price, "id", "base item price", &ev->price_id, err) ||
 	    opt_str(pmeta, "tier", "price.metadata", &ev->tier, err))
 		return -1;
 	if (!ev->sub_status)
@@ -162,9 +160,7 @@ static int parse_invoice(struct bw_stripe_event *ev, const json_t *obj, struct b
 {
 	const json_t *details = json_object_get(json_object_get(obj, "parent"),
 						"subscription_details");
-	const json_t *line = first_item(obj, "lines");
-	const json_t *period = json_object_get(line, "period");
-	int has_s = 0, has_e = 0;
+	struct bw_period p;
 
 	if (opt_str(obj, "billing_reason", "invoice", &ev->billing_reason, err) ||
 	    opt_ref(obj, "subscription", "invoice", &ev->subscription_id, err))
@@ -178,18 +174,15 @@ static int parse_invoice(struct bw_stripe_event *ev, const json_t *obj, struct b
 	    opt_str(json_object_get(details, "metadata"), "org_id",
 		    "subscription_details.metadata", &ev->meta_org_id, err))
 		return -1;
-	/* The subscription line's period is the service period the invoice opens; the
-	 * invoice-level period_start/end of a subscription_cycle invoice is the previous
-	 * (usage) period, so it is only the fallback. */
-	if (opt_time(period, "start", "lines.data[0].period", &ev->period_start, &has_s, err) ||
-	    opt_time(period, "end", "lines.data[0].period", &ev->period_end, &has_e, err))
-		return -1;
-	if (!has_s || !has_e) {
-		if (opt_time(obj, "period_start", "invoice", &ev->period_start, &has_s, err) ||
-		    opt_time(obj, "period_end", "invoice", &ev->period_end, &has_e, err))
-			return -1;
+	/* The period the invoice opens is its subscription's own (non-proration) line's
+	 * (sub_period), never blindly the first line: after a mid-period plan change the
+	 * proration lines come first and lie inside the old period. The invoice-level
+	 * period_start/end of a cycle invoice is the previous (usage) period: not used. */
+	if (bw_sub_period_of_invoice(obj, ev->subscription_id, &p)) {
+		ev->period_start = p.start;
+		ev->period_end = p.end;
+		ev->has_period = 1;
 	}
-	ev->has_period = has_s && has_e;
 	return 0;
 }
 
@@ -235,6 +228,10 @@ int bw_stripe_event_parse(const unsigned char *buf, size_t len, size_t max_len,
 			      err) != 0)
 		return -1;
 	ev->kind = bw_stripe_kind_of(ev->type);
+	if (json_is_boolean(json_object_get(ev->root, "livemode"))) {
+		ev->has_livemode = 1;
+		ev->livemode = json_is_true(json_object_get(ev->root, "livemode"));
+	}
 	if (ev->kind == BW_SK_UNKNOWN)
 		return 0; /* recorded and ignored: its body does not matter */
 	data = json_object_get(ev->root, "data");
@@ -281,7 +278,8 @@ int bw_stripe_checkout_is_paid(const struct bw_stripe_event *ev)
 int bw_stripe_invoice_opens_period(const struct bw_stripe_event *ev)
 {
 	return ev->billing_reason && (strcmp(ev->billing_reason, "subscription_cycle") == 0 ||
-				      strcmp(ev->billing_reason, "subscription_create") == 0);
+				      strcmp(ev->billing_reason, "subscription_create") == 0 ||
+				      strcmp(ev->billing_reason, "subscription_update") == 0);
 }
 
 static int status_rank(const char *s)

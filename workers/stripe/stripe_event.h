@@ -25,7 +25,7 @@ enum bw_stripe_kind {
 	BW_SK_INVOICE_PAID,     /* invoice.payment_succeeded / invoice.paid */
 	BW_SK_INVOICE_CREATED,  /* invoice.created */
 	BW_SK_REFUND,           /* charge.refunded, charge.dispute.* (handler slot) */
-	BW_SK_CUSTOMER,         /* customer.* of the customer object (handler slot) */
+	BW_SK_CUSTOMER,         /* customer.deleted (data.object is the customer) */
 	BW_SK_KIND_COUNT
 };
 
@@ -34,6 +34,7 @@ struct bw_stripe_event {
 	json_t *root;
 	const char *id, *type;
 	int64_t created;              /* event created, unix seconds */
+	int livemode, has_livemode;   /* the event's livemode, when it says */
 	enum bw_stripe_kind kind;
 	const char *object_id;        /* data.object.id */
 	const char *customer_id;      /* data.object.customer (id or expanded object's id) */
@@ -74,8 +75,9 @@ int bw_stripe_parse_count(const json_t *v, const char *field, int64_t min, int64
 /* Whether a checkout session credits now: mode payment and payment_status paid. */
 int bw_stripe_checkout_is_paid(const struct bw_stripe_event *ev);
 
-/* Whether the invoice opens a new billing period (billing_reason subscription_cycle or
- * subscription_create). */
+/* Whether the invoice may open a new billing period: billing_reason subscription_cycle,
+ * subscription_create, or subscription_update (a change that restarts the billing cycle:
+ * it resets only when its own line starts a newer period than the one reset last). */
 int bw_stripe_invoice_opens_period(const struct bw_stripe_event *ev);
 
 /* Whether moving a subscription's status from stored to next goes backwards in Stripe's

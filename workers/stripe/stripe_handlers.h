@@ -49,4 +49,8 @@ int bw_stripe_resolve_org(struct bw_stripe_apply_ctx *ax);
 void bw_stripe_unknown_customer(struct bw_stripe_apply_ctx *ax, const struct bw_stripe_rec *r,
 				int64_t *attempts);
 
+/* stripe_customer.c: the event's customer is another product's (recorded by the sync):
+ * ignored, no tick, no wait. */
+void bw_stripe_foreign_customer(struct bw_stripe_apply_ctx *ax);
+
 #endif

@@ -76,10 +76,20 @@ done:
 /* A fresh API read of the customer (a sync tick); the org helps the sync worker if known. */
 int bw_stripe_invoice_created_apply(struct bw_stripe_apply_ctx *ax)
 {
+	int foreign = 0;
+
 	if (!ax->ev->meta_org_id && bw_stripe_resolve_org(ax) != 0)
 		return -1;
 	if (ax->cust.found)
 		snprintf(ax->out->org_id, sizeof(ax->out->org_id), "%s", ax->cust.org_id);
+	else if (!ax->ev->meta_org_id && ax->ev->customer_id &&
+		 bw_stripe_customer_foreign(ax->m, ax->client, ax->ev->customer_id, &foreign,
+					    ax->err) != 0)
+		return -1;
+	if (foreign) {
+		bw_stripe_foreign_customer(ax);
+		return 0;
+	}
 	bw_stripe_outcome_set(ax->out, BW_SS_APPLIED, NULL);
 	bw_stripe_want_tick(ax->out, ax->ev, "invoice_created", 0);
 	return 0;

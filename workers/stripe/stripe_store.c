@@ -1,6 +1,9 @@
 /* stripe_store: see stripe_store.h. */
 #include "stripe_store.h"
 
+#include "customer_doc.h"
+#include "sub_policy.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -100,6 +103,8 @@ void bw_stripe_cust_from_doc(const bson_t *doc, struct bw_stripe_cust *c)
 	bw_stripe_copy_utf8(doc, "stripe_customer_id", c->customer_id, sizeof(c->customer_id));
 	bw_stripe_copy_utf8(doc, "stripe_subscription_id", c->sub_id, sizeof(c->sub_id));
 	bw_stripe_copy_utf8(doc, "stripe_subscription_status", c->sub_status, sizeof(c->sub_status));
+	bw_stripe_copy_utf8(doc, BW_CUST_SUB_TYPE, c->sub_type, sizeof(c->sub_type));
+	c->enterprise = bw_sub_policy_is_enterprise_type(c->sub_type);
 	bw_stripe_copy_utf8(doc, "stripe_subscription_event_id", c->sub_event_id, sizeof(c->sub_event_id));
 	c->has_sub_created = bw_mongo_get_int64(doc, "stripe_subscription_event_created", &c->sub_created);
 	bw_stripe_copy_utf8(doc, "subscription_spus_reset_event_id", c->reset_event_id,
@@ -229,3 +234,14 @@ void bw_stripe_append_or_missing(bson_t *filter, const char *field, const char *
 	bson_append_array_end(filter, &arr);
 }
 
+int bw_stripe_customer_foreign(struct bw_mongo *m, mongoc_client_t *client,
+			       const char *customer_id, int *out, struct bw_err *err)
+{
+	bson_t *filter = BCON_NEW("_id", BCON_UTF8(customer_id)), *doc = NULL;
+	int rc = bw_stripe_find_one(m, client, BW_COLL_FOREIGN_CUSTOMERS, filter, NULL, &doc, err);
+
+	*out = rc == 0 && doc != NULL;
+	bson_destroy(doc);
+	bson_destroy(filter);
+	return rc;
+}

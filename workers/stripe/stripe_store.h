@@ -56,4 +56,9 @@ int bw_stripe_cust_ensure(struct bw_mongo *m, mongoc_client_t *client, int64_t f
 int bw_stripe_cust_link(struct bw_mongo *m, mongoc_client_t *client, const char *org_id,
 			const char *customer_id, int64_t *matched, struct bw_err *err);
 
+/* *out = 1 when the sync worker recorded customer_id as another product's Stripe customer
+ * (payments_foreign_customers): its events are recorded and ignored. 0, or -1 with err. */
+int bw_stripe_customer_foreign(struct bw_mongo *m, mongoc_client_t *client,
+			       const char *customer_id, int *out, struct bw_err *err);
+
 #endif

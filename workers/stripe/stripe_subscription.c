@@ -1,10 +1,14 @@
 /* stripe_subscription: customer.subscription.created / .updated store the subscription's
- * tier, allowance, status and period on the org's customer document; .deleted of the
- * current subscription clears them. Ordered by the event's `created` (a guard in the
+ * status and period on the org's customer document, and the tier and allowance the shared
+ * policy (sub_policy) gives it: the base item's plan for active / trialing (/ past_due),
+ * none otherwise; .deleted of the current subscription clears them. An enterprise org is
+ * never changed (recorded, ignored). Ordered by the event's `created` (a guard in the
  * update's filter), so an older event never overwrites a newer state. */
 #include <stdio.h>
 #include <string.h>
 
+#include "customer_doc.h"
+#include "org_enterprise.h"
 #include "stripe_handlers.h"
 #include "stripe_store.h"
 
@@ -52,31 +56,44 @@ int bw_stripe_subscription_apply(struct bw_stripe_apply_ctx *ax)
 	struct bw_mongo *m = ax->m;
 	mongoc_client_t *client = ax->client;
 	const struct bw_stripe_event *ev = ax->ev;
-	const struct bw_stripe_cust *c = &ax->cust;
+	struct bw_stripe_cust *c = &ax->cust;
 	struct bw_stripe_outcome *out = ax->out;
 	struct bw_err *err = ax->err;
-	int deleted = ev->kind == BW_SK_SUB_DELETED;
+	int deleted = ev->kind == BW_SK_SUB_DELETED, org_ent = 0;
 	int64_t now = bw_mongo_now_ms(), matched = 0, allowance = 0;
 	bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set, inc;
 	struct bw_stripe_cust again;
-	char tier[64];
+	struct bw_sub_verdict v;
+	char tier[64] = "none";
 	int rc = -1;
 
 	bw_stripe_detail_str(out, "subscription_id", ev->subscription_id);
+	if (!c->enterprise && bw_org_enterprise(m, client, c->org_id, &org_ent, err) != 0)
+		goto done;
+	c->enterprise = c->enterprise || org_ent;
+	bw_stripe_sub_verdict(&ax->cfg->policy, c, ev, &v);
+	if (v.effect == BW_SUB_UNCHANGED) {
+		bw_stripe_outcome_set(out, BW_SS_IGNORED, "%s", v.reason);
+		rc = 0;
+		goto done;
+	}
 	if (bw_stripe_sub_decide(c, ev, out)) {
 		rc = 0;
 		goto done;
 	}
-	if (!deleted && price_plan(m, client, ev, tier, sizeof(tier), &allowance, err) != 0)
+	if (v.effect == BW_SUB_PLAN &&
+	    price_plan(m, client, ev, tier, sizeof(tier), &allowance, err) != 0)
 		goto done;
 	BSON_APPEND_UTF8(&filter, "org_id", out->org_id);
 	if (deleted)
 		BSON_APPEND_UTF8(&filter, "stripe_subscription_id", ev->subscription_id);
 	append_order_guard(&filter, ev->created);
 	BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-	BSON_APPEND_UTF8(&set, "subscription_type", deleted ? "none" : tier);
-	BSON_APPEND_INT64(&set, "subscription_spu_allowance", deleted ? 0 : allowance);
-	BSON_APPEND_UTF8(&set, "stripe_subscription_status", deleted ? "canceled" : ev->sub_status);
+	/* A plan change takes the new allowance at once; subscription_spus_used carries over
+	 * (only a paid new period resets it, stripe_invoice.c). */
+	BSON_APPEND_UTF8(&set, "subscription_type", tier);
+	BSON_APPEND_INT64(&set, "subscription_spu_allowance", allowance);
+	BSON_APPEND_UTF8(&set, "stripe_subscription_status", v.stored_status);
 	if (!deleted) {
 		BSON_APPEND_UTF8(&set, "stripe_subscription_id", ev->subscription_id);
 		if (ev->has_period) {
@@ -91,19 +108,19 @@ int bw_stripe_subscription_apply(struct bw_stripe_apply_ctx *ax)
 	BSON_APPEND_DATE_TIME(&set, "updated_at", now);
 	bson_append_document_end(&update, &set);
 	BSON_APPEND_DOCUMENT_BEGIN(&update, "$inc", &inc);
-	BSON_APPEND_INT64(&inc, "balance_version", 1);
+	bw_customer_append_version_bump(&inc);
 	bson_append_document_end(&update, &inc);
 	if (bw_stripe_update_one(m, client, BW_COLL_CUSTOMERS, &filter, &update, 0, &matched,
 				 err) != 0)
 		goto done;
 	if (matched == 1) {
-		bw_stripe_outcome_set(out, BW_SS_APPLIED, NULL);
-		if (!deleted) {
-			bw_stripe_detail_str(out, "subscription_type", tier);
-			bw_stripe_detail_int(out, "subscription_spu_allowance", allowance);
-		}
-		bw_stripe_detail_str(out, "stripe_subscription_status",
-				     deleted ? "canceled" : ev->sub_status);
+		if (v.effect == BW_SUB_NONE)
+			bw_stripe_outcome_set(out, BW_SS_APPLIED, "%s", v.reason);
+		else
+			bw_stripe_outcome_set(out, BW_SS_APPLIED, NULL);
+		bw_stripe_detail_str(out, "subscription_type", tier);
+		bw_stripe_detail_int(out, "subscription_spu_allowance", allowance);
+		bw_stripe_detail_str(out, "stripe_subscription_status", v.stored_status);
 		rc = 0;
 		goto done;
 	}

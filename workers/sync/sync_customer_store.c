@@ -7,6 +7,7 @@
 #include "customer_doc.h"
 #include "log.h"
 #include "metrics.h"
+#include "org_enterprise.h"
 
 #define WRITE_ATTEMPTS 20
 
@@ -211,45 +212,6 @@ static int write_doc(mongoc_collection_t *coll, const char *org_id, const struct
 	return rc;
 }
 
-/* Whether the backend's organizations document of org_id says "enterprise". Its _id is an
- * ObjectId whose hex string is the org id (a string _id is read too). 0, or -1 with err. */
-static int org_enterprise(struct bw_mongo *mongo, mongoc_client_t *client, const char *org_id,
-			  int *out, struct bw_err *err)
-{
-	mongoc_collection_t *coll = bw_mongo_coll(mongo, client, BW_COLL_ORGANIZATIONS);
-	bson_t filter = BSON_INITIALIZER, in, arr;
-	bson_t *opts = BCON_NEW("limit", BCON_INT64(1), "projection", "{", BW_ORG_TYPE,
-				BCON_INT32(1), "}");
-	bson_oid_t oid;
-	mongoc_cursor_t *cur;
-	const bson_t *doc;
-	bson_error_t error;
-	int rc = 0;
-
-	*out = 0;
-	BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
-	BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
-	BSON_APPEND_UTF8(&arr, "0", org_id);
-	if (bw_customer_org_oid(org_id, &oid))
-		BSON_APPEND_OID(&arr, "1", &oid);
-	bson_append_array_end(&in, &arr);
-	bson_append_document_end(&filter, &in);
-	cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
-	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
-	if (mongoc_cursor_next(cur, &doc)) {
-		bson_iter_t it;
-		*out = bson_iter_init_find(&it, doc, BW_ORG_TYPE) && BSON_ITER_HOLDS_UTF8(&it) &&
-		       bw_sub_policy_is_enterprise_type(bson_iter_utf8(&it, NULL));
-	}
-	if (mongoc_cursor_error(cur, &error))
-		rc = bw_mongo_error(&error, "load organization", err);
-	mongoc_cursor_destroy(cur);
-	bson_destroy(opts);
-	bson_destroy(&filter);
-	mongoc_collection_destroy(coll);
-	return rc;
-}
-
 /* Writes with reload-and-redo on a missed conditional update. */
 int bw_sync_doc_write(struct bw_mongo *mongo, mongoc_client_t *client,
 			    mongoc_collection_t *coll, const char *org_id,
@@ -259,7 +221,7 @@ int bw_sync_doc_write(struct bw_mongo *mongo, mongoc_client_t *client,
 	int rc = -1, org_ent = 0, created = 0;
 
 	/* The organizations document is read once: the plan type it gives does not race. */
-	if (w->st && org_enterprise(mongo, client, org_id, &org_ent, err) != 0)
+	if (w->st && bw_org_enterprise(mongo, client, org_id, &org_ent, err) != 0)
 		goto done;
 	for (int attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
 		if (bw_sync_doc_load(coll, "org_id", org_id, &d, err) != 0)
