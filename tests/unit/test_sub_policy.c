@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "stripe_api.h"
+#include "stripe_decide.h"
+#include "stripe_event.h"
 #include "sub_period.h"
 #include "sub_policy.h"
 #include "sync_subscription.h"
@@ -95,6 +97,44 @@ START_TEST(policy_table_in_the_sync_worker)
 		ck_assert_int_eq(st.allowance, 0);
 	}
 	json_decref(subs);
+}
+END_TEST
+
+/* The stripe worker's use: a customer.subscription.* webhook carrying the row's
+ * subscription (the API object in the event), parsed as the worker parses it, then the
+ * worker's verdict over the stored customer (enterprise or not). */
+START_TEST(policy_table_in_the_stripe_worker)
+{
+	const struct row *r = &table[_i];
+	struct bw_sub_policy p = { r->past_due_keeps };
+	struct bw_stripe_cust c;
+	struct bw_stripe_event ev;
+	struct bw_sub_verdict v;
+	struct bw_err err;
+	json_t *sub = api_subscription("sub_1", r->status, 10);
+	json_t *event = json_pack("{sssssIs{so}}", "id", "evt_1", "type",
+				  r->deleted ? "customer.subscription.deleted"
+					     : "customer.subscription.updated",
+				  "created", (json_int_t)20, "data", "object", sub);
+	char *text = json_dumps(event, JSON_COMPACT);
+
+	ck_assert_int_eq(bw_stripe_event_parse((const unsigned char *)text, strlen(text), 1 << 20,
+					       &ev, &err), 0);
+	memset(&c, 0, sizeof(c));
+	c.found = 1;
+	c.enterprise = r->enterprise;
+	bw_stripe_sub_verdict(&p, &c, &ev, &v);
+	ck_assert_msg(v.effect == r->effect, "row %d (%s): effect %d, want %d", _i, r->status,
+		      v.effect, r->effect);
+	ck_assert_str_eq(v.stored_status, r->stored_status);
+	/* the plan is the base item's, not the add-on listed first */
+	ck_assert_str_eq(ev.tier, "team");
+	ck_assert_int_eq(ev.included_spus, 5000);
+	ck_assert_str_eq(ev.price_id, "price_team");
+	ck_assert_int_eq(ev.period_start, 1000);
+	bw_stripe_event_cleanup(&ev);
+	free(text);
+	json_decref(event);
 }
 END_TEST
 
@@ -288,6 +328,7 @@ int main(void)
 
 	tcase_add_loop_test(tc, policy_table, 0, NROWS);
 	tcase_add_loop_test(tc, policy_table_in_the_sync_worker, 0, NROWS);
+	tcase_add_loop_test(tc, policy_table_in_the_stripe_worker, 0, NROWS);
 	tcase_add_test(tc, the_base_item_is_marked_else_the_first_unmarked);
 	tcase_add_loop_test(tc, invoice_period_vectors, 0,
 			    (int)(sizeof(invoices) / sizeof(invoices[0])));
