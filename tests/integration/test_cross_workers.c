@@ -188,7 +188,18 @@ START_TEST(a_period_is_reset_once_by_sync_or_invoice)
 	tk_produce(uk.topic, "org_alpha", buf);
 	ck_assert_int_eq(uk_run_worker(&uk, NULL, 3000), 0);
 
-	/* the sync worker sees the new period first: usage starts over */
+	/* the sync worker sees the new period first, its invoice paid (latest_invoice):
+	 * usage starts over */
+	json_t *sub, *inv;
+	size_t si;
+	json_array_foreach(json_object_get(state, "subscriptions"), si, sub)
+		if (strcmp(json_string_value(json_object_get(sub, "id")), "sub_alpha") == 0)
+			json_object_set_new(sub, "latest_invoice", json_string("in_alpha_p1"));
+	inv = json_pack("{sssssss{s[{sssbsss{sIsI}}]}}", "id", "in_alpha_p1", "status", "paid",
+			"subscription", "sub_alpha", "lines", "data", "type", "subscription",
+			"proration", 0, "subscription", "sub_alpha", "period", "start",
+			(json_int_t)p1, "end", (json_int_t)p2);
+	json_object_set_new(state, "invoices", json_pack("{so}", "in_alpha_p1", inv));
 	stub_start(&st, state);
 	json_decref(state);
 	run_sync_tick(&st, uk.db, "org_alpha");
