@@ -646,7 +646,9 @@ START_TEST(stripe_worker_sequences)
 	ck_assert_int_eq(nd, 1);
 	json_decref(ticks);
 	struct tk_msg *msgs = NULL;
-	ck_assert_uint_eq(tk_consume(e.sk.dlq, 1, 1500, &msgs), 0);
+	size_t dlq = tk_consume(e.sk.dlq, 1, 1500, &msgs);
+	tk_msgs_free(msgs, dlq);
+	ck_assert_uint_eq(dlq, 0);
 	lc_done(&e);
 }
 END_TEST
@@ -688,7 +690,9 @@ START_TEST(another_products_customer_costs_one_tick)
 	size_t ticks_after = tk_consume(e.sk.ticks, 1000, 1500, &msgs);
 	tk_msgs_free(msgs, ticks_after);
 	ck_assert_uint_eq(ticks_after, ticks_before);
-	ck_assert_uint_eq(tk_consume(e.sk.dlq, 1, 1000, &msgs), 0);
+	size_t dlq = tk_consume(e.sk.dlq, 1, 1000, &msgs);
+	tk_msgs_free(msgs, dlq);
+	ck_assert_uint_eq(dlq, 0);
 	lc_done(&e);
 }
 END_TEST
