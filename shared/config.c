@@ -9,8 +9,6 @@
 #include <string.h>
 #include <strings.h>
 
-extern char **environ;
-
 void bw_config_problem(struct bw_config_problems *probs, const char *fmt, ...)
 {
 	size_t used = strlen(probs->text);
@@ -180,42 +178,4 @@ void bw_config_free(const struct bw_cfg_opt *opts, size_t n, void *cfg)
 		s = NULL;
 		memcpy((char *)cfg + opts[i].offset, &s, sizeof(s));
 	}
-}
-
-static int in_skip(const char *name, size_t len, const char *const *skip)
-{
-	for (; skip && *skip; skip++) {
-		if (strlen(*skip) == len && strncmp(*skip, name, len) == 0)
-			return 1;
-	}
-	return 0;
-}
-
-int bw_config_kafka_passthrough(const char *const *skip,
-				int (*set)(void *opaque, const char *name, const char *value,
-					   char *errbuf, size_t errlen),
-				void *opaque, char *errbuf, size_t errlen)
-{
-	int count = 0;
-
-	for (char **e = environ; e && *e; e++) {
-		const char *eq = strchr(*e, '=');
-		char prop[256];
-		size_t nlen;
-
-		if (strncmp(*e, "KAFKA_", 6) != 0 || !eq)
-			continue;
-		nlen = (size_t)(eq - *e);
-		if (in_skip(*e, nlen, skip) || nlen - 6 >= sizeof(prop) || nlen == 6)
-			continue;
-		for (size_t i = 6; i < nlen; i++) {
-			char c = (*e)[i];
-			prop[i - 6] = c == '_' ? '.' : (char)tolower((unsigned char)c);
-		}
-		prop[nlen - 6] = '\0';
-		if (set(opaque, prop, eq + 1, errbuf, errlen) != 0)
-			return -1;
-		count++;
-	}
-	return count;
 }

@@ -54,12 +54,4 @@ void bw_config_free(const struct bw_cfg_opt *opts, size_t n, void *cfg);
 /* Parses a whole decimal int64 with range check (no trailing garbage). 0 or -1. */
 int bw_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
 
-/* librdkafka pass-through: for each environment variable KAFKA_<X> not named in skip
- * (a NULL-terminated list), calls set(opaque, "<x with _ as .>", value). Returns the
- * number passed, or -1 when set() fails (its message is in errbuf). */
-int bw_config_kafka_passthrough(const char *const *skip,
-				int (*set)(void *opaque, const char *name, const char *value,
-					   char *errbuf, size_t errlen),
-				void *opaque, char *errbuf, size_t errlen);
-
 #endif

@@ -29,6 +29,6 @@ int bw_dlq_publish(struct bw_producer *p, const char *worker, const rd_kafka_mes
 	if (bw_producer_send(p, topic, src->key, src->key_len, src->payload, src->len, hdrs,
 			     err) != 0)
 		return -1;
-	bw_metrics_add(BW_M_DLQ, 1);
+	bw_metrics_dlq(reason);
 	return 0;
 }

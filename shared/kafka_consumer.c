@@ -6,12 +6,14 @@
 #include "kafka_consumer.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "fault.h"
 #include "kafka_producer.h"
+#include "kafka_stats.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -39,6 +41,13 @@ static int64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void batch_release(struct bw_consumer *c)
@@ -76,6 +85,7 @@ static void sleep_ms(int ms, volatile sig_atomic_t *stop)
 		int step = ms > 100 ? 100 : ms;
 		struct timespec ts = { 0, (long)step * 1000000L };
 		nanosleep(&ts, NULL);
+		bw_metrics_heartbeat(); /* backing off is alive */
 		ms -= step;
 	}
 }
@@ -86,13 +96,17 @@ static int batch_process(struct bw_consumer *c)
 {
 	struct bw_err err;
 	rd_kafka_topic_partition_list_t *list;
+	int64_t started;
 	int rc;
 
 	if (c->count == 0)
 		return 0;
 	bw_err_clear(&err);
 	bw_metrics_add(BW_M_BATCHES, 1);
+	started = now_us();
 	rc = c->fn(c->opaque, c->batch, c->count, &err);
+	bw_metrics_batch(c->count, now_us() - started, rc == 0);
+	bw_metrics_heartbeat();
 	if (rc == 0) {
 		list = batch_offsets(c, 1);
 		rd_kafka_resp_err_t rerr = rd_kafka_offsets_store(c->rk, list);
@@ -139,6 +153,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t rerr,
 
 	if (rerr == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		bw_log(BW_LOG_INFO, NULL, "assigned %d partitions", parts->cnt);
+		bw_metrics_rebalance(1, parts->cnt);
 		c->last_activity = now_ms();
 		c->assigned_once = 1;
 		if (cooperative)
@@ -158,6 +173,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t rerr,
 			error = rd_kafka_incremental_unassign(rk, parts);
 		else
 			rd_kafka_assign(rk, NULL);
+		bw_metrics_rebalance(0, parts->cnt);
 	}
 	if (error) {
 		bw_log(BW_LOG_ERROR, NULL, "rebalance: %s", rd_kafka_error_string(error));
@@ -192,6 +208,12 @@ struct bw_consumer *bw_consumer_new(const struct bw_consumer_conf *conf, struct 
 	c->idle_exit_ms = conf->idle_exit_ms;
 	c->backoff_max_ms = conf->backoff_max_ms > 0 ? conf->backoff_max_ms : 10000;
 
+	if (conf->stats_interval_ms > 0) {
+		char ms[16];
+		snprintf(ms, sizeof(ms), "%d", conf->stats_interval_ms);
+		rd_kafka_conf_set(kconf, "statistics.interval.ms", ms, errstr, sizeof(errstr));
+	}
+	rd_kafka_conf_set_stats_cb(kconf, bw_kafka_stats_cb);
 	if (rd_kafka_conf_set(kconf, "group.id", conf->group_id, errstr, sizeof(errstr)) ||
 	    rd_kafka_conf_set(kconf, "auto.offset.reset", "earliest", errstr, sizeof(errstr)) ||
 	    rd_kafka_conf_set(kconf, "auto.commit.interval.ms", "1000", errstr, sizeof(errstr))) {
@@ -295,6 +317,7 @@ int bw_consumer_run(struct bw_consumer *c, bw_batch_fn fn, void *opaque,
 								       : BW_CONSUMER_LINGER_MS;
 			}
 			rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, timeout);
+			bw_metrics_heartbeat();
 			if (c->fatal)
 				break;
 			if (!m && c->count > 0)

@@ -35,6 +35,7 @@ struct bw_consumer_conf {
 				     before the first assignment it waits max(10x, 60 s)) */
 	int backoff_max_ms;       /* cap of the retry backoff after a failed batch */
 	const char *const *extra_props; /* "name=value", NULL-terminated, may be NULL */
+	int stats_interval_ms;    /* > 0: librdkafka statistics feed the lag metrics */
 };
 
 struct bw_consumer;

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "kafka_env.h"
 #include "log.h"
 
 struct bw_producer {
@@ -13,17 +13,6 @@ struct bw_producer {
 	_Atomic long failed;            /* delivery failures since the last flush */
 	_Atomic int last_err;           /* rd_kafka_resp_err_t of the last failure */
 };
-
-/* Variables named KAFKA_* that are not librdkafka properties (ours and the local stack's). */
-static const char *const kafka_env_skip[] = { "KAFKA_BROKERS", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT",
-					       "KAFKA_HEAP_OPTS", "KAFKA_OPTS", NULL };
-
-static int conf_set_cb(void *opaque, const char *name, const char *value, char *errbuf,
-		       size_t errlen)
-{
-	return rd_kafka_conf_set(opaque, name, value, errbuf, errlen) == RD_KAFKA_CONF_OK ? 0
-											    : -1;
-}
 
 /* librdkafka's own log lines, as our JSON lines. */
 static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -42,9 +31,8 @@ int bw_kafka_conf_apply(rd_kafka_conf_t *conf, const char *brokers,
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof(errstr)) !=
 	    RD_KAFKA_CONF_OK)
 		return bw_err_set(err, BW_ERR_FATAL, "bootstrap.servers: %s", errstr);
-	if (bw_config_kafka_passthrough(kafka_env_skip, conf_set_cb, conf, errstr,
-					sizeof(errstr)) < 0)
-		return bw_err_set(err, BW_ERR_FATAL, "KAFKA_* variable: %s", errstr);
+	if (bw_kafka_env_apply(conf, err) != 0)
+		return -1;
 	for (const char *const *kv = extra_props; kv && *kv; kv++) {
 		char name[128];
 		const char *eq = strchr(*kv, '=');

@@ -1,9 +1,10 @@
 /* kafka_producer: the idempotent producer every worker publishes results and DLQ records with.
  *
- * enable.idempotence=true and acks=all always; other librdkafka properties pass through from
- * KAFKA_* environment variables. Sends are asynchronous; bw_producer_flush() waits for every
- * delivery report and fails if any message since the previous flush was not acknowledged, so
- * a caller stores offsets only after a successful flush. */
+ * enable.idempotence=true and acks=all always; other librdkafka properties come from the
+ * environment (kafka_env.h: RDKAFKA_<name>, KAFKA_MESSAGE_MAX_BYTES). Sends are asynchronous;
+ * bw_producer_flush() waits for every delivery report and fails if any message since the
+ * previous flush was not acknowledged, so a caller stores offsets only after a successful
+ * flush. */
 #ifndef BW_KAFKA_PRODUCER_H
 #define BW_KAFKA_PRODUCER_H
 
@@ -15,7 +16,7 @@
 struct bw_producer;
 
 /* New producer on brokers; extra_props are "name=value" pairs (NULL-terminated, may be NULL)
- * applied after the KAFKA_* pass-through. Returns NULL with err (FATAL) on bad config. */
+ * applied after the environment (kafka_env.h). Returns NULL with err (FATAL) on bad config. */
 struct bw_producer *bw_producer_new(const char *brokers, const char *const *extra_props,
 				    struct bw_err *err);
 
@@ -45,8 +46,8 @@ rd_kafka_t *bw_producer_handle(struct bw_producer *p);
 /* Flushes briefly and frees. NULL-safe. */
 void bw_producer_destroy(struct bw_producer *p);
 
-/* Shared by producer and consumer: applies KAFKA_* env pass-through and extra "k=v" pairs to
- * conf. Returns 0 or -1 with err (FATAL). */
+/* Shared by producer and consumer: applies the environment's properties (kafka_env.h) and
+ * extra "k=v" pairs to conf. Returns 0 or -1 with err (FATAL). */
 int bw_kafka_conf_apply(rd_kafka_conf_t *conf, const char *brokers,
 			const char *const *extra_props, struct bw_err *err);
 

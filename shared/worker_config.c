@@ -4,7 +4,9 @@
 #include <stdio.h>
 
 #include "fault.h"
+#include "kafka_env.h"
 #include "log.h"
+#include "metrics.h"
 
 #define COMMON(field) offsetof(struct bw_common_cfg, field)
 
@@ -27,6 +29,12 @@ static const struct bw_cfg_opt common_opts[] = {
 	  "granted credits of an org seen for the first time", NULL },
 	{ "PRINT_CONFIG", BW_CFG_BOOL, "false", 0, 0, 0, COMMON(print_config),
 	  "log the effective configuration (secrets hidden) at start", NULL },
+	{ "METRICS_PORT", BW_CFG_INT, "0", 0, 65535, 0, COMMON(metrics_port),
+	  "port of GET /metrics, /healthz, /readyz (0 = off; 9100 in containers)", NULL },
+	{ "METRICS_BIND", BW_CFG_STR, "0.0.0.0", 2, 45, 0, COMMON(metrics_bind),
+	  "numeric IPv4/IPv6 address of the METRICS_PORT endpoint", NULL },
+	{ "HEALTH_STALL_MS", BW_CFG_INT, "120000", 1000, 3600000, 0, COMMON(health_stall_ms),
+	  "/healthz fails when the worker's loop has not run for this long", NULL },
 };
 
 #define NCOMMON (sizeof(common_opts) / sizeof(common_opts[0]))
@@ -45,12 +53,15 @@ int bw_worker_config_load(const char *worker, struct bw_common_cfg *common,
 				  common->log_level);
 	if (bw_fault_init() != 0)
 		bw_config_problem(&probs, "BW_FAULT_AT: expected <step> or <step>:<count>");
+	bw_kafka_env_check(&probs);
 	if (probs.count > 0) {
 		fprintf(stderr, "%s: %d configuration problem%s:\n%s", worker, probs.count,
 			probs.count == 1 ? "" : "s", probs.text);
 		return -1;
 	}
 	bw_log_init(worker, level);
+	bw_metrics_set_labels(worker, NULL);
+	bw_kafka_env_warn_deprecated();
 	if (common->print_config) {
 		bw_config_print(common_opts, NCOMMON, common, stderr);
 		if (own && nown)

@@ -20,6 +20,9 @@ struct bw_common_cfg {
 	int64_t idle_exit_ms;
 	int64_t free_grant;
 	int print_config;
+	int64_t metrics_port;      /* 0: no ops endpoint */
+	char *metrics_bind;
+	int64_t health_stall_ms;
 };
 
 /* Loads the common table and the worker's own (own may be NULL/0) from the environment,

@@ -2,6 +2,9 @@
  * one place: the MongoDB pool (indexes ensured), the idempotent producer, and the consumer
  * of the worker's input topic.
  *
+ * With METRICS_PORT set it also serves the ops endpoint (ops_http: /metrics, /healthz,
+ * /readyz), from before the database is opened until the runtime is closed.
+ *
  * A worker's main() loads its config (worker_config), opens the runtime, wires its handler
  * context to rt.mongo and rt.producer, runs bw_consumer_run() on rt.consumer, then closes
  * the runtime. The webhook ingress does not consume, so it does not use this module. */
@@ -12,14 +15,16 @@
 #include "kafka_consumer.h"
 #include "kafka_producer.h"
 #include "mongo.h"
+#include "ops_http.h"
 #include "worker_config.h"
 
-/* The runtime owns all three handles; a worker borrows them until
+/* The runtime owns all four handles; a worker borrows them until
  * bw_worker_runtime_close(). Initialise with { 0 } (all NULL). */
 struct bw_worker_runtime {
 	struct bw_mongo *mongo;
 	struct bw_producer *producer;
 	struct bw_consumer *consumer;
+	struct bw_ops_server *ops;  /* NULL when METRICS_PORT is 0 */
 };
 
 /* The worker's input, beside the common config. Strings are copied by the consumer. */
@@ -30,7 +35,7 @@ struct bw_worker_input {
 	int backoff_max_ms;     /* cap of the consumer's retry backoff after a failed batch */
 };
 
-/* Opens the MongoDB pool on common's MONGO_URI/MONGO_DB under appname (e.g.
+/* Starts the ops endpoint (METRICS_PORT > 0), opens the MongoDB pool on common's MONGO_URI/MONGO_DB under appname (e.g.
  * "bw-usage-worker"), ensures every index, and creates the producer on KAFKA_BROKERS
  * (with the metadata of RESULTS_TOPIC fetched, so the first results are not held back).
  * 0, or -1 with err: what was opened stays in rt for bw_worker_runtime_close(). */

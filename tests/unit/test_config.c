@@ -150,32 +150,6 @@ START_TEST(parse_int64_rejects_garbage_and_overflow)
 }
 END_TEST
 
-static int collect(void *opaque, const char *name, const char *value, char *errbuf,
-		   size_t errlen)
-{
-	(void)errbuf;
-	(void)errlen;
-	if (strcmp(name, "socket.timeout.ms") == 0)
-		snprintf(opaque, 64, "%s", value);
-	return 0;
-}
-
-START_TEST(kafka_passthrough_maps_names_and_skips_ours)
-{
-	char seen[64] = "";
-	char errbuf[64];
-	static const char *const skip[] = { "KAFKA_BROKERS", NULL };
-
-	setenv("KAFKA_SOCKET_TIMEOUT_MS", "1234", 1);
-	setenv("KAFKA_BROKERS", "ignored:1", 1);
-	ck_assert_int_ge(bw_config_kafka_passthrough(skip, collect, seen, errbuf, sizeof(errbuf)),
-			 1);
-	ck_assert_str_eq(seen, "1234");
-	unsetenv("KAFKA_SOCKET_TIMEOUT_MS");
-	unsetenv("KAFKA_BROKERS");
-}
-END_TEST
-
 int main(void)
 {
 	Suite *s = suite_create("config");
@@ -187,7 +161,6 @@ int main(void)
 	tcase_add_test(tc, validator_problems_are_listed);
 	tcase_add_test(tc, values_are_read_and_secrets_hidden_when_printed);
 	tcase_add_test(tc, parse_int64_rejects_garbage_and_overflow);
-	tcase_add_test(tc, kafka_passthrough_maps_names_and_skips_ours);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

@@ -93,7 +93,6 @@ static int publish_results(const struct item *items, rd_kafka_message_t *const *
 			if (bw_dlq_publish(ctx->producer, ctx->worker, msgs[i], it->out.reason,
 					   err) != 0)
 				return -1;
-			bw_metrics_add(BW_M_DLQ, 1);
 		}
 		json = bw_stripe_result_json(&it->ev, &it->out, msgs[i], now);
 		if (!json)

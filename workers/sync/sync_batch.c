@@ -111,7 +111,6 @@ static int process_tick(struct bw_sync_ctx *ctx, const rd_kafka_message_t *msg,
 		bw_log(BW_LOG_WARN, &lc, "rejected to DLQ: %s", terr.msg);
 		if (bw_dlq_publish(ctx->producer, ctx->worker, msg, terr.msg, err) != 0)
 			goto done;
-		bw_metrics_add(BW_M_DLQ, 1);
 		rc = publish(ctx, &out, msg, err);
 		goto done;
 	}

@@ -70,6 +70,7 @@ static enum MHD_Result respond(struct bw_ingress_server *srv, struct MHD_Connect
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	ret = MHD_queue_response(conn, status, resp);
 	MHD_destroy_response(resp);
+	bw_metrics_http(status);
 	return ret;
 }
 
@@ -126,10 +127,12 @@ static enum MHD_Result handle_webhook(struct bw_ingress_server *srv, struct MHD_
 	bw_metrics_add(BW_M_MSGS_IN, 1);
 	r = bw_stripe_sig_verify(sig, body, req->len, cfg->secrets, cfg->tolerance_s,
 				 (int64_t)time(NULL), &t);
-	if (r != BW_SIG_OK)
+	if (r != BW_SIG_OK) {
+		bw_metrics_add(BW_M_SIG_FAILURES, 1);
 		return refuse(srv, conn, 400, bw_stripe_sig_result_name(r), NULL, NULL,
 			      "signature check failed (t=%lld, now=%lld, body %zu bytes)",
 			      (long long)t, (long long)time(NULL), req->len);
+	}
 	if (bw_ingress_event_inspect(body, req->len, cfg->max_body, &ev, &err) != 0)
 		return refuse(srv, conn, 400, ev.error, NULL, NULL, "%s", err.msg);
 

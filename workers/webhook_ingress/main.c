@@ -10,6 +10,7 @@
 #include "ingress_publisher.h"
 #include "log.h"
 #include "metrics.h"
+#include "ops_http.h"
 #include "signals.h"
 #include "worker_config.h"
 
@@ -80,6 +81,13 @@ static int check_secrets(const char *list, char *problem, size_t len)
 	}
 }
 
+/* Readiness of the ops endpoint: the webhook server listens (it started before the ops
+ * endpoint) and the publisher's producer raised no fatal error. */
+static int publisher_ok(void *opaque)
+{
+	return !bw_ingress_publisher_failed(opaque);
+}
+
 int main(void)
 {
 	struct bw_common_cfg common = { 0 };
@@ -87,6 +95,7 @@ int main(void)
 	struct bw_err err;
 	struct bw_ingress_publisher *pub = NULL;
 	struct bw_ingress_server *srv = NULL;
+	struct bw_ops_server *ops = NULL;
 	volatile sig_atomic_t *stop = bw_signals_install();
 	char problem[160];
 	int exit_code = 1;
@@ -102,6 +111,7 @@ int main(void)
 		exit_code = 2;
 		goto done;
 	}
+	bw_metrics_set_labels(NULL, cfg.topic);
 	pub = bw_ingress_publisher_new(common.kafka_brokers, (int)cfg.publish_timeout_ms, &err);
 	if (!pub)
 		goto fail;
@@ -122,8 +132,18 @@ int main(void)
 	bw_log(BW_LOG_INFO, NULL, "listening on %s:%d, POST %s -> %s, max body %lld, tolerance %llds",
 	       cfg.bind, bw_ingress_server_port(srv), cfg.path, cfg.topic,
 	       (long long)cfg.max_body, (long long)cfg.tolerance_s);
-	while (!*stop && !bw_ingress_publisher_failed(pub))
+	if (common.metrics_port > 0) {
+		struct bw_ops_conf oconf = { common.metrics_bind, (int)common.metrics_port,
+					     common.health_stall_ms, NULL, 0, 0 };
+		ops = bw_ops_server_start(&oconf, &err);
+		if (!ops)
+			goto fail;
+		bw_ops_server_set_check(ops, "publisher", publisher_ok, pub);
+	}
+	while (!*stop && !bw_ingress_publisher_failed(pub)) {
+		bw_metrics_heartbeat();
 		usleep(100000);
+	}
 	if (bw_ingress_publisher_failed(pub)) {
 		bw_err_set(&err, BW_ERR_FATAL, "the idempotent producer raised a fatal error");
 		goto fail;
@@ -136,6 +156,7 @@ fail:
 done:
 	/* Order: stop accepting and let in-flight requests get their delivery reports, then
 	 * flush and free the producer. */
+	bw_ops_server_stop(ops);
 	bw_ingress_server_stop(srv, (int)cfg.publish_timeout_ms + 1000);
 	bw_ingress_publisher_destroy(pub, (int)cfg.publish_timeout_ms);
 	if (exit_code != 2)
