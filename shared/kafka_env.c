@@ -57,7 +57,8 @@ static int walk(visit_fn fn, void *opaque)
 			k = is_named(*e, nlen);
 			if (order[o] == SRC_NAMED && k >= 0) {
 				rc = fn(opaque, *e, nlen, named[k][1], eq + 1, SRC_NAMED);
-			} else if (order[o] == SRC_LEGACY && k < 0 && strncmp(*e, "KAFKA_", 6) == 0 &&
+			} else if (order[o] == SRC_LEGACY && k < 0 &&
+				   strncmp(*e, "KAFKA_", 6) == 0 &&
 				   strncmp(*e, "KAFKA_BROKERS=", 14) != 0) {
 				if (prop_of(*e + 6, nlen - 6, prop, sizeof(prop)) != 0)
 					continue;

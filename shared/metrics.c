@@ -240,8 +240,8 @@ static void histogram(struct text *t, const char *name, const char *help, const 
 	for (size_t i = 0; i <= n; i++) {
 		cum += atomic_load_explicit(&buckets[i], memory_order_relaxed);
 		if (i < n)
-			put(t, "%s_bucket{worker=\"%s\",le=\"%g\"} %llu\n", name, worker_label, le[i],
-			    (unsigned long long)cum);
+			put(t, "%s_bucket{worker=\"%s\",le=\"%g\"} %llu\n", name, worker_label,
+			    le[i], (unsigned long long)cum);
 		else
 			put(t, "%s_bucket{worker=\"%s\",le=\"+Inf\"} %llu\n", name, worker_label,
 			    (unsigned long long)cum);
@@ -336,8 +336,8 @@ char *bw_metrics_render(void)
 		  size_buckets, (double)atomic_load(&size_sum));
 	histogram(&t, "bw_batch_duration_seconds", "Time the handler took per batch", dur_le,
 		  NDUR, dur_buckets, (double)atomic_load(&dur_sum_us) / 1e6);
-	counter(&t, "bw_batch_retries_total", "Batches (or sync steps) retried after a transient error",
-		BW_M_RETRIES);
+	counter(&t, "bw_batch_retries_total",
+		"Batches (or sync steps) retried after a transient error", BW_M_RETRIES);
 	counter(&t, "bw_db_round_trips_total", "MongoDB round trips", BW_M_DB_ROUND_TRIPS);
 	counter(&t, "bw_version_misses_total",
 		"Conditional updates that missed (balance_version or sync version moved)",

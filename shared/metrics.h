@@ -54,8 +54,8 @@ int64_t bw_metrics_heartbeat_age_ms(void);
  * succeeded (a success stamps the time of the last successful batch). */
 void bw_metrics_batch(size_t size, int64_t duration_us, int ok);
 
-/* One DLQ record (counts BW_M_DLQ too). The reason's text up to its first ':' (sanitised, at most 48 characters)
- * becomes the label; past 32 distinct reasons they count as "other". */
+/* One DLQ record (counts BW_M_DLQ too). The reason's text up to its first ':' (sanitised,
+ * at most 48 characters) becomes the label; past 32 distinct reasons they count as "other". */
 void bw_metrics_dlq(const char *reason);
 
 /* A rebalance: assign (1) or revoke (0) of n partitions; keeps BW_G_PARTITIONS. */

@@ -142,7 +142,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	(void)upload_data_size;
 	(void)con_cls;
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-		return respond(conn, 405, "application/json", "{\"error\":\"method_not_allowed\"}\n");
+		return respond(conn, 405, "application/json",
+			       "{\"error\":\"method_not_allowed\"}\n");
 	if (!strcmp(url, "/metrics")) {
 		rd_kafka_t *rk = atomic_load(&srv->producer);
 		char *text;
@@ -167,17 +168,35 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	return respond(conn, 404, "application/json", "{\"error\":\"not_found\"}\n");
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+void bw_ops_http_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char line[512];
 	size_t n;
 
-	(void)cls;
 	vsnprintf(line, sizeof(line), fmt, ap);
 	n = strlen(line);
 	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 		line[--n] = '\0';
-	bw_log(BW_LOG_WARN, NULL, "microhttpd (ops): %s", line);
+	bw_log(BW_LOG_WARN, NULL, "%s: %s", cls ? (const char *)cls : "microhttpd", line);
+}
+
+int bw_ops_http_sockaddr(const char *bind, int port, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, bind, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, bind, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		return 1;
+	}
+	return -1;
 }
 
 /* The ping's own client: short timeouts, so a probe never waits for the workers' 30 s. */
@@ -208,10 +227,9 @@ struct bw_ops_server *bw_ops_server_start(const struct bw_ops_conf *conf, struct
 {
 	struct bw_ops_server *srv = calloc(1, sizeof(*srv));
 	struct sockaddr_storage ss;
-	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
 	const union MHD_DaemonInfo *di;
+	int family;
 
 	if (!srv) {
 		bw_err_set(err, BW_ERR_FATAL, "out of memory");
@@ -221,26 +239,22 @@ struct bw_ops_server *bw_ops_server_start(const struct bw_ops_conf *conf, struct
 	srv->stall_ms = conf->stall_ms;
 	srv->consumer = conf->consumer;
 	srv->was_ready = -1;
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, conf->bind, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)conf->port);
-	} else if (inet_pton(AF_INET6, conf->bind, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)conf->port);
-		flags |= MHD_USE_IPv6;
-	} else {
+	family = bw_ops_http_sockaddr(conf->bind, conf->port, &ss);
+	if (family < 0) {
 		bw_err_set(err, BW_ERR_FATAL, "METRICS_BIND '%s' is not a numeric IP address",
 			   conf->bind);
 		goto fail;
 	}
+	if (family == 1)
+		flags |= MHD_USE_IPv6;
 	if (conf->mongo_uri) {
 		srv->mongo = ping_client(conf->mongo_uri, conf->mongo_timeout_ms, err);
 		if (!srv->mongo)
 			goto fail;
 	}
 	srv->daemon = MHD_start_daemon(flags, (uint16_t)conf->port, NULL, NULL, on_request, srv,
-				       MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+				       MHD_OPTION_EXTERNAL_LOGGER, bw_ops_http_mhd_log,
+				       (void *)"microhttpd (ops)",
 				       MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
 				       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64,
 				       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,

@@ -13,7 +13,9 @@
 #define BW_OPS_HTTP_H
 
 #include <librdkafka/rdkafka.h>
+#include <stdarg.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "err.h"
 
@@ -44,5 +46,14 @@ int bw_ops_server_port(const struct bw_ops_server *srv);
 
 /* Stops serving and frees. NULL-safe. */
 void bw_ops_server_stop(struct bw_ops_server *srv);
+
+/* Shared with the webhook ingress's server. Fills ss with bind:port (bind a numeric IPv4 or
+ * IPv6 address). Returns 1 for IPv6 (MHD_USE_IPv6 needed), 0 for IPv4, -1 when bind is not a
+ * numeric address. */
+int bw_ops_http_sockaddr(const char *bind, int port, struct sockaddr_storage *ss);
+
+/* microhttpd's external logger (MHD_OPTION_EXTERNAL_LOGGER): one bw_log warning per message,
+ * prefixed with cls (a const char *, e.g. "microhttpd"). */
+void bw_ops_http_mhd_log(void *cls, const char *fmt, va_list ap);
 
 #endif

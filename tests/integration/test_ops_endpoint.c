@@ -5,16 +5,21 @@
  *     Kubernetes' service-link variables (KAFKA_SERVICE_HOST, KAFKA_PORT_9092_TCP, ...) set;
  *   - /readyz turns unready while MongoDB is unreachable (a proxy taken down, the shared
  *     server untouched) and ready again after, while /healthz stays ok;
- *   - unknown RDKAFKA_ properties exit 2 at start, listed with every other problem. */
+ *   - unknown RDKAFKA_ properties exit 2 at start, listed with every other problem;
+ *   - the webhook ingress counts answers by status and signature failures on its own
+ *     METRICS_PORT (not on the public webhook port). */
 #include <check.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "stripe_sig.h"
 #include "tcp_proxy.h"
 #include "usage_kit.h"
 
@@ -45,12 +50,14 @@ static size_t on_data(char *data, size_t size, size_t n, void *opaque)
 	return size * n;
 }
 
-/* GET http://127.0.0.1:port/path: the body (new string, "" when none) and *status (0 when
- * nothing answered). */
-static char *http_get(int port, const char *path, long *status)
+/* method http://127.0.0.1:port/path with an optional Stripe-Signature header and body: the
+ * body answered (new string, "" when none) and *status (0 when nothing answered). */
+static char *http_req(int port, const char *method, const char *path, const char *sig,
+		      const char *data, long *status)
 {
-	char url[128];
+	char url[128], hdr[160];
 	struct body b = { calloc(1, 1), 0 };
+	struct curl_slist *hdrs = NULL;
 	CURL *c = curl_easy_init();
 
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
@@ -58,11 +65,31 @@ static char *http_get(int port, const char *path, long *status)
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+	if (sig) {
+		snprintf(hdr, sizeof(hdr), "Stripe-Signature: %s", sig);
+		hdrs = curl_slist_append(hdrs, hdr);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	}
+	if (data)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, data);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	*status = 0;
 	if (curl_easy_perform(c) == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
 	curl_easy_cleanup(c);
+	curl_slist_free_all(hdrs);
 	return b.text;
+}
+
+static char *http_get(int port, const char *path, long *status)
+{
+	return http_req(port, "GET", path, NULL, NULL, status);
+}
+
+static const char *next_line(const char *line)
+{
+	const char *nl = strchr(line, '\n');
+	return nl ? nl + 1 : NULL;
 }
 
 /* The value of the sample whose name and labels are exactly series, or -1 when absent. */
@@ -70,10 +97,25 @@ static double sample(const char *text, const char *series)
 {
 	size_t n = strlen(series);
 
-	for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+	for (const char *line = text; line && *line; line = next_line(line))
 		if (strncmp(line, series, n) == 0 && line[n] == ' ')
 			return strtod(line + n + 1, NULL);
 	return -1;
+}
+
+/* sample() of the series fmt formats (a topic label, say), as an integer. */
+static long long value(const char *text, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static long long value(const char *text, const char *fmt, ...)
+{
+	char series[300];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(series, sizeof(series), fmt, ap);
+	va_end(ap);
+	return (long long)sample(text, series);
 }
 
 /* Sum of every sample of a family (name followed by '{'), and how many there are. */
@@ -83,7 +125,7 @@ static double family_sum(const char *text, const char *name, int *count)
 	double sum = 0;
 
 	*count = 0;
-	for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+	for (const char *line = text; line && *line; line = next_line(line))
 		if (strncmp(line, name, n) == 0 && line[n] == '{') {
 			const char *sp = strstr(line, "} "); /* label values may hold spaces */
 			sum += sp ? strtod(sp + 2, NULL) : 0;
@@ -181,28 +223,24 @@ START_TEST(metrics_equal_a_known_load_with_service_link_variables)
 	ck_assert_msg(rows > 0 && family_sum(text, "bw_consumer_lag", &rows) == 0,
 		      "lag did not fall to 0: %s", text);
 
-#define STATUS(s) "bw_messages_total{worker=\"usage-worker\",topic=\"%s\",status=\"" s "\"}"
-	snprintf(series, sizeof(series), STATUS("applied"), env.topic);
-	ck_assert_int_eq((int)sample(text, series), N_OK);
-	snprintf(series, sizeof(series), STATUS("duplicate"), env.topic);
-	ck_assert_int_eq((int)sample(text, series), 1);
-	snprintf(series, sizeof(series), STATUS("rejected"), env.topic);
-	ck_assert_int_eq((int)sample(text, series), 2);
-	snprintf(series, sizeof(series), STATUS("conflict"), env.topic);
-	ck_assert_int_eq((int)sample(text, series), 0);
+	/* usage-worker's series: {worker="usage-worker"...} */
+#define UW "{worker=\"usage-worker\""
+#define STATUS UW ",topic=\"%s\",status=\"%s\"}"
+	ck_assert_int_eq(value(text, "bw_messages_total" STATUS, env.topic, "applied"), N_OK);
+	ck_assert_int_eq(value(text, "bw_messages_total" STATUS, env.topic, "duplicate"), 1);
+	ck_assert_int_eq(value(text, "bw_messages_total" STATUS, env.topic, "rejected"), 2);
+	ck_assert_int_eq(value(text, "bw_messages_total" STATUS, env.topic, "conflict"), 0);
 	ck_assert_int_eq((int)family_sum(text, "bw_dlq_records_total", &rows), 2);
-	ck_assert_int_eq((int)sample(text, "bw_results_published_total{worker=\"usage-worker\"}"),
-			 N_OK + 3);
-	ck_assert_int_eq((int)sample(text, "bw_batch_size_sum{worker=\"usage-worker\"}"), N_OK + 3);
-	ck_assert_int_eq(sample(text, "bw_batch_size_count{worker=\"usage-worker\"}"),
-			 sample(text, "bw_batch_duration_seconds_count{worker=\"usage-worker\"}"));
-	ck_assert(sample(text, "bw_batch_size_bucket{worker=\"usage-worker\",le=\"+Inf\"}") >= 1);
-	ck_assert(sample(text, "bw_db_round_trips_total{worker=\"usage-worker\"}") > 0);
-	ck_assert(sample(text, "bw_last_batch_success_timestamp_seconds{worker=\"usage-worker\"}") >
-		  1.7e9);
-	ck_assert(sample(text, "bw_consumer_rebalances_total{worker=\"usage-worker\",type=\"assign\"}") >= 1);
-	ck_assert_int_eq((int)sample(text, "bw_consumer_partitions_assigned{worker=\"usage-worker\"}"), 2);
-	ck_assert(sample(text, "bw_build_info{worker=\"usage-worker\",version=\"0.1.0\"}") == 1);
+	ck_assert_int_eq(value(text, "bw_results_published_total" UW "}"), N_OK + 3);
+	ck_assert_int_eq(value(text, "bw_batch_size_sum" UW "}"), N_OK + 3);
+	ck_assert_int_eq(value(text, "bw_batch_size_count" UW "}"),
+			 value(text, "bw_batch_duration_seconds_count" UW "}"));
+	ck_assert_int_ge(value(text, "bw_batch_size_bucket" UW ",le=\"+Inf\"}"), 1);
+	ck_assert_int_gt(value(text, "bw_db_round_trips_total" UW "}"), 0);
+	ck_assert_int_gt(value(text, "bw_last_batch_success_timestamp_seconds" UW "}"), 1700000000);
+	ck_assert_int_ge(value(text, "bw_consumer_rebalances_total" UW ",type=\"assign\"}"), 1);
+	ck_assert_int_eq(value(text, "bw_consumer_partitions_assigned" UW "}"), 2);
+	ck_assert_int_eq(value(text, "bw_build_info" UW ",version=\"0.1.0\"}"), 1);
 	ck_assert_ptr_nonnull(strstr(text, "# TYPE bw_batch_duration_seconds histogram\n"));
 	free(text);
 	free(wait_status(port, "/healthz", 200, 5000));
@@ -268,6 +306,65 @@ START_TEST(unknown_rdkafka_properties_exit_2_with_every_problem)
 }
 END_TEST
 
+#define SECRET "whsec_ops_test_5gH7jK9mN2pQ4rS6"
+
+/* Posts an event signed with secret (or a forged signature when secret is NULL). */
+static long post_event(int port, const char *secret, const char *id)
+{
+	char body[256], sig[128], hex[65];
+	long long t = (long long)time(NULL);
+	long status;
+
+	snprintf(body, sizeof(body),
+		 "{\"id\":\"%s\",\"object\":\"event\",\"type\":\"invoice.paid\","
+		 "\"data\":{\"object\":{\"id\":\"in_1\",\"customer\":\"cus_ops\"}}}", id);
+	ck_assert(bw_stripe_sig_sign(secret ? secret : "whsec_forged", secret ? strlen(secret) : 12,
+				     t, (const unsigned char *)body, strlen(body), hex) == 0);
+	snprintf(sig, sizeof(sig), "t=%lld,v1=%s", t, hex);
+	free(http_req(port, "POST", "/webhooks/stripe", sig, body, &status));
+	return status;
+}
+
+START_TEST(ingress_metrics_count_requests_and_signature_failures)
+{
+	char topic[96], topic_var[128], http_var[32], port_var[32], logp[256];
+	char *text;
+	int http_port = free_port(), port = free_port();
+	const char *env[] = { http_var, port_var, topic_var, "HTTP_BIND=127.0.0.1",
+			      "STRIPE_WEBHOOK_SECRET=" SECRET, SERVICE_LINKS, NULL };
+	long status;
+	pid_t pid;
+
+	tk_unique(topic, sizeof(topic), "ops_ingress");
+	tk_create_topic(topic, 1, 0);
+	snprintf(topic_var, sizeof(topic_var), "STRIPE_EVENTS_TOPIC=%s", topic);
+	snprintf(http_var, sizeof(http_var), "HTTP_PORT=%d", http_port);
+	snprintf(port_var, sizeof(port_var), "METRICS_PORT=%d", port);
+	snprintf(logp, sizeof(logp), "%s/%s.log", BW_BINARY_DIR, topic);
+	pid = tk_spawn(BW_WEBHOOK_INGRESS_PATH, env, logp);
+	free(wait_status(port, "/readyz", 200, 20000));
+	ck_assert_int_eq(post_event(http_port, SECRET, "evt_ops_1"), 200);
+	ck_assert_int_eq(post_event(http_port, SECRET, "evt_ops_2"), 200);
+	ck_assert_int_eq(post_event(http_port, NULL, "evt_ops_3"), 400);
+	free(http_get(http_port, "/metrics", &status)); /* not on the public webhook port */
+	ck_assert_int_eq(status, 404);
+
+	text = wait_status(port, "/metrics", 200, 5000);
+#define IW "{worker=\"webhook-ingress\""
+	ck_assert_int_eq(value(text, "bw_http_requests_total" IW ",code=\"200\"}"), 2);
+	ck_assert_int_eq(value(text, "bw_http_requests_total" IW ",code=\"400\"}"), 1);
+	ck_assert_int_eq(value(text, "bw_http_requests_total" IW ",code=\"404\"}"), 1);
+	ck_assert_int_eq(value(text, "bw_webhook_signature_failures_total" IW "}"), 1);
+	ck_assert_int_eq(value(text, "bw_messages_total" IW ",topic=\"%s\",status=\"applied\"}",
+			       topic), 2);
+	free(text);
+	free(wait_status(port, "/healthz", 200, 1000));
+
+	kill(pid, SIGTERM);
+	ck_assert_int_eq(tk_wait(pid, 30000), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("ops_endpoint");
@@ -277,6 +374,7 @@ int main(void)
 	tcase_add_test(tc, unknown_rdkafka_properties_exit_2_with_every_problem);
 	tcase_add_test(tc, metrics_equal_a_known_load_with_service_link_variables);
 	tcase_add_test(tc, readyz_follows_the_database);
+	tcase_add_test(tc, ingress_metrics_count_requests_and_signature_failures);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

@@ -54,7 +54,8 @@ static void *pump(void *arg)
 				break;
 			}
 			for (ssize_t off = 0; off < got && !done;) {
-				ssize_t w = write(i == 0 ? pr->b : pr->a, buf + off, (size_t)(got - off));
+				int to = i == 0 ? pr->b : pr->a;
+				ssize_t w = write(to, buf + off, (size_t)(got - off));
 				if (w <= 0)
 					done = 1;
 				else

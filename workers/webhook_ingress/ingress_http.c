@@ -17,6 +17,7 @@
 #include "ingress_event.h"
 #include "log.h"
 #include "metrics.h"
+#include "ops_http.h"
 #include "stripe_sig.h"
 
 /* First allocation of a body buffer when the client sent no Content-Length. */
@@ -254,19 +255,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	atomic_fetch_sub(&srv->in_flight, 1);
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	char line[512];
-	size_t n;
-
-	(void)cls;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	n = strlen(line);
-	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-		line[--n] = '\0';
-	bw_log(BW_LOG_WARN, NULL, "microhttpd: %s", line);
-}
-
 struct bw_ingress_server *bw_ingress_server_start(const struct bw_ingress_http_cfg *cfg,
 						  struct bw_ingress_publisher *pub,
 						  struct bw_err *err)
@@ -283,24 +271,18 @@ struct bw_ingress_server *bw_ingress_server_start(const struct bw_ingress_http_c
 	}
 	srv->cfg = *cfg;
 	srv->pub = pub;
-	memset(&ss, 0, sizeof(ss));
-	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-	if (inet_pton(AF_INET, cfg->bind, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)cfg->port);
-	} else if (inet_pton(AF_INET6, cfg->bind, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)cfg->port);
-		flags |= MHD_USE_IPv6;
-	} else {
+	int family = bw_ops_http_sockaddr(cfg->bind, cfg->port, &ss);
+	if (family < 0) {
 		bw_err_set(err, BW_ERR_FATAL, "HTTP_BIND '%s' is not a numeric IP address",
 			   cfg->bind);
 		goto fail;
 	}
+	if (family == 1)
+		flags |= MHD_USE_IPv6;
 	srv->daemon = MHD_start_daemon(
 		flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv,
-		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, /* first, so it catches everything */
+		/* first, so it catches everything */
+		MHD_OPTION_EXTERNAL_LOGGER, bw_ops_http_mhd_log, (void *)"microhttpd",
 		MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
 		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
