@@ -28,8 +28,8 @@ struct bw_ingress_delivery {
 	int64_t offset;
 };
 
-/* New publisher on brokers (KAFKA_* pass-through applies; enable.idempotence=true, acks=all
- * and message.timeout.ms=timeout_ms are forced). Starts the delivery-report thread.
+/* New publisher on brokers (RDKAFKA_* properties apply, kafka_env.h; enable.idempotence=true,
+ * acks=all and message.timeout.ms=timeout_ms are forced). Starts the delivery-report thread.
  * Returns NULL with err (FATAL) on bad config. */
 struct bw_ingress_publisher *bw_ingress_publisher_new(const char *brokers, int timeout_ms,
 						      struct bw_err *err);
