@@ -111,7 +111,6 @@ int main(void)
 		exit_code = 2;
 		goto done;
 	}
-	bw_metrics_set_labels(NULL, cfg.topic);
 	pub = bw_ingress_publisher_new(common.kafka_brokers, (int)cfg.publish_timeout_ms, &err);
 	if (!pub)
 		goto fail;
@@ -126,6 +125,7 @@ int main(void)
 		.ready_timeout_ms = (int)cfg.ready_timeout_ms,
 		.max_connections = (unsigned)cfg.max_connections,
 	};
+	bw_metrics_set_labels(NULL, cfg.topic);
 	srv = bw_ingress_server_start(&hcfg, pub, &err);
 	if (!srv)
 		goto fail;
