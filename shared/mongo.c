@@ -326,6 +326,35 @@ static int run_startup_checks(struct bw_mongo *m, struct bw_err *err)
 	return 0;
 }
 
+/* The name MongoDB gives index_table[i] ("<field>_1[_<field2>_1]"). */
+static void index_name(size_t i, char *name, size_t len)
+{
+	if (index_table[i].field2)
+		snprintf(name, len, "%s_1_%s_1", index_table[i].field, index_table[i].field2);
+	else
+		snprintf(name, len, "%s_1", index_table[i].field);
+}
+
+int bw_mongo_index_at(size_t i, const char **coll, char *name, size_t name_len)
+{
+	if (i >= sizeof(index_table) / sizeof(index_table[0]))
+		return -1;
+	*coll = index_table[i].coll;
+	index_name(i, name, name_len);
+	return 0;
+}
+
+int bw_mongo_obsolete_index_at(size_t i, const char **coll, const char **name,
+			       const char **why)
+{
+	if (i >= sizeof(obsolete_indexes) / sizeof(obsolete_indexes[0]))
+		return -1;
+	*coll = obsolete_indexes[i].coll;
+	*name = obsolete_indexes[i].name;
+	*why = obsolete_indexes[i].why;
+	return 0;
+}
+
 int bw_mongo_ensure_indexes(struct bw_mongo *m, struct bw_err *err)
 {
 	mongoc_client_t *client = bw_mongo_pop(m);
@@ -337,11 +366,7 @@ int bw_mongo_ensure_indexes(struct bw_mongo *m, struct bw_err *err)
 		char name[96];
 		bson_t cmd = BSON_INITIALIZER, indexes, idx, key;
 
-		if (index_table[i].field2)
-			snprintf(name, sizeof(name), "%s_1_%s_1", index_table[i].field,
-				 index_table[i].field2);
-		else
-			snprintf(name, sizeof(name), "%s_1", index_table[i].field);
+		index_name(i, name, sizeof(name));
 		BSON_APPEND_UTF8(&cmd, "createIndexes", index_table[i].coll);
 		BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &indexes);
 		BSON_APPEND_DOCUMENT_BEGIN(&indexes, "0", &idx);

@@ -57,6 +57,15 @@ int bw_mongo_ping(struct bw_mongo *m, struct bw_err *err);
  * (two ledger rows of one Checkout session) are logged. 0, or -1 with err. */
 int bw_mongo_ensure_indexes(struct bw_mongo *m, struct bw_err *err);
 
+/* The i-th index bw_mongo_ensure_indexes() creates: its collection (static) and name (into
+ * name). 0, or -1 past the last one. For bw-admin doctor. */
+int bw_mongo_index_at(size_t i, const char **coll, char *name, size_t name_len);
+
+/* The i-th obsolete index bw_mongo_ensure_indexes() drops: collection, name and why (all
+ * static). 0, or -1 past the last one. */
+int bw_mongo_obsolete_index_at(size_t i, const char **coll, const char **name,
+			       const char **why);
+
 /* Values of field stored in more than one document of coll (up to 50), by one aggregation:
  * keys gets "v1, v2", detail "v1: _id a, b; v2: ..." (both truncated to fit). Returns how
  * many values, or -1 with err. */

@@ -142,7 +142,8 @@ static void jb_breakdown(struct jbuf *b, const struct bw_breakdown *bd)
 	jb_raw(b, "}", 1);
 }
 
-static void jb_balances(struct jbuf *b, const struct bw_balances *bal)
+/* The balances object itself ("{...}"), shared by the results and bw-admin balance. */
+static void jb_balances_obj(struct jbuf *b, const struct bw_balances *bal)
 {
 	int64_t sub_left = bal->enterprise ? 0
 					   : bw_waterfall_remaining(bal->subscription_allowance,
@@ -154,8 +155,7 @@ static void jb_balances(struct jbuf *b, const struct bw_balances *bal)
 	if (__builtin_add_overflow(sub_left, pur_left, &total) ||
 	    __builtin_add_overflow(total, gra_left, &total))
 		total = INT64_MAX;
-	jb_lit(b, bal->enterprise ? ",\"balances\":{\"unlimited\":true"
-				  : ",\"balances\":{\"unlimited\":false");
+	jb_lit(b, bal->enterprise ? "{\"unlimited\":true" : "{\"unlimited\":false");
 	jb_int(b, "subscription_spu_allowance", bal->subscription_allowance);
 	jb_int(b, "subscription_spus_used", bal->subscription_used);
 	jb_int(b, "subscription_remaining", sub_left);
@@ -168,6 +168,24 @@ static void jb_balances(struct jbuf *b, const struct bw_balances *bal)
 	jb_int(b, "paid_spus_used", bal->paid_used);
 	jb_int(b, "total_remaining", total);
 	jb_raw(b, "}", 1);
+}
+
+static void jb_balances(struct jbuf *b, const struct bw_balances *bal)
+{
+	jb_lit(b, ",\"balances\":");
+	jb_balances_obj(b, bal);
+}
+
+char *bw_usage_balances_json(const struct bw_balances *bal)
+{
+	struct jbuf b = { NULL, 0, 0, 0 };
+
+	jb_balances_obj(&b, bal);
+	if (b.oom) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
 }
 
 char *bw_usage_result_json(const struct bw_usage_outcome *out, const rd_kafka_message_t *msg,

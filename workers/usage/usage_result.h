@@ -38,6 +38,10 @@ struct bw_usage_outcome {
 char *bw_usage_result_json(const struct bw_usage_outcome *out, const rd_kafka_message_t *msg,
 			   const char *processed_at);
 
+/* The "balances" object of a result alone (remaining per bucket, total, unlimited), as a new
+ * string (caller free()), or NULL on OOM: bw-admin's balance command prints the same object. */
+char *bw_usage_balances_json(const struct bw_balances *bal);
+
 /* The key of a usage record: the composite _id {org_id, event_id} (the same event_id in two
  * orgs is two events; old records of the original integration have an ObjectId _id and are
  * never matched). The opening balance of an org (event_id "", which no event can have) is
