@@ -1,4 +1,5 @@
-// Creates the topics listed in a topics.conf ("<name> <partitions>" per line, '#' comments)
+// Creates the topics listed in a topics.conf ("<name> <partitions> [<retention.ms>]" per line,
+// '#' comments)
 // in one JVM with the Kafka Admin API (same effect as TopicCommand --create --if-not-exists).
 //
 //   java -cp "$BW_STACK_DIR/jars/*" deploy/local/CreateTopics.java <bootstrap> <topics.conf> [replication-factor]
@@ -23,12 +24,15 @@ public class CreateTopics {
         }
         short rf = args.length > 2 ? Short.parseShort(args[2]) : 1;
         Map<String, Integer> wanted = new LinkedHashMap<>();
+        Map<String, String> retention = new HashMap<>();
         for (String raw : Files.readAllLines(Path.of(args[1]))) {
             String line = raw.replaceAll("#.*", "").trim();
             if (line.isEmpty()) continue;
             String[] f = line.split("\\s+");
-            if (f.length != 2) throw new IllegalArgumentException("bad line in " + args[1] + ": " + raw);
+            if (f.length != 2 && f.length != 3)
+                throw new IllegalArgumentException("bad line in " + args[1] + ": " + raw);
             wanted.put(f[0], Integer.parseInt(f[1]));
+            if (f.length == 3) retention.put(f[0], String.valueOf(Long.parseLong(f[2])));
         }
 
         Properties p = new Properties();
@@ -40,7 +44,12 @@ public class CreateTopics {
             Set<String> existing = admin.listTopics().names().get();
             List<NewTopic> create = new ArrayList<>();
             for (var e : wanted.entrySet())
-                if (!existing.contains(e.getKey())) create.add(new NewTopic(e.getKey(), e.getValue(), rf));
+                if (!existing.contains(e.getKey())) {
+                    NewTopic t = new NewTopic(e.getKey(), e.getValue(), rf);
+                    if (retention.containsKey(e.getKey()))
+                        t.configs(Map.of("retention.ms", retention.get(e.getKey())));
+                    create.add(t);
+                }
             var results = admin.createTopics(create).values();
             for (NewTopic t : create) {
                 try {
