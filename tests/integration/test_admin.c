@@ -159,6 +159,51 @@ START_TEST(audit_names_a_corrupted_counter)
 }
 END_TEST
 
+/* The subscription counter within its period: records of the period before the last reset do
+ * not count; records of the reset's own period may predate the reset (the stripe worker moves
+ * the period on customer.subscription.updated and resets on the invoice), so they bound it. */
+START_TEST(audit_subscription_counter_within_its_period)
+{
+	char db[96], doc[1024];
+	struct target t;
+	json_t *out, *d;
+	static const char *const recs[] = {
+		"{\"_id\":{\"org_id\":\"org-p\",\"event_id\":\"old\"},\"org_id\":\"org-p\","
+		"\"from_subscription\":10,\"from_purchased\":0,\"from_granted\":0,\"from_paid\":0,"
+		"\"period_start\":{\"$date\":\"2026-10-01T00:00:00Z\"}}",
+		"{\"_id\":{\"org_id\":\"org-p\",\"event_id\":\"before-reset\"},\"org_id\":\"org-p\","
+		"\"from_subscription\":4,\"from_purchased\":0,\"from_granted\":0,\"from_paid\":0,"
+		"\"period_start\":{\"$date\":\"2026-11-01T00:00:00Z\"}}",
+		"{\"_id\":{\"org_id\":\"org-p\",\"event_id\":\"after-reset\"},\"org_id\":\"org-p\","
+		"\"from_subscription\":3,\"from_purchased\":0,\"from_granted\":0,\"from_paid\":0,"
+		"\"period_start\":{\"$date\":\"2026-11-01T00:00:00Z\"}}",
+	};
+
+	tk_unique(db, sizeof(db), "db");
+	t = (struct target){ db, NULL, NULL, NULL };
+	for (size_t i = 0; i < 3; i++)
+		tk_mongo_insert(db, "payments_usage_records", recs[i]);
+	snprintf(doc, sizeof(doc),
+		 "{\"org_id\":\"org-p\",\"subscription_type\":\"pro\",\"subscription_spu_allowance\":100,"
+		 "\"subscription_spus_used\":3,\"purchased_credits\":0,\"purchased_credits_used\":0,"
+		 "\"granted_credits\":0,\"granted_credits_used\":0,\"paid_spus_used\":0,"
+		 "\"opening_balance\":{\"source\":\"none\"},\"balance_version\":9,"
+		 "\"stripe_current_billing_period_start\":{\"$date\":\"2026-11-01T00:00:00Z\"},"
+		 "\"subscription_spus_reset_period_start\":{\"$date\":\"2026-11-01T00:00:00Z\"}}");
+	tk_mongo_insert(db, "payments_customers", doc);
+	ck_assert_int_eq(admin(&t, &out, "audit", NULL), 0);
+	json_decref(out);
+	corrupt(db, "org-p", "subscription_spus_used", 9); /* more than the period charged */
+	ck_assert_int_eq(admin(&t, &out, "audit", NULL), 1);
+	d = json_array_get(json_object_get(out, "drifts"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(d, "field")), "subscription_spus_used");
+	ck_assert_int_eq(tk_int(d, "expected_max"), 7);
+	ck_assert_int_eq(tk_int(d, "difference"), 2);
+	json_decref(out);
+	tk_mongo_drop(db);
+}
+END_TEST
+
 START_TEST(adjustment_applies_once_per_key_and_survives_the_usage_worker)
 {
 	struct uk_env env;
@@ -465,6 +510,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, audit_names_a_corrupted_counter);
+	tcase_add_test(tc, audit_subscription_counter_within_its_period);
 	tcase_add_test(tc, adjustment_applies_once_per_key_and_survives_the_usage_worker);
 	tcase_add_test(tc, adjustment_interrupted_before_its_row_is_recorded_once);
 	tcase_add_test(tc, usage_dlq_replay_is_processed_once);

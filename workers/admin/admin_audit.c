@@ -5,10 +5,15 @@
  *       = the sum of from_purchased / from_granted / from_paid of all its usage records (the
  *         opening-balance row included; the original integration's records carry no
  *         breakdown and count 0);
- *   subscription_spus_used
- *       = the sum of from_subscription of the records charged in the current period (their
- *         period_start equals the customer's stripe_current_billing_period_start), minus the
- *         subscription adjustments of that period (bw-admin adjust gives usage back there);
+ *   subscription_spus_used (within its period)
+ *       = the sum of from_subscription of the records charged since the last reset of the
+ *         counter, minus the subscription adjustments since then (bw-admin adjust gives usage
+ *         back there). Records and adjustments carry the period start stored on the customer
+ *         when they were made; the reset marker subscription_spus_reset_period_start names
+ *         the period of the last reset: rows of a later period count, earlier ones do not,
+ *         and rows of the marker's own period may predate the reset (the period moves on
+ *         customer.subscription.updated, the invoice resets later), so for them the check
+ *         is a range [rows after, rows after + rows of that period];
  * plus what is applied but not yet written down: pending_events whose usage record is missing
  * and pending_adjustments whose row is missing (a crash window the next write repairs).
  * Granted and purchased adjustments change totals, not used counters. Each difference is a
@@ -36,6 +41,26 @@ struct table {
 	struct sums *rows;
 	size_t n;
 };
+
+/* What a counter may be: [lo, hi]. Exact (lo == hi) except the subscription counter in the
+ * period of its last reset, see add(). */
+struct expect {
+	int64_t lo[4], hi[4];
+	int has_marker;          /* subscription_spus_reset_period_start is set */
+	int64_t marker;          /* the period start of the last reset */
+};
+
+/* Adds v to counter k of e; which bound(s) it may count in: both, or only one. */
+enum bound { BOTH, LO, HI };
+
+static int add(struct expect *e, int k, int64_t v, enum bound b)
+{
+	if (b != HI && __builtin_add_overflow(e->lo[k], v, &e->lo[k]))
+		return -1;
+	if (b != LO && __builtin_add_overflow(e->hi[k], v, &e->hi[k]))
+		return -1;
+	return 0;
+}
 
 static int cmp_sums(const void *a, const void *b)
 {
@@ -147,10 +172,14 @@ static bson_t *pipeline(const char *org, const char *match_key, const char *matc
 	return p;
 }
 
-/* Adds (sign +1/-1) the sums of org in t to exp: every period for the purchased, granted and
- * paid counters, only period_ms for the subscription counter. 0, or -1 on overflow. */
-static int add_sums(const struct table *t, const char *org, int64_t period_ms, int sign,
-		    int64_t exp[4])
+/* Adds (sign +1/-1) the sums of org in t to e: every period for the purchased, granted and
+ * paid counters. The subscription counter holds what was charged after its last reset (the
+ * reset zeroes it and records the period start it was for, the marker M): a row of a period
+ * after M counts, one before M does not, and one of period M itself may be from before the
+ * reset (the stripe worker's path: customer.subscription.updated moves the period, the
+ * invoice resets later) or after it, so it widens the range only. No marker: no reset ever,
+ * every row counts. 0, or -1 on overflow. */
+static int add_sums(const struct table *t, const char *org, int sign, struct expect *e)
 {
 	size_t lo = 0, hi = t->n;
 
@@ -165,9 +194,14 @@ static int add_sums(const struct table *t, const char *org, int64_t period_ms, i
 		const struct sums *s = &t->rows[i];
 		for (int k = 0; k < 4; k++) {
 			int64_t v = sign > 0 ? s->v[k] : -s->v[k];
-			if (k == 0 && s->period_ms != period_ms)
-				continue;
-			if (__builtin_add_overflow(exp[k], v, &exp[k]))
+			enum bound b = BOTH;
+			if (k == 0 && e->has_marker) {
+				if (s->period_ms < e->marker)
+					continue;
+				if (s->period_ms == e->marker)
+					b = sign > 0 ? HI : LO;
+			}
+			if (add(e, k, v, b) != 0)
 				return -1;
 		}
 	}
@@ -186,7 +220,7 @@ static int has_entries(const bson_t *doc, const char *key)
 /* What is applied on doc but not written down yet: pending events without a usage record,
  * pending subscription adjustments without a row. */
 static int add_pending(struct bw_mongo *m, mongoc_client_t *client, const char *org,
-		       int64_t exp[4], struct bw_err *err)
+		       struct expect *e, struct bw_err *err)
 {
 	struct bw_org o;
 	struct bw_org *op = &o;
@@ -219,8 +253,9 @@ static int add_pending(struct bw_mongo *m, mongoc_client_t *client, const char *
 					 bd->from_paid };
 			if (bw_found_record_lookup(found, nfound, org, o.pending[i].event_id))
 				continue;
+			/* Charged before its record; a reset since then would have zeroed it. */
 			for (int k = 0; k < 4; k++)
-				if (__builtin_add_overflow(exp[k], v[k], &exp[k])) {
+				if (add(e, k, v[k], k == 0 && e->has_marker ? HI : BOTH) != 0) {
 					bw_err_set(err, BW_ERR_INVALID, "sum overflows int64");
 					goto done;
 				}
@@ -236,7 +271,7 @@ done:
 
 /* Pending subscription adjustments of doc whose row is not in rows (a crash window). */
 static int add_pending_adjustments(struct bw_mongo *m, mongoc_client_t *client,
-				   const bson_t *doc, const char *org, int64_t exp[4],
+				   const bson_t *doc, const char *org, struct expect *e,
 				   struct bw_err *err)
 {
 	bson_iter_t it, arr;
@@ -248,20 +283,20 @@ static int add_pending_adjustments(struct bw_mongo *m, mongoc_client_t *client,
 		return 0;
 	coll = bw_mongo_coll(m, client, COLL_ADJUSTMENTS);
 	while (rc == 0 && bson_iter_next(&arr)) {
-		bson_iter_t e;
+		bson_iter_t entry;
 		const char *key = NULL, *bucket = "";
 		int64_t spus = 0, count;
 		bson_error_t error;
 		bson_t *filter;
-		if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &e))
+		if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &entry))
 			continue;
-		while (bson_iter_next(&e)) {
-			if (strcmp(bson_iter_key(&e), "key") == 0 && BSON_ITER_HOLDS_UTF8(&e))
-				key = bson_iter_utf8(&e, NULL);
-			else if (strcmp(bson_iter_key(&e), "bucket") == 0 && BSON_ITER_HOLDS_UTF8(&e))
-				bucket = bson_iter_utf8(&e, NULL);
-			else if (strcmp(bson_iter_key(&e), "spus") == 0)
-				spus = bson_iter_as_int64(&e);
+		while (bson_iter_next(&entry)) {
+			if (strcmp(bson_iter_key(&entry), "key") == 0 && BSON_ITER_HOLDS_UTF8(&entry))
+				key = bson_iter_utf8(&entry, NULL);
+			else if (strcmp(bson_iter_key(&entry), "bucket") == 0 && BSON_ITER_HOLDS_UTF8(&entry))
+				bucket = bson_iter_utf8(&entry, NULL);
+			else if (strcmp(bson_iter_key(&entry), "spus") == 0)
+				spus = bson_iter_as_int64(&entry);
 		}
 		if (!key || strcmp(bucket, "subscription") != 0)
 			continue;
@@ -270,23 +305,36 @@ static int add_pending_adjustments(struct bw_mongo *m, mongoc_client_t *client,
 		bson_destroy(filter);
 		if (count < 0)
 			rc = bw_mongo_error(&error, "count adjustments", err);
-		else if (count == 0 && __builtin_add_overflow(exp[0], -spus, &exp[0]))
+		else if (count == 0 && add(e, 0, -spus, e->has_marker ? LO : BOTH) != 0)
 			rc = bw_err_set(err, BW_ERR_INVALID, "sum overflows int64");
 	}
 	mongoc_collection_destroy(coll);
 	return rc;
 }
 
-static void drift(json_t *drifts, const char *org, const char *field, int64_t stored,
-		  int64_t expected)
+/* A drift when stored is outside [lo, hi]: expected is the nearer bound (and expected_max the
+ * upper one when the range is not exact). */
+static void check(json_t *drifts, const char *org, const char *field, int64_t stored,
+		  int64_t lo, int64_t hi)
 {
-	json_t *d = json_object();
+	int64_t expected = stored < lo ? lo : hi, diff;
+	json_t *d;
 
+	if (stored >= lo && stored <= hi)
+		return;
+	d = json_object();
 	json_object_set_new(d, "org_id", json_string(org));
 	json_object_set_new(d, "field", json_string(field));
 	json_object_set_new(d, "stored", json_integer(stored));
 	json_object_set_new(d, "expected", json_integer(expected));
-	json_object_set_new(d, "difference", json_integer(stored - expected));
+	if (lo != hi) {
+		json_object_set_new(d, "expected_min", json_integer(lo));
+		json_object_set_new(d, "expected_max", json_integer(hi));
+	}
+	if (__builtin_sub_overflow(stored, expected, &diff))
+		json_object_set_new(d, "difference", json_null());
+	else
+		json_object_set_new(d, "difference", json_integer(diff));
 	json_array_append_new(drifts, d);
 }
 
@@ -329,7 +377,8 @@ int bw_admin_audit(struct bw_admin *a)
 	while (mongoc_cursor_next(cur, &doc)) {
 		struct bw_customer c;
 		bson_iter_t it;
-		int64_t exp[4] = { 0, 0, 0, 0 }, stored[4];
+		struct expect e;
+		int64_t stored[4];
 		const char *id;
 
 		if (!bson_iter_init_find(&it, doc, BW_CUST_ORG_ID) || !BSON_ITER_HOLDS_UTF8(&it))
@@ -342,22 +391,23 @@ int bw_admin_audit(struct bw_admin *a)
 			continue;
 		}
 		checked++;
-		if (add_sums(&recs, id, c.period_start_ms, 1, exp) != 0 ||
-		    add_sums(&adjs, id, c.period_start_ms, -1, exp) != 0) {
+		memset(&e, 0, sizeof(e));
+		e.has_marker = bw_mongo_get_int64(doc, "subscription_spus_reset_period_start",
+						  &e.marker);
+		if (add_sums(&recs, id, 1, &e) != 0 || add_sums(&adjs, id, -1, &e) != 0) {
 			bw_err_set(&a->err, BW_ERR_INVALID, "org %s: a sum overflows int64", id);
 			goto failed;
 		}
 		if ((has_entries(doc, BW_CUST_PENDING) &&
-		     add_pending(m, client, id, exp, &a->err) != 0) ||
-		    add_pending_adjustments(m, client, doc, id, exp, &a->err) != 0)
+		     add_pending(m, client, id, &e, &a->err) != 0) ||
+		    add_pending_adjustments(m, client, doc, id, &e, &a->err) != 0)
 			goto failed;
 		stored[0] = c.sub_used;
 		stored[1] = c.purchased_used;
 		stored[2] = c.granted_used;
 		stored[3] = c.paid_used;
 		for (int k = 0; k < 4; k++)
-			if (stored[k] != exp[k])
-				drift(drifts, id, names[k], stored[k], exp[k]);
+			check(drifts, id, names[k], stored[k], e.lo[k], e.hi[k]);
 	}
 	if (mongoc_cursor_error(cur, &error)) {
 		bw_mongo_error(&error, "load customers", &a->err);
