@@ -247,6 +247,16 @@ START_TEST(adjustment_applies_once_per_key_and_survives_the_usage_worker)
 	ck_assert_int_eq(admin(&t, &out, "adjust", org.id, "--bucket", "subscription", "--spus",
 			       "15", "--key", "k4", "--reason", "x", NULL), 3);
 	json_decref(out);
+	/* adjust never creates an org (a typo); grant does, on top of the free grant. */
+	ck_assert_int_eq(admin(&t, &out, "adjust", "org-typo", "--bucket", "purchased", "--spus",
+			       "5", "--key", "k5", "--reason", "x", NULL), 4);
+	json_decref(out);
+	ck_assert_ptr_null(tk_mongo_find_one(env.db, "payments_customers",
+					     "{\"org_id\":\"org-typo\"}"));
+	ck_assert_int_eq(admin(&t, &out, "grant", "org-new", "--spus", "10", "--key", "k6",
+			       "--reason", "trial extension", NULL), 0);
+	ck_assert_int_eq(tk_int(out, "after"), 110);
+	json_decref(out);
 
 	doc = customer(env.db, org.id);
 	ck_assert_int_eq(tk_int(doc, "granted_credits"), 50);

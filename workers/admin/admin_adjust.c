@@ -171,9 +171,9 @@ static void append_row_id(bson_t *b, const struct adj *x)
 }
 
 /* The customer document of x->org (new bson or NULL when none), creating a fresh one first
- * when create is set. */
+ * when create is set (grant: credits for an org before its first event). */
 static int load_doc(struct bw_mongo *m, mongoc_client_t *client, const struct adj *x,
-		    int64_t free_grant, bson_t **doc, struct bw_err *err)
+		    int64_t free_grant, int create, bson_t **doc, struct bw_err *err)
 {
 	mongoc_collection_t *coll = bw_mongo_coll(m, client, BW_COLL_CUSTOMERS);
 	bson_t *filter = BCON_NEW(BW_CUST_ORG_ID, BCON_UTF8(x->org));
@@ -185,7 +185,7 @@ static int load_doc(struct bw_mongo *m, mongoc_client_t *client, const struct ad
 	int rc = -1;
 
 	*doc = NULL;
-	for (int pass = 0; pass < 2 && !*doc; pass++) {
+	for (int pass = 0; pass < 1 + !!create && !*doc; pass++) {
 		if (pass == 1) {
 			/* An org never seen: its document as any worker would create it. */
 			BSON_APPEND_DOCUMENT_BEGIN(&update, "$setOnInsert", &soi);
@@ -366,11 +366,13 @@ int bw_admin_adjust(struct bw_admin *a, int grant)
 		int64_t delta, cur, r;
 
 		bson_destroy(doc);
-		if (load_doc(m, client, &x, a->common.free_grant, &doc, &a->err) != 0)
+		if (load_doc(m, client, &x, a->common.free_grant, grant, &doc, &a->err) != 0)
 			goto failed;
 		if (!doc) {
-			code = bw_admin_fail_with(a, BW_ADMIN_UNAVAILABLE, BW_ERR_TRANSIENT,
-						  "customer document of %s vanished", x.org);
+			/* adjust never creates an org: a mistyped id must not become a customer. */
+			code = bw_admin_fail_with(a, BW_ADMIN_NOT_FOUND, BW_ERR_INVALID,
+						  "org %s has no customer document%s", x.org,
+						  grant ? "" : " (grant creates one)");
 			goto done;
 		}
 		/* Document first, then the row: see the file comment. */

@@ -35,6 +35,7 @@ struct dlq_run {
 	enum dlq_cmd cmd;
 	char topic[300];
 	json_t *records;       /* ls/show: the records; replay: what was replayed */
+	json_t *markers;       /* ls/show: replay markers by "<partition>:<offset>" */
 	int64_t skipped;       /* replay --all: already replayed */
 	int code;              /* first failure of a replay */
 };
@@ -69,45 +70,58 @@ static void append_marker_id(bson_t *b, const char *topic, int32_t partition, in
 	bson_append_document_end(b, &id);
 }
 
-/* The replay marker of a record as JSON (new), or NULL when it was never replayed. */
-static json_t *marker(struct dlq_run *r, const rd_kafka_message_t *msg, struct bw_err *err)
+/* Every replay marker of r->topic, in one query, into r->markers keyed "<partition>:<offset>"
+ * (ls and show print each record's replay state). */
+static int load_markers(struct dlq_run *r)
 {
 	struct bw_mongo *m = bw_admin_mongo(r->a);
 	mongoc_client_t *client;
 	mongoc_collection_t *coll;
 	mongoc_cursor_t *cur;
-	bson_t filter = BSON_INITIALIZER;
+	bson_t *filter;
 	const bson_t *doc;
 	bson_error_t error;
-	json_t *out = NULL;
+	int rc = 0;
 
-	if (!m) {
-		*err = r->a->err;
-		return NULL;
-	}
+	if (!m)
+		return -1;
 	client = bw_mongo_pop(m);
 	coll = bw_mongo_coll(m, client, COLL_REPLAYS);
-	append_marker_id(&filter, r->topic, msg->partition, msg->offset);
-	cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
-	if (mongoc_cursor_next(cur, &doc)) {
-		out = bw_admin_bson_json(doc);
-		json_object_del(out, "_id");
+	filter = BCON_NEW("_id.topic", BCON_UTF8(r->topic));
+	cur = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
+	while (mongoc_cursor_next(cur, &doc)) {
+		bson_iter_t it, id;
+		int64_t part = -1, off = -1;
+		char key[48];
+		json_t *j;
+		if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
+		    !bson_iter_recurse(&it, &id))
+			continue;
+		while (bson_iter_next(&id))
+			if (strcmp(bson_iter_key(&id), "partition") == 0)
+				part = bson_iter_as_int64(&id);
+			else if (strcmp(bson_iter_key(&id), "offset") == 0)
+				off = bson_iter_as_int64(&id);
+		if (!(j = bw_admin_bson_json(doc)))
+			continue;
+		json_object_del(j, "_id");
+		snprintf(key, sizeof(key), "%" PRId64 ":%" PRId64, part, off);
+		json_object_set_new(r->markers, key, j);
 	}
 	if (mongoc_cursor_error(cur, &error))
-		bw_mongo_error(&error, "load replay marker", err);
+		rc = bw_mongo_error(&error, "load replay markers", &r->a->err);
 	mongoc_cursor_destroy(cur);
+	bson_destroy(filter);
 	mongoc_collection_destroy(coll);
-	bson_destroy(&filter);
 	bw_mongo_push(m, client);
-	return out;
+	return rc;
 }
 
 static json_t *describe(struct dlq_run *r, const rd_kafka_message_t *msg, int with_value)
 {
 	json_t *o = json_object(), *mk;
-	struct bw_err err;
+	char key[48];
 
-	bw_err_clear(&err);
 	json_object_set_new(o, "partition", json_integer(msg->partition));
 	json_object_set_new(o, "offset", json_integer(msg->offset));
 	set_str(o, "key", msg->key ? strndup(msg->key, msg->key_len) : NULL);
@@ -118,10 +132,9 @@ static json_t *describe(struct dlq_run *r, const rd_kafka_message_t *msg, int wi
 	set_str(o, "worker", header(msg, "dlq.worker"));
 	set_str(o, "time", header(msg, "dlq.time"));
 	json_object_set_new(o, "bytes", json_integer((json_int_t)msg->len));
-	mk = marker(r, msg, &err);
-	json_object_set_new(o, "replay", mk ? mk : json_null());
-	if (err.kind != BW_ERR_NONE)
-		json_object_set_new(o, "replay_error", json_string(err.msg));
+	snprintf(key, sizeof(key), "%" PRId32 ":%" PRId64, msg->partition, msg->offset);
+	mk = json_object_get(r->markers, key);
+	json_object_set_new(o, "replay", mk ? json_incref(mk) : json_null());
 	if (with_value) {
 		json_t *v = json_stringn(msg->payload ? msg->payload : "", msg->len);
 		json_object_set_new(o, "value", v ? v : json_string("(not UTF-8)"));
@@ -427,7 +440,13 @@ int bw_admin_dlq(struct bw_admin *a)
 	if (at >= 0 && part < 0)
 		part = 0;
 	r.records = json_array();
-	code = read_records(&r, (int32_t)part, at);
+	r.markers = json_object();
+	/* The replay state is part of the listing: without the database, say so and stop. */
+	if (r.cmd != DLQ_REPLAY && load_markers(&r) != 0)
+		code = bw_admin_fail(a);
+	else
+		code = read_records(&r, (int32_t)part, at);
+	json_decref(r.markers);
 	if (code == BW_ADMIN_OK && r.code != BW_ADMIN_OK)
 		code = r.code;
 	json_object_set_new(a->out, "topic", json_string(r.topic));

@@ -71,8 +71,10 @@ static void print_answer(const struct bw_admin *a, int code)
 		free(text);
 		return;
 	}
+	/* The error goes to stderr and the exit code is the process's: not repeated here. */
 	json_object_foreach(a->out, key, v)
-		print_value("", key, v);
+		if (strcmp(key, "error") != 0 && strcmp(key, "exit") != 0)
+			print_value("", key, v);
 	if (code != BW_ADMIN_OK && a->err.msg[0])
 		fprintf(stderr, "bw-admin: %s\n", a->err.msg);
 }
