@@ -77,6 +77,33 @@ int bw_mongo_find_duplicates(struct bw_mongo *m, const char *coll, const char *f
  * everything else (network, server selection, server errors) -> TRANSIENT. Returns -1. */
 int bw_mongo_error(const bson_error_t *error, const char *what, struct bw_err *err);
 
+/* What the reply of one bulk write says (bw_mongo_bulk_check). */
+struct bw_mongo_bulk_result {
+	int64_t inserted, matched, modified, upserted, removed;
+	size_t write_errors;      /* entries of writeErrors */
+	size_t duplicates;        /* of which duplicate-key errors */
+	size_t wc_errors;         /* entries of writeConcernErrors */
+};
+
+/* The one place that decides what a bulk write's outcome means. ok, reply and error are what
+ * mongoc_bulk_operation_execute() returned and filled (reply may be empty: the driver failed
+ * before any command). mongoc 1.23 always puts a writeErrors array in the reply, empty after a
+ * dropped connection, an ok:0 command error or a write concern error, so the return value,
+ * the array and the error are all read:
+ *   - a write error other than a duplicate key: TRANSIENT (the documents were built here from
+ *     validated input, so it is a server condition; the batch is retried);
+ *   - a duplicate key: dup_kind (BW_ERR_NONE: expected, "already written" or a lost upsert
+ *     race the caller reads from the counts; BW_ERR_CONFLICT or BW_ERR_TRANSIENT otherwise);
+ *   - a write concern error: TRANSIENT (the write may be rolled back by a failover);
+ *   - the execute failed and its error is not the first write error (network, server
+ *     selection, ok:0): TRANSIENT;
+ *   - nreported > 0 (unordered inserts: every op is either inserted or a write error) and
+ *     fewer ops were reported: TRANSIENT (the driver stopped after a failed sub-batch).
+ * res (may be NULL) gets the counts. Returns 0, or -1 with err; `what` names the write. */
+int bw_mongo_bulk_check(uint32_t ok, const bson_t *reply, const bson_error_t *error,
+			enum bw_err_kind dup_kind, size_t nreported, const char *what,
+			struct bw_mongo_bulk_result *res, struct bw_err *err);
+
 /* Milliseconds since the epoch, for timestamps stored in documents. */
 int64_t bw_mongo_now_ms(void);
 
