@@ -88,36 +88,18 @@ static void build_update(const struct bw_org *org, int64_t free_grant, int64_t n
 	}
 }
 
-/* Marks orgs confirmed from the bulk reply: all of them when every op matched or upserted,
- * else only the upserted ones. Write errors other than duplicate keys fail the call. */
-static int settle_reply(const bson_t *reply, struct bw_org *const *ops, size_t nops,
-			struct bw_err *err)
+/* Marks orgs confirmed from a bulk reply that bw_mongo_bulk_check() accepted: all of them
+ * when every op matched or upserted, else only the upserted ones (the rest missed: another
+ * writer came first, or a concurrent creation won the unique org_id). */
+static void settle_reply(const bson_t *reply, const struct bw_mongo_bulk_result *res,
+			 struct bw_org *const *ops, size_t nops)
 {
 	bson_iter_t it, arr, sub;
-	int64_t matched = 0, upserted = 0;
 
-	if (bson_iter_init_find(&it, reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY(&it) &&
-	    bson_iter_recurse(&it, &arr)) {
-		while (bson_iter_next(&arr)) {
-			if (!bson_iter_recurse(&arr, &sub))
-				continue;
-			int32_t code = 0;
-			while (bson_iter_next(&sub))
-				if (strcmp(bson_iter_key(&sub), "code") == 0)
-					code = (int32_t)iter_int64(&sub);
-			if (code != BW_MONGO_DUPLICATE_KEY)
-				return bw_err_set(err, BW_ERR_TRANSIENT,
-						  "customer bulk update: write error code %d", code);
-		}
-	}
-	if (bson_iter_init_find(&it, reply, "nMatched"))
-		matched = iter_int64(&it);
-	if (bson_iter_init_find(&it, reply, "nUpserted"))
-		upserted = iter_int64(&it);
-	if (matched + upserted == (int64_t)nops) {
+	if (res->matched + res->upserted == (int64_t)nops) {
 		for (size_t i = 0; i < nops; i++)
 			ops[i]->confirmed = 1;
-		return 0;
+		return;
 	}
 	if (bson_iter_init_find(&it, reply, "upserted") && BSON_ITER_HOLDS_ARRAY(&it) &&
 	    bson_iter_recurse(&it, &arr)) {
@@ -132,7 +114,6 @@ static int settle_reply(const bson_t *reply, struct bw_org *const *ops, size_t n
 			}
 		}
 	}
-	return 0;
 }
 
 int bw_usage_store_write_orgs(struct bw_mongo *m, mongoc_client_t *client,
@@ -182,14 +163,13 @@ int bw_usage_store_write_orgs(struct bw_mongo *m, mongoc_client_t *client,
 	bson_destroy(&reply);
 	uint32_t ok = mongoc_bulk_operation_execute(bulk, &reply, &error);
 	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
-	bson_iter_t it;
-	if (!ok && !(bson_iter_init_find(&it, &reply, "writeErrors"))) {
-		bw_mongo_error(&error, "customer bulk update", err);
-		if (err)
-			err->kind = BW_ERR_TRANSIENT;
+	/* A duplicate key is a lost creation race: that org missed and is reloaded. */
+	struct bw_mongo_bulk_result res;
+	if (bw_mongo_bulk_check(ok, &reply, &error, BW_ERR_NONE, 0, "customer bulk update", &res,
+				err) != 0)
 		goto done;
-	}
-	rc = settle_reply(&reply, ops, nops, err);
+	settle_reply(&reply, &res, ops, nops);
+	rc = 0;
 done:
 	bson_destroy(&reply);
 	mongoc_bulk_operation_destroy(bulk);
@@ -228,29 +208,10 @@ int bw_usage_store_insert_records(struct bw_mongo *m, mongoc_client_t *client,
 	bson_destroy(&reply);
 	uint32_t ok = mongoc_bulk_operation_execute(bulk, &reply, &error);
 	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
-	if (!ok) {
-		bson_iter_t it, arr, sub;
-		if (!bson_iter_init_find(&it, &reply, "writeErrors") ||
-		    !bson_iter_recurse(&it, &arr)) {
-			bw_mongo_error(&error, "usage record insert", err);
-			if (err)
-				err->kind = BW_ERR_TRANSIENT;
-			goto done;
-		}
-		/* Duplicate keys mean "already recorded": fine. Anything else is not. */
-		while (bson_iter_next(&arr)) {
-			if (!bson_iter_recurse(&arr, &sub))
-				continue;
-			while (bson_iter_next(&sub))
-				if (strcmp(bson_iter_key(&sub), "code") == 0 &&
-				    iter_int64(&sub) != BW_MONGO_DUPLICATE_KEY) {
-					bw_err_set(err, BW_ERR_TRANSIENT,
-						   "usage record insert: write error code %lld",
-						   (long long)iter_int64(&sub));
-					goto done;
-				}
-		}
-	}
+	/* Duplicate keys mean "already recorded"; every insert must be reported. */
+	if (bw_mongo_bulk_check(ok, &reply, &error, BW_ERR_NONE, n, "usage record insert", NULL,
+				err) != 0)
+		goto done;
 	rc = 0;
 done:
 	bson_destroy(&reply);
