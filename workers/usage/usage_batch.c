@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backoff.h"
 #include "dlq.h"
 #include "fault.h"
 #include "log.h"
@@ -319,7 +320,8 @@ static int batch_apply(struct batch *b, const struct bw_usage_ctx *ctx,
 			goto done;
 		}
 		if (attempt > 0) {
-			struct timespec ts = { 0, (long)(rand() % (attempt * 5 + 1)) * 1000000L };
+			/* 5 ms more per round, at most a second (issue 11 defect 6) */
+			struct timespec ts = bw_backoff_jitter(attempt, 5, 1000, (unsigned long)rand());
 			nanosleep(&ts, NULL);
 		}
 		if (bw_usage_store_load_orgs(ctx->mongo, client, todo, ntodo, ctx->free_grant,
