@@ -12,6 +12,8 @@ struct bw_producer {
 	rd_kafka_t *rk;
 	_Atomic long failed;            /* delivery failures since the last flush */
 	_Atomic int last_err;           /* rd_kafka_resp_err_t of the last failure */
+	_Atomic int too_large;          /* a delivery failed with MSG_SIZE_TOO_LARGE */
+	size_t max_message_bytes;
 };
 
 /* librdkafka's own log lines, as our JSON lines. */
@@ -48,6 +50,43 @@ int bw_kafka_conf_apply(rd_kafka_conf_t *conf, const char *brokers,
 	return 0;
 }
 
+size_t bw_kafka_record_size(size_t key_len, size_t value_len, const rd_kafka_headers_t *hdrs)
+{
+	size_t n = BW_KAFKA_RECORD_OVERHEAD + key_len + value_len;
+	const char *name;
+	const void *value;
+	size_t size;
+
+	/* per header: two varints (at most 5 bytes each), the name and the value */
+	for (size_t i = 0; hdrs && rd_kafka_header_get_all(hdrs, i, &name, &value, &size) ==
+					   RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+		n += 10 + strlen(name) + size;
+	return n;
+}
+
+static size_t conf_max_message_bytes(const rd_kafka_conf_t *conf)
+{
+	char buf[32];
+	size_t len = sizeof(buf);
+	char *end;
+
+	if (rd_kafka_conf_get(conf, "message.max.bytes", buf, &len) != RD_KAFKA_CONF_OK)
+		return BW_KAFKA_DEFAULT_MAX_MESSAGE_BYTES;
+	unsigned long long v = strtoull(buf, &end, 10);
+	return *end == '\0' && v > 0 ? (size_t)v : BW_KAFKA_DEFAULT_MAX_MESSAGE_BYTES;
+}
+
+size_t bw_kafka_max_message_bytes(const char *brokers, struct bw_err *err)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	size_t n = 0;
+
+	if (bw_kafka_conf_apply(conf, brokers, NULL, err) == 0)
+		n = conf_max_message_bytes(conf);
+	rd_kafka_conf_destroy(conf);
+	return n;
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
 	struct bw_producer *p = opaque;
@@ -56,6 +95,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
 	if (msg->err) {
 		atomic_fetch_add(&p->failed, 1);
 		atomic_store(&p->last_err, (int)msg->err);
+		if (msg->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+			atomic_store(&p->too_large, 1);
 	}
 }
 
@@ -78,6 +119,7 @@ struct bw_producer *bw_producer_new(const char *brokers, const char *const *extr
 		bw_err_set(err, BW_ERR_FATAL, "producer config: %s", errstr);
 		goto fail;
 	}
+	p->max_message_bytes = conf_max_message_bytes(conf);
 	rd_kafka_conf_set_opaque(conf, p);
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
@@ -116,6 +158,11 @@ int bw_producer_send(struct bw_producer *p, const char *topic, const void *key, 
 		rd_kafka_headers_destroy(headers);
 	if (rerr == RD_KAFKA_RESP_ERR__FATAL)
 		return bw_err_set(err, BW_ERR_FATAL, "producer fatal error");
+	if (rerr == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+		return bw_err_set(err, BW_ERR_INVALID,
+				  "produce to %s: a record of about %zu bytes exceeds "
+				  "message.max.bytes %zu", topic,
+				  bw_kafka_record_size(key_len, value_len, NULL), p->max_message_bytes);
 	return bw_err_set(err, BW_ERR_TRANSIENT, "produce to %s: %s", topic,
 			  rd_kafka_err2str(rerr));
 }
@@ -132,6 +179,12 @@ int bw_producer_flush(struct bw_producer *p, int timeout_ms, struct bw_err *err)
 		return bw_err_set(err, BW_ERR_TRANSIENT,
 				  "%d messages not acknowledged within %d ms",
 				  rd_kafka_outq_len(p->rk), timeout_ms);
+	if (failed > 0 && atomic_exchange(&p->too_large, 0))
+		return bw_err_set(err, BW_ERR_FATAL,
+				  "the broker refused a message as too large: its message.max.bytes "
+				  "or the topic's max.message.bytes is below the producer's "
+				  "message.max.bytes %zu (KAFKA_MESSAGE_MAX_BYTES); lower that",
+				  p->max_message_bytes);
 	if (failed > 0)
 		return bw_err_set(err, BW_ERR_TRANSIENT, "%ld messages failed delivery: %s", failed,
 				  rd_kafka_err2str((rd_kafka_resp_err_t)atomic_load(&p->last_err)));
@@ -155,6 +208,11 @@ void bw_producer_warm(struct bw_producer *p, const char *topic, int timeout_ms)
 	if (md)
 		rd_kafka_metadata_destroy(md);
 	rd_kafka_topic_destroy(rkt);
+}
+
+size_t bw_producer_max_message_bytes(const struct bw_producer *p)
+{
+	return p->max_message_bytes;
 }
 
 void bw_producer_poll(struct bw_producer *p)

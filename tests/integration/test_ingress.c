@@ -12,7 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ingress_publisher.h"
 #include "json.h"
+#include "kafka_producer.h"
 #include "stripe_sig.h"
 #include "testkit.h"
 
@@ -35,6 +37,7 @@ struct ingress {
 
 static struct ingress up;   /* with the real broker */
 static struct ingress down; /* KAFKA_BROKERS=127.0.0.1:1: nothing listens there */
+static struct ingress big;  /* WEBHOOK_MAX_BODY_BYTES unset: derived from message.max.bytes */
 
 struct http_resp {
 	long status;
@@ -227,15 +230,16 @@ static void free_msg(struct tk_msg *m)
 		rd_kafka_headers_destroy(m->headers);
 }
 
-static void start(struct ingress *ing, const char *brokers)
+/* max_body: a "WEBHOOK_MAX_BODY_BYTES=..." variable, or NULL for the derived default. */
+static void start_with(struct ingress *ing, const char *brokers, const char *max_body)
 {
 	char port[32], topic[160], bro[160], logp[300];
 	struct http_resp r;
 	const char *env[] = { port, topic, bro, "HTTP_BIND=127.0.0.1",
 			      "WEBHOOK_PATH=" HOOK_PATH,
 			      "STRIPE_WEBHOOK_SECRET=" SECRET_OLD "," SECRET_NEW,
-			      "WEBHOOK_MAX_BODY_BYTES=4096", "INGRESS_PUBLISH_TIMEOUT_MS=1500",
-			      "INGRESS_READY_TIMEOUT_MS=500", NULL };
+			      "INGRESS_PUBLISH_TIMEOUT_MS=1500",
+			      "INGRESS_READY_TIMEOUT_MS=500", max_body, NULL };
 	long long deadline = tk_now_ms() + 15000;
 
 	tk_unique(ing->topic, sizeof(ing->topic), "it_ingress");
@@ -260,6 +264,11 @@ static void start(struct ingress *ing, const char *brokers)
 	}
 }
 
+static void start(struct ingress *ing, const char *brokers)
+{
+	start_with(ing, brokers, "WEBHOOK_MAX_BODY_BYTES=4096");
+}
+
 static void stop(struct ingress *ing)
 {
 	if (ing->pid > 0) {
@@ -278,6 +287,17 @@ static void setup_up(void)
 static void teardown_up(void)
 {
 	stop(&up);
+}
+
+static void setup_big(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	start_with(&big, tk_brokers(), NULL);
+}
+
+static void teardown_big(void)
+{
+	stop(&big);
 }
 
 static void setup_down(void)
@@ -402,6 +422,66 @@ START_TEST(body_limit_is_inclusive_and_oversized_gets_413)
 	post_signed(&up, SECRET_OLD, (long long)time(NULL), body, &r);
 	expect(&r, 413, "{\"error\":\"payload_too_large\"}");
 	free(body);
+}
+END_TEST
+
+/* A new signed-able event of exactly size bytes (caller frees). */
+static char *padded_event(const char *id, size_t size)
+{
+	char *body = malloc(size + 1);
+	int head;
+
+	ck_assert_ptr_nonnull(body);
+	head = snprintf(body, size + 1, "{\"id\":\"%s\",\"type\":\"x.y\",\"pad\":\"", id);
+	ck_assert((size_t)head + 2 < size);
+	memset(body + head, 'p', size - (size_t)head - 2);
+	memcpy(body + size - 2, "\"}", 3);
+	return body;
+}
+
+/* Issue 11 defect 3: the default body limit derives from the producer's message.max.bytes
+ * (librdkafka's default here), so a body at the limit is published (and would fit the stripe
+ * worker's DLQ with its body) and one byte more is 413. */
+START_TEST(derived_body_limit_is_inclusive_and_published)
+{
+	size_t limit = bw_ingress_max_body(BW_KAFKA_DEFAULT_MAX_MESSAGE_BYTES);
+	char id[64];
+	struct http_resp r;
+	char *body;
+
+	tk_unique(id, sizeof(id), "evt_limit");
+	body = padded_event(id, limit);
+	post_signed(&big, SECRET_OLD, (long long)time(NULL), body, &r);
+	expect(&r, 200, "{\"received\":true}");
+	struct tk_msg m = find_event(big.topic, id);
+	ck_assert_ptr_nonnull(m.value);
+	ck_assert_uint_eq(m.len, limit);
+	free_msg(&m);
+	free(body);
+
+	tk_unique(id, sizeof(id), "evt_over");
+	body = padded_event(id, limit + 1);
+	post_signed(&big, SECRET_OLD, (long long)time(NULL), body, &r);
+	expect(&r, 413, "{\"error\":\"payload_too_large\"}");
+	free(body);
+}
+END_TEST
+
+/* Before: the default limit (1 MiB) was above what the producer sends (1,000,000 bytes), so
+ * such a webhook got 503 and Stripe retried it until it gave up. */
+START_TEST(a_body_the_producer_cannot_send_is_413_not_503)
+{
+	char id[64];
+	struct http_resp r;
+	char *body;
+
+	tk_unique(id, sizeof(id), "evt_mib");
+	body = padded_event(id, BW_KAFKA_DEFAULT_MAX_MESSAGE_BYTES);
+	post_signed(&big, SECRET_OLD, (long long)time(NULL), body, &r);
+	expect(&r, 413, "{\"error\":\"payload_too_large\"}");
+	free(body);
+	struct tk_msg m = find_event(big.topic, id);
+	ck_assert_ptr_null(m.value);
 }
 END_TEST
 
@@ -592,6 +672,26 @@ START_TEST(bad_secret_config_exits_2)
 }
 END_TEST
 
+/* A configured body limit the producer could not publish is refused at start. */
+START_TEST(body_limit_above_the_producer_limit_exits_2)
+{
+	const char *env[] = { "STRIPE_WEBHOOK_SECRET=" SECRET_OLD, "HTTP_PORT=0",
+			      "WEBHOOK_MAX_BODY_BYTES=1048576", NULL };
+	const char *ok[] = { "STRIPE_WEBHOOK_SECRET=" SECRET_OLD, "HTTP_PORT=0",
+			     "WEBHOOK_MAX_BODY_BYTES=1048576", "KAFKA_MESSAGE_MAX_BYTES=2000000",
+			     "KAFKA_BROKERS=127.0.0.1:1", NULL };
+	char logp[300];
+
+	snprintf(logp, sizeof(logp), "%s/it_ingress_badlimit.log", BW_BINARY_DIR);
+	ck_assert_int_eq(tk_wait(tk_spawn(BW_WEBHOOK_INGRESS_PATH, env, logp), 10000), 2);
+	/* consistent once the producer's limit is raised: it starts (and stops on SIGTERM) */
+	pid_t pid = tk_spawn(BW_WEBHOOK_INGRESS_PATH, ok, logp);
+	usleep(1500000);
+	kill(pid, SIGTERM);
+	ck_assert_int_eq(tk_wait(pid, 20000), 0);
+}
+END_TEST
+
 START_TEST(sigterm_stops_cleanly)
 {
 	struct ingress ing;
@@ -623,6 +723,13 @@ static Suite *ingress_suite(void)
 	tcase_add_test(tc, routes_methods_and_probes);
 	suite_add_tcase(s, tc);
 
+	tc = tcase_create("derived_limit");
+	tcase_add_unchecked_fixture(tc, setup_big, teardown_big);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, derived_body_limit_is_inclusive_and_published);
+	tcase_add_test(tc, a_body_the_producer_cannot_send_is_413_not_503);
+	suite_add_tcase(s, tc);
+
 	tc = tcase_create("broker_down");
 	tcase_add_unchecked_fixture(tc, setup_down, teardown_down);
 	tcase_set_timeout(tc, 60);
@@ -632,6 +739,7 @@ static Suite *ingress_suite(void)
 	tc = tcase_create("lifecycle");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, bad_secret_config_exits_2);
+	tcase_add_test(tc, body_limit_above_the_producer_limit_exits_2);
 	tcase_add_test(tc, sigterm_stops_cleanly);
 	suite_add_tcase(s, tc);
 	return s;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dlq.h"
 #include "log.h"
 #include "metrics.h"
 #include "signals.h"
@@ -44,8 +45,9 @@ static const struct bw_cfg_opt stripe_opts[] = {
 	  "consumer group of the stripe workers", NULL },
 	{ "SYNC_TICKS_TOPIC", BW_CFG_STR, "sync.ticks", 1, 249, 0, OWN(ticks_topic),
 	  "topic of the customer sync ticks this worker asks the sync worker for", NULL },
-	{ "STRIPE_MAX_EVENT_BYTES", BW_CFG_INT, "1048576", 256, 16777216, 0,
-	  OWN(max_event_bytes), "largest Stripe event accepted; larger ones go to the DLQ", NULL },
+	{ "STRIPE_MAX_EVENT_BYTES", BW_CFG_INT, "0", 0, 16777216, 0, OWN(max_event_bytes),
+	  "largest Stripe event accepted, larger ones go to the DLQ; 0: the largest a DLQ record "
+	  "carries under the producer's message.max.bytes", NULL },
 	{ "STRIPE_UNKNOWN_CUSTOMER_RETRIES", BW_CFG_INT, "5", 0, 1000, 0,
 	  OWN(unknown_customer_retries),
 	  "batch retries an event of an unknown Stripe customer waits before the DLQ", NULL },
@@ -79,6 +81,12 @@ int main(void)
 		exit_code = 2;
 		goto done;
 	}
+	if (bw_dlq_limit("STRIPE_MAX_EVENT_BYTES", cfg.max_event_bytes, common.kafka_brokers,
+			 &ctx.max_event_bytes, &err) != 0) {
+		fprintf(stderr, "stripe-worker: 1 configuration problem:\n%s\n", err.msg);
+		exit_code = 2;
+		goto done;
+	}
 	struct bw_worker_input in = { cfg.topic, cfg.group_id, 0, (int)cfg.backoff_max_ms };
 	if (bw_worker_runtime_open(&rt, &common, "bw-stripe-worker", &err) != 0 ||
 	    bw_worker_runtime_subscribe(&rt, &common, &in, &err) != 0)
@@ -98,7 +106,6 @@ int main(void)
 	if (ctx.apply.livemode == BW_STRIPE_MODE_ANY)
 		bw_log(BW_LOG_WARN, NULL, "STRIPE_LIVEMODE is not set: live and test-mode events "
 		       "are both applied (set it to true or false)");
-	ctx.max_event_bytes = (size_t)cfg.max_event_bytes;
 	ctx.flush_timeout_ms = 30000;
 	bw_log(BW_LOG_INFO, NULL, "started: topic %s, group %s, batch %lld, ticks %s", cfg.topic,
 	       cfg.group_id, (long long)common.batch_max, cfg.ticks_topic);

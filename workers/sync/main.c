@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "dlq.h"
 #include "log.h"
 #include "metrics.h"
 #include "signals.h"
@@ -67,7 +68,8 @@ static const struct bw_cfg_opt sync_opts[] = {
 	{ "SYNC_MAX_TICK_ATTEMPTS", BW_CFG_INT, "5", 1, 1000, 0, OWN(max_tick_attempts),
 	  "transient failures of one tick in a row before it is answered failed", NULL },
 	{ "SYNC_MAX_TICK_BYTES", BW_CFG_INT, "16384", 64, 1048576, 0, OWN(max_tick_bytes),
-	  "largest tick accepted; larger ones go to the DLQ", NULL },
+	  "largest tick accepted; larger ones go to the DLQ (at most what a DLQ record carries "
+	  "under the producer's message.max.bytes)", NULL },
 	{ "SYNC_BACKOFF_MAX_MS", BW_CFG_INT, "30000", 10, 600000, 0, OWN(backoff_max_ms),
 	  "cap of the consumer's backoff after a transiently failed tick", NULL },
 	{ "SYNC_PRICES_AT_START", BW_CFG_BOOL, "true", 0, 0, 0, OWN(prices_at_start),
@@ -117,6 +119,12 @@ int main(void)
 		exit_code = 2;
 		goto done;
 	}
+	if (bw_dlq_limit("SYNC_MAX_TICK_BYTES", cfg.max_tick_bytes, common.kafka_brokers,
+			 &ctx.max_tick_bytes, &err) != 0) {
+		fprintf(stderr, "sync-worker: 1 configuration problem:\n%s\n", err.msg);
+		exit_code = 2;
+		goto done;
+	}
 	if (cfg.secret_key && cfg.secret_key[0]) {
 		struct bw_stripe_api_conf aconf = {
 			.base_url = cfg.api_base,
@@ -144,7 +152,6 @@ int main(void)
 	ctx.product_tag = cfg.product_tag;
 	ctx.free_grant = common.free_grant;
 	ctx.policy.past_due_keeps_allowance = cfg.past_due_keeps_allowance;
-	ctx.max_tick_bytes = (size_t)cfg.max_tick_bytes;
 	ctx.max_tick_attempts = (int)cfg.max_tick_attempts;
 	ctx.flush_timeout_ms = 30000;
 	bw_log(BW_LOG_INFO, NULL, "started: topic %s, group %s, %s", cfg.topic, cfg.group_id,

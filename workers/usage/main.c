@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "dlq.h"
 #include "log.h"
 #include "metrics.h"
 #include "signals.h"
@@ -42,7 +43,8 @@ static const struct bw_cfg_opt usage_opts[] = {
 	  OWN(waterfall_order), "bucket order, each of subscription, purchased, granted once",
 	  check_order },
 	{ "MAX_EVENT_BYTES", BW_CFG_INT, "65536", 64, 1048576, 0, OWN(max_event_bytes),
-	  "largest usage event accepted; larger ones go to the DLQ", NULL },
+	  "largest usage event accepted; larger ones go to the DLQ (at most what a DLQ record "
+	  "carries under the producer's message.max.bytes)", NULL },
 	{ "USAGE_MAX_ATTEMPTS", BW_CFG_INT, "50", 1, 10000, 0, OWN(max_attempts),
 	  "conditional-update retries of a contended org before the batch is retried", NULL },
 };
@@ -64,6 +66,12 @@ int main(void)
 		exit_code = 2;
 		goto done;
 	}
+	if (bw_dlq_limit("MAX_EVENT_BYTES", cfg.max_event_bytes, common.kafka_brokers,
+			 &ctx.max_event_bytes, &err) != 0) {
+		fprintf(stderr, "usage-worker: 1 configuration problem:\n%s\n", err.msg);
+		exit_code = 2;
+		goto done;
+	}
 	bw_waterfall_order_parse(cfg.waterfall_order, &ctx.order, &err); /* checked at load */
 	struct bw_worker_input in = { cfg.topic, cfg.group_id, 0, 10000 };
 	if (bw_worker_runtime_open(&rt, &common, "bw-usage-worker", &err) != 0 ||
@@ -76,7 +84,6 @@ int main(void)
 	ctx.worker = "usage-worker";
 	ctx.results_topic = common.results_topic;
 	ctx.free_grant = common.free_grant;
-	ctx.max_event_bytes = (size_t)cfg.max_event_bytes;
 	ctx.max_attempts = (int)cfg.max_attempts;
 	ctx.flush_timeout_ms = 30000;
 	bw_log(BW_LOG_INFO, NULL, "started: topic %s, group %s, batch %lld, order %s", cfg.topic,

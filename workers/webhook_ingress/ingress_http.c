@@ -146,6 +146,9 @@ static enum MHD_Result handle_webhook(struct bw_ingress_server *srv, struct MHD_
 	if (bw_ingress_publish(srv->pub, cfg->topic, ev.key, strlen(ev.key), body, req->len,
 			       hdrs, &dlv, &err) != 0) {
 		hdrs = NULL; /* taken over by bw_ingress_publish */
+		if (err.kind == BW_ERR_INVALID) /* too large for the broker: a retry never fits */
+			return refuse(srv, conn, 413, "payload_too_large", NULL, ev.id,
+				      "not published: %s", err.msg);
 		return refuse(srv, conn, 503, "unavailable", NULL, ev.id, "not published (%s): %s",
 			      bw_err_kind_name(err.kind), err.msg);
 	}

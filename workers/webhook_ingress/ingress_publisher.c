@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "dlq.h"
 #include "kafka_producer.h"
 #include "log.h"
 
@@ -156,6 +157,23 @@ fail:
 	return NULL;
 }
 
+size_t bw_ingress_max_body(size_t max_message_bytes)
+{
+	size_t over = BW_INGRESS_RECORD_OVERHEAD > BW_DLQ_OVERHEAD ? BW_INGRESS_RECORD_OVERHEAD
+								    : BW_DLQ_OVERHEAD;
+	return max_message_bytes > over ? max_message_bytes - over : 0;
+}
+
+/* The kind of a produce or delivery error: a message too large never succeeds. */
+static enum bw_err_kind publish_err_kind(rd_kafka_resp_err_t rerr)
+{
+	if (rerr == RD_KAFKA_RESP_ERR__FATAL)
+		return BW_ERR_FATAL;
+	if (rerr == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+		return BW_ERR_INVALID;
+	return BW_ERR_TRANSIENT;
+}
+
 static void deadline_after(struct timespec *ts, int ms)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
@@ -197,8 +215,8 @@ int bw_ingress_publish(struct bw_ingress_publisher *pub, const char *topic, cons
 		atomic_fetch_sub(&pm->refs, 1); /* no delivery report will come */
 		if (headers)
 			rd_kafka_headers_destroy(headers);
-		bw_err_set(err, rerr == RD_KAFKA_RESP_ERR__FATAL ? BW_ERR_FATAL : BW_ERR_TRANSIENT,
-			   "produce to %s: %s", topic, rd_kafka_err2str(rerr));
+		bw_err_set(err, publish_err_kind(rerr), "produce to %s: %s", topic,
+			   rd_kafka_err2str(rerr));
 		goto done;
 	}
 	headers = NULL; /* owned by the message now */
@@ -213,9 +231,8 @@ int bw_ingress_publish(struct bw_ingress_publisher *pub, const char *topic, cons
 		bw_err_set(err, BW_ERR_TRANSIENT, "no delivery report within %d ms",
 			   pub->timeout_ms + WAIT_GRACE_MS);
 	else if (pm->err)
-		bw_err_set(err, pm->err == RD_KAFKA_RESP_ERR__FATAL ? BW_ERR_FATAL
-								   : BW_ERR_TRANSIENT,
-			   "delivery to %s failed: %s", topic, rd_kafka_err2str(pm->err));
+		bw_err_set(err, publish_err_kind(pm->err), "delivery to %s failed: %s", topic,
+			   rd_kafka_err2str(pm->err));
 	else {
 		if (out) {
 			out->partition = pm->partition;

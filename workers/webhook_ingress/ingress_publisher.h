@@ -22,6 +22,15 @@
 
 struct bw_ingress_publisher;
 
+/* What a published webhook adds to its body at most: the key (an id of up to 255 bytes,
+ * BW_INGRESS_ID_MAX), the four stripe.* headers and the record overhead. */
+#define BW_INGRESS_RECORD_OVERHEAD (128 + 255 + 15 + 255 + 17 + 255 + 18 + 32 + 25 + 5 + 40)
+
+/* The largest webhook body the ingress accepts under the producer's message.max.bytes: one it
+ * can publish, and one the stripe worker's DLQ record carries with its body (the larger of
+ * the two overheads). 0 when none fits. */
+size_t bw_ingress_max_body(size_t max_message_bytes);
+
 /* Where a delivered message landed. */
 struct bw_ingress_delivery {
 	int32_t partition;
@@ -37,7 +46,8 @@ struct bw_ingress_publisher *bw_ingress_publisher_new(const char *brokers, int t
 /* Publishes value under key to topic and blocks until its delivery report (or the deadline).
  * headers is taken over in every case. key and value are copied. Returns 0 when the broker
  * acknowledged it (out filled, may be NULL); -1 with err: TRANSIENT (broker down or slow,
- * deadline passed, queue full) or FATAL (the idempotent producer raised a fatal error). */
+ * deadline passed, queue full), INVALID (larger than message.max.bytes or the broker's limit:
+ * never accepted) or FATAL (the idempotent producer raised a fatal error). */
 int bw_ingress_publish(struct bw_ingress_publisher *pub, const char *topic, const void *key,
 		       size_t key_len, const void *value, size_t value_len,
 		       rd_kafka_headers_t *headers, struct bw_ingress_delivery *out,

@@ -8,6 +8,7 @@
 
 #include "ingress_http.h"
 #include "ingress_publisher.h"
+#include "kafka_producer.h"
 #include "log.h"
 #include "metrics.h"
 #include "ops_http.h"
@@ -36,8 +37,9 @@ static const struct bw_cfg_opt ingress_opts[] = {
 	  "numeric IPv4/IPv6 address to listen on (0.0.0.0 in containers)", NULL },
 	{ "WEBHOOK_PATH", BW_CFG_STR, "/webhooks/stripe", 2, 200, 0, OWN(path),
 	  "path of the Stripe webhook endpoint", NULL },
-	{ "WEBHOOK_MAX_BODY_BYTES", BW_CFG_INT, "1048576", 1024, 67108864, 0, OWN(max_body),
-	  "largest webhook body accepted; larger ones get 413", NULL },
+	{ "WEBHOOK_MAX_BODY_BYTES", BW_CFG_INT, "0", 0, 67108864, 0, OWN(max_body),
+	  "largest webhook body accepted, larger ones get 413; 0: the largest the producer's "
+	  "message.max.bytes lets it publish and a DLQ record carry", NULL },
 	{ "STRIPE_WEBHOOK_SECRET", BW_CFG_STR, NULL, 7, 4096, 1, OWN(secrets),
 	  "endpoint signing secret(s), whsec_..., comma-separated during rotation", NULL },
 	{ "STRIPE_SIGNATURE_TOLERANCE_S", BW_CFG_INT, "300", 1, 86400, 0, OWN(tolerance_s),
@@ -111,6 +113,21 @@ int main(void)
 		exit_code = 2;
 		goto done;
 	}
+	size_t mmb = bw_kafka_max_message_bytes(common.kafka_brokers, &err);
+	size_t limit = bw_ingress_max_body(mmb);
+	if (mmb == 0 || (size_t)cfg.max_body > limit) {
+		if (mmb != 0)
+			snprintf(err.msg, sizeof(err.msg),
+				 "WEBHOOK_MAX_BODY_BYTES: %lld is above %zu, the largest body the "
+				 "producer's message.max.bytes %zu (KAFKA_MESSAGE_MAX_BYTES) lets it "
+				 "publish and a DLQ record carry; lower it, or 0 for that maximum",
+				 (long long)cfg.max_body, limit, mmb);
+		fprintf(stderr, "webhook-ingress: 1 configuration problem:\n%s\n", err.msg);
+		exit_code = 2;
+		goto done;
+	}
+	if (cfg.max_body == 0)
+		cfg.max_body = (int64_t)limit;
 	pub = bw_ingress_publisher_new(common.kafka_brokers, (int)cfg.publish_timeout_ms, &err);
 	if (!pub)
 		goto fail;
