@@ -306,10 +306,11 @@ int bw_stripe_cache_flush(struct bw_stripe_cache *cache, struct bw_err *err)
 	if (!cache->pending)
 		return 0;
 	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
-	if (!mongoc_bulk_operation_execute(cache->bulk, &reply, &error)) {
-		rc = bw_mongo_error(&error, "write event records", err);
-		err->kind = BW_ERR_TRANSIENT; /* a concurrent insert too: the retry reads it */
-	}
+	uint32_t ok = mongoc_bulk_operation_execute(cache->bulk, &reply, &error);
+	/* A duplicate key is a concurrent insert of the same event: transient, the retry reads
+	 * it. A write concern error or a failed execute behind an empty writeErrors: transient. */
+	rc = bw_mongo_bulk_check(ok, &reply, &error, BW_ERR_TRANSIENT, 0, "write event records",
+				 NULL, err);
 	bson_destroy(&reply);
 	mongoc_bulk_operation_destroy(cache->bulk);
 	cache->bulk = NULL;

@@ -217,10 +217,11 @@ static int store_prices(struct bw_mongo *mongo, const char *product_tag, const j
 	if (queued > 0) {
 		bson_destroy(&reply);
 		bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
-		if (!mongoc_bulk_operation_execute(bulk, &reply, &error)) {
-			bw_mongo_error(&error, "store prices", err);
+		uint32_t ok = mongoc_bulk_operation_execute(bulk, &reply, &error);
+		/* a duplicate price_id: another sync upserted it first (CONFLICT, as before) */
+		if (bw_mongo_bulk_check(ok, &reply, &error, BW_ERR_CONFLICT, 0, "store prices", NULL,
+					err) != 0)
 			goto done;
-		}
 		counts->prices_stored += queued;
 	}
 	/* Only now, with every page read and stored: what this run did not see is gone. */
