@@ -113,6 +113,16 @@ struct bw_mongo *bw_mongo_new(const char *uri_str, const char *db, const char *a
 		mongoc_uri_set_write_concern(uri, wc);
 		mongoc_write_concern_destroy(wc);
 	}
+	/* A write that got a write concern error fails its batch, but it may stay on the primary
+	 * until a failover rolls it back. The retry must not read it back as done (an applied
+	 * pending event, an existing usage record) and store the offset: reads see only
+	 * majority-committed data unless the URI sets readConcernLevel. */
+	if (!mongoc_uri_has_option(uri, MONGOC_URI_READCONCERNLEVEL)) {
+		mongoc_read_concern_t *rc = mongoc_read_concern_new();
+		mongoc_read_concern_set_level(rc, MONGOC_READ_CONCERN_LEVEL_MAJORITY);
+		mongoc_uri_set_read_concern(uri, rc);
+		mongoc_read_concern_destroy(rc);
+	}
 	m->pool = mongoc_client_pool_new(uri);
 	if (!m->pool) {
 		bw_err_set(err, BW_ERR_FATAL, "cannot create MongoDB client pool");

@@ -26,7 +26,8 @@
 struct bw_mongo;
 
 /* Opens a pool on uri and uses database db (both copied). Writes use write concern
- * w:majority, j:true unless the URI sets w. NULL with err (FATAL for a bad URI). Does not
+ * w:majority, j:true unless the URI sets w; reads use read concern majority unless the URI
+ * sets readConcernLevel. NULL with err (FATAL for a bad URI). Does not
  * contact the server: call bw_mongo_ping(). */
 struct bw_mongo *bw_mongo_new(const char *uri, const char *db, const char *appname,
 			      struct bw_err *err);
