@@ -92,6 +92,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
 	struct bw_producer *p = opaque;
 
 	(void)rk;
+	const struct bw_producer_fallback *fb = msg->_private;
+	if (msg->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && fb && fb->too_large &&
+	    fb->too_large(p, msg) == 0)
+		return; /* replaced; the flush waits for the replacement */
 	if (msg->err) {
 		atomic_fetch_add(&p->failed, 1);
 		atomic_store(&p->last_err, (int)msg->err);
@@ -140,6 +144,14 @@ int bw_producer_send(struct bw_producer *p, const char *topic, const void *key, 
 		     const void *value, size_t value_len, rd_kafka_headers_t *headers,
 		     struct bw_err *err)
 {
+	return bw_producer_send_fb(p, topic, key, key_len, value, value_len, headers, NULL, err);
+}
+
+int bw_producer_send_fb(struct bw_producer *p, const char *topic, const void *key,
+			size_t key_len, const void *value, size_t value_len,
+			rd_kafka_headers_t *headers, const struct bw_producer_fallback *fb,
+			struct bw_err *err)
+{
 	rd_kafka_resp_err_t rerr;
 
 	for (int attempt = 0; attempt < 100; attempt++) {
@@ -147,7 +159,8 @@ int bw_producer_send(struct bw_producer *p, const char *topic, const void *key, 
 					 RD_KAFKA_V_KEY((void *)key, key_len),
 					 RD_KAFKA_V_VALUE((void *)value, value_len),
 					 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-					 RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
+					 RD_KAFKA_V_HEADERS(headers),
+					 RD_KAFKA_V_OPAQUE((void *)fb), RD_KAFKA_V_END);
 		if (rerr != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			break;
 		rd_kafka_poll(p->rk, 100); /* let deliveries drain the queue */

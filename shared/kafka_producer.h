@@ -45,11 +45,26 @@ int bw_producer_send(struct bw_producer *p, const char *topic, const void *key, 
 		     const void *value, size_t value_len, rd_kafka_headers_t *headers,
 		     struct bw_err *err);
 
+/* A replacement for a message the broker refused as too large (its own limit or the topic's
+ * is below message.max.bytes), called from that message's delivery report: it may queue a
+ * smaller message with bw_producer_send() and returns 0 when it did; the refusal then does
+ * not fail the flush, which also waits for the replacement. */
+struct bw_producer_fallback {
+	int (*too_large)(struct bw_producer *p, const rd_kafka_message_t *refused);
+};
+
+/* bw_producer_send() with a fallback (borrowed, static; NULL: none) for a broker refusal. */
+int bw_producer_send_fb(struct bw_producer *p, const char *topic, const void *key,
+			size_t key_len, const void *value, size_t value_len,
+			rd_kafka_headers_t *headers, const struct bw_producer_fallback *fb,
+			struct bw_err *err);
+
 /* Waits up to timeout_ms for every queued message's delivery report. Returns 0 when all
  * messages sent since the last flush were acknowledged; -1 with err otherwise (TRANSIENT for
  * timeouts and broker errors, FATAL when the idempotent producer raised a fatal error or the
- * broker refused a message as too large: every message sent fits message.max.bytes, so the
- * broker's or topic's own limit is below it, a misconfiguration a retry never fixes). */
+ * broker refused a message without fallback as too large: every message sent fits
+ * message.max.bytes, so the broker's or topic's own limit is below it, a misconfiguration a
+ * retry never fixes). */
 int bw_producer_flush(struct bw_producer *p, int timeout_ms, struct bw_err *err);
 
 /* Fetches the metadata of topic so the first message sent to it does not wait for

@@ -7,26 +7,56 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dlq.h"
 #include "kafka_producer.h"
 #include "usage_kit.h"
 
-/* The topic's max.message.bytes as the broker reports it (what it accepts). */
-static size_t topic_max_message_bytes(const char *topic)
+static rd_kafka_t *admin_client(void)
 {
 	char errstr[512];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_t *rk;
-	rd_kafka_queue_t *q;
-	rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
-	size_t n = 0;
 
 	ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", tk_brokers(), errstr,
 				    sizeof(errstr)) == RD_KAFKA_CONF_OK);
 	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	ck_assert_msg(rk != NULL, "%s", errstr);
-	q = rd_kafka_queue_new(rk);
+	return rk;
+}
+
+/* Sets the topic's max.message.bytes (the broker's limit for that topic alone). */
+static void set_topic_max_message_bytes(const char *topic, size_t value)
+{
+	char v[32];
+	rd_kafka_t *rk = admin_client();
+	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+	rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+	size_t nres;
+
+	snprintf(v, sizeof(v), "%zu", value);
+	ck_assert(rd_kafka_ConfigResource_set_config(res, "max.message.bytes", v) == 0);
+	rd_kafka_AlterConfigs(rk, &res, 1, NULL, q);
+	rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);
+	ck_assert_msg(ev && !rd_kafka_event_error(ev), "AlterConfigs failed");
+	const rd_kafka_ConfigResource_t **rs =
+		rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &nres);
+	ck_assert(nres == 1 && rd_kafka_ConfigResource_error(rs[0]) == 0);
+	rd_kafka_event_destroy(ev);
+	rd_kafka_ConfigResource_destroy(res);
+	rd_kafka_queue_destroy(q);
+	rd_kafka_destroy(rk);
+}
+
+/* The topic's max.message.bytes as the broker reports it (what it accepts). */
+static size_t topic_max_message_bytes(const char *topic)
+{
+	rd_kafka_t *rk = admin_client();
+	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+	rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+	size_t n = 0;
+
 	rd_kafka_DescribeConfigs(rk, &res, 1, NULL, q);
 	rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);
 	ck_assert_msg(ev && !rd_kafka_event_error(ev), "DescribeConfigs failed");
@@ -167,6 +197,58 @@ START_TEST(a_message_just_under_the_broker_limit_is_recorded_by_reference)
 }
 END_TEST
 
+/* The DLQ topic's own limit is below the producer's: the broker refuses the DLQ record in
+ * its delivery report (not the producer at send time). The record is sent again by
+ * reference and the partition moves on. */
+START_TEST(a_dlq_record_the_broker_refuses_is_sent_again_by_reference)
+{
+	struct uk_env env;
+	struct uk_org org = { .cap = { 0, 0, 100 } };
+	static const int order[3] = { 0, 1, 2 };
+	const char *extra[] = { "IDLE_EXIT_MS=3000", NULL };
+	char ev[512], dlq[160];
+	struct tk_msg *msgs = NULL;
+	size_t n, dlq_max = 100000, len = 300000;
+	char *v = junk(len);
+
+	uk_env_init(&env, "dlq_refused", 1);
+	snprintf(dlq, sizeof(dlq), "%s.dlq", env.topic);
+	set_topic_max_message_bytes(dlq, dlq_max);
+	long long deadline = tk_now_ms() + 20000;
+	while (topic_max_message_bytes(dlq) != dlq_max && tk_now_ms() < deadline)
+		usleep(200000);
+	ck_assert_uint_eq(topic_max_message_bytes(dlq), dlq_max);
+	snprintf(org.id, sizeof(org.id), "org-refused");
+	uk_seed_org(&env, &org);
+	produce_big(env.topic, org.id, v, len);                  /* offset 0 */
+	uk_event_json(ev, sizeof(ev), "refused-1", org.id, 7);
+	tk_produce(env.topic, org.id, ev);                       /* offset 1 */
+	free(v);
+
+	int status = tk_wait(uk_start_worker(&env, extra), 90000);
+	ck_assert_msg(status == 0, "the worker did not finish (exit %d), see %s", status, env.log);
+	uk_ref_charge(&org, 7, order);
+	uk_check_org(&env, &org);
+	n = tk_consume(dlq, 1, 30000, &msgs);
+	ck_assert_uint_eq(n, 1);
+	char *note = tk_header(&msgs[0], "dlq.body"), *size = tk_header(&msgs[0], "dlq.source.size");
+	char *off = tk_header(&msgs[0], "dlq.source.offset");
+	ck_assert_uint_eq(msgs[0].len, 0);
+	ck_assert_ptr_nonnull(note);
+	ck_assert_msg(strncmp(note, "omitted", 7) == 0, "dlq.body %s", note);
+	ck_assert_str_eq(size, "300000");
+	ck_assert_str_eq(off, "0");
+	free(note);
+	free(size);
+	free(off);
+	tk_msgs_free(msgs, n);
+	n = tk_consume(env.results, 2, 30000, &msgs);
+	ck_assert_uint_eq(n, 2);
+	tk_msgs_free(msgs, n);
+	tk_mongo_drop(env.db);
+}
+END_TEST
+
 /* An input limit above what a DLQ record carries is refused at start, before any connection. */
 START_TEST(input_limits_above_the_dlq_capacity_exit_2)
 {
@@ -189,6 +271,7 @@ static Suite *suite(void)
 
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, a_message_just_under_the_broker_limit_is_recorded_by_reference);
+	tcase_add_test(tc, a_dlq_record_the_broker_refuses_is_sent_again_by_reference);
 	tcase_add_test(tc, input_limits_above_the_dlq_capacity_exit_2);
 	suite_add_tcase(s, tc);
 	return s;
