@@ -11,7 +11,8 @@
  * largest original a DLQ record carries, and the limits on accepted input (MAX_EVENT_BYTES,
  * STRIPE_MAX_EVENT_BYTES, SYNC_MAX_TICK_BYTES, the ingress body) are checked against it at
  * start (bw_dlq_limit). A message that still does not fit (a larger one the broker took from
- * another producer, a huge key) is recorded by reference: no value, the key only when it
+ * another producer, a huge key), or whose DLQ record the broker refuses in its delivery report
+ * (the broker's or the DLQ topic's own limit is lower), is recorded by reference: no value, the key only when it
  * fits the allowance, and the headers dlq.body ("omitted: ...") and dlq.source.size. Never a
  * retry: a record that can never fit is not a transient error. */
 #ifndef BW_DLQ_H
