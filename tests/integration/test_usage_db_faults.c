@@ -13,6 +13,7 @@
 #include "mongo.h"
 #include "mongo_proxy.h"
 #include "usage_kit.h"
+#include "usage_result.h"
 #include "usage_store.h"
 
 static const int default_order[3] = { 0, 1, 2 };
@@ -49,10 +50,21 @@ static void store_close(struct store_env *s)
 	tk_mongo_drop(s->db);
 }
 
+/* A usage record as the worker keys it (_id {org_id, event_id}: duplicates collide). */
+static bson_t *record(const char *event_id, int64_t spus)
+{
+	bson_t *doc = bson_new();
+
+	bw_usage_record_id_append(doc, "_id", "org-f", event_id);
+	BSON_APPEND_UTF8(doc, "event_id", event_id);
+	BSON_APPEND_UTF8(doc, "org_id", "org-f");
+	BSON_APPEND_INT64(doc, "spus", spus);
+	return doc;
+}
+
 static int insert_two(struct store_env *s, struct bw_err *err)
 {
-	bson_t *docs[2] = { BCON_NEW("event_id", "f-1", "org_id", "org-f", "spus", BCON_INT64(1)),
-			    BCON_NEW("event_id", "f-2", "org_id", "org-f", "spus", BCON_INT64(2)) };
+	bson_t *docs[2] = { record("f-1", 1), record("f-2", 2) };
 	bw_err_clear(err);
 	int rc = bw_usage_store_insert_records(s->m, s->client, docs, 2, err);
 	bson_destroy(docs[0]);
