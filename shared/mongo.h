@@ -100,8 +100,8 @@ struct bw_mongo_bulk_result {
  *     selection, ok:0): TRANSIENT;
  *   - nreported > 0 (unordered inserts: every op is either inserted or a write error) and
  *     fewer ops were reported: TRANSIENT (the driver stopped after a failed sub-batch).
- * res (may be NULL) gets the counts. Returns 0, or -1 with err; `what` names the write. */
-/* (shared/mongo_bulk.c) */
+ * res (may be NULL) gets the counts. Returns 0, or -1 with err; `what` names the write.
+ * Defined in mongo_bulk.c. */
 int bw_mongo_bulk_check(uint32_t ok, const bson_t *reply, const bson_error_t *error,
 			enum bw_err_kind dup_kind, size_t nreported, const char *what,
 			struct bw_mongo_bulk_result *res, struct bw_err *err);
