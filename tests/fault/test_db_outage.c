@@ -1,0 +1,154 @@
+/* Fault suite: the database fails under load. On a PRIVATE MongoDB-wire server (H2 backend,
+ * data kept across a kill; the shared Kafka broker is used as is), two usage workers charge a
+ * load while the server is
+ *  - killed with SIGKILL and restarted, twice (catches unchecked bulk replies: a batch
+ *    whose usage records were never written must not be answered nor its offset stored);
+ *  - frozen with SIGSTOP for longer than the driver's socket and selection timeouts and than
+ *    max.poll.interval.ms (the handler blocks past it: the group revokes, another poll
+ *    redelivers), then resumed.
+ * Each case prints one line of figures and checks that every input has a result, every
+ * distinct event exactly one usage record, and every org's counters equal the reference and
+ * the sum of its records. */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fault_kit.h"
+
+static struct fk_stack stack;
+
+enum { NORGS = 100 };
+
+static void start_workers(const struct uk_env *env, pid_t *pids, int n, const char *const *extra)
+{
+	for (int i = 0; i < n; i++) {
+		pids[i] = uk_start_worker(env, extra);
+		fk_track(pids[i]);
+	}
+}
+
+/* SIGTERM every worker; returns how many did not exit 0. */
+static int stop_workers(pid_t *pids, int n)
+{
+	int bad = 0;
+	for (int i = 0; i < n; i++)
+		bad += fk_stop(pids[i], 30000) != 0;
+	return bad;
+}
+
+START_TEST(db_killed_and_restarted_mid_load)
+{
+	struct uk_env env;
+	struct uk_org orgs[NORGS];
+	struct fk_load load;
+	struct fk_figures fig;
+	pid_t pids[2];
+	const char *extra[] = { "BATCH_MAX=50", "KAFKA_SESSION_TIMEOUT_MS=6000", NULL };
+	size_t while_down = 0;
+	char note[256];
+	long long t0 = tk_now_ms(), down_ms = 0;
+
+	uk_env_init(&env, "f_dbkill", 12);
+	uk_seed_orgs(&env, orgs, NORGS, "dbk", 60, 120, 100);
+	fk_usage_load(&load, orgs, NORGS, 5000, 5, 11);
+	fk_produce(env.topic, load.msgs, load.n, NULL);
+	struct fk_watch *w = fk_watch_new(env.results, env.topic, load.msgs, load.n);
+	start_workers(&env, pids, 2, extra);
+
+	for (int k = 0; k < 2; k++) {
+		/* Kill at 20 % and 55 % of the inputs answered. */
+		size_t at = load.n * (20 + 35 * (size_t)k) / 100;
+		long long deadline = tk_now_ms() + 120000;
+		while (fk_watch_poll(w, 100) < at && tk_now_ms() < deadline)
+			;
+		long long down = tk_now_ms();
+		fk_stack_signal(&stack, "mongo", SIGKILL);
+		/* Batches already written may still answer; after that, nothing may be answered
+		 * while every write fails. */
+		size_t a = fk_watch_poll(w, 1500);
+		size_t b = fk_watch_poll(w, 2500);
+		while_down += b - a;
+		fk_stack_restart(&stack, "mongo");
+		down_ms += tk_now_ms() - down;
+	}
+	fk_watch_wait_all(w, 180000);
+	int bad_exit = stop_workers(pids, 2);
+	snprintf(note, sizeof(note),
+		 "kills=2 down_ms=%lld answered_while_down=%zu workers=2 bad_exits=%d "
+		 "wall_ms=%lld",
+		 down_ms, while_down, bad_exit, tk_now_ms() - t0);
+	fk_usage_account("db_sigkill_restart", &env, &load, w, orgs, NORGS, note, &fig);
+	ck_assert_msg(while_down == 0, "%zu inputs answered while the database was down",
+		      while_down);
+	ck_assert_int_eq(bad_exit, 0);
+	fk_watch_destroy(w);
+	fk_load_free(&load);
+	tk_mongo_drop(env.db);
+}
+END_TEST
+
+START_TEST(db_frozen_past_driver_timeouts_and_max_poll_interval)
+{
+	struct uk_env env;
+	struct uk_org orgs[NORGS];
+	struct fk_load load;
+	struct fk_figures fig;
+	pid_t pids[2];
+	char uri[256], note[256];
+	/* The driver gives up after 2 s (socket, server selection); the group expels a member
+	 * that has not polled for 7 s; the freeze lasts 12 s. */
+	const char *extra[] = { uri, "BATCH_MAX=50", "KAFKA_SESSION_TIMEOUT_MS=6000",
+				"KAFKA_MAX_POLL_INTERVAL_MS=7000", NULL };
+	long long t0 = tk_now_ms();
+
+	snprintf(uri, sizeof(uri),
+		 "MONGO_URI=%s/?socketTimeoutMS=2000&serverSelectionTimeoutMS=2000"
+		 "&connectTimeoutMS=2000",
+		 stack.uri);
+	uk_env_init(&env, "f_dbstall", 12);
+	uk_seed_orgs(&env, orgs, NORGS, "dbs", 60, 120, 100);
+	fk_usage_load(&load, orgs, NORGS, 3000, 5, 23);
+	fk_produce(env.topic, load.msgs, load.n, NULL);
+	struct fk_watch *w = fk_watch_new(env.results, env.topic, load.msgs, load.n);
+	start_workers(&env, pids, 2, extra);
+
+	long long deadline = tk_now_ms() + 120000;
+	while (fk_watch_poll(w, 100) < load.n / 4 && tk_now_ms() < deadline)
+		;
+	fk_stack_signal(&stack, "mongo", SIGSTOP);
+	size_t a = fk_watch_poll(w, 1500);
+	size_t b = fk_watch_poll(w, 10500);
+	fk_stack_signal(&stack, "mongo", SIGCONT);
+	fk_watch_wait_all(w, 180000);
+	int bad_exit = stop_workers(pids, 2);
+	snprintf(note, sizeof(note),
+		 "freeze_ms=12000 answered_while_frozen=%zu workers=2 bad_exits=%d wall_ms=%lld",
+		 b - a, bad_exit, tk_now_ms() - t0);
+	fk_usage_account("db_sigstop_max_poll", &env, &load, w, orgs, NORGS, note, &fig);
+	ck_assert_msg(b == a, "%zu inputs answered while the database was frozen", b - a);
+	ck_assert_int_eq(bad_exit, 0);
+	fk_watch_destroy(w);
+	fk_load_free(&load);
+	tk_mongo_drop(env.db);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("db_outage");
+	TCase *tc = tcase_create("db");
+	int rc;
+
+	if (fk_stack_start(&stack, "db_outage", 0, 1) != 0)
+		return EXIT_FAILURE;
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, db_killed_and_restarted_mid_load);
+	tcase_add_test(tc, db_frozen_past_driver_timeouts_and_max_poll_interval);
+	suite_add_tcase(s, tc);
+	rc = tk_run_suite(s);
+	fk_stack_stop(&stack, rc != EXIT_SUCCESS);
+	return rc;
+}

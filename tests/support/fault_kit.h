@@ -1,0 +1,120 @@
+/* fault_kit: what the fault suite (tests/fault/) shares.
+ *  - A private stack (fault_stack.h).
+ *  - A producer that records where every message landed (partition, offset), with explicit
+ *    partitions and raw bytes (NUL inside, invalid UTF-8, up to the broker's limit).
+ *  - A results watch: reads a results topic as it grows and maps every result back to the
+ *    input message it answers.
+ *  - The usage accounting at the end of a case: one line of figures (sent, applied,
+ *    duplicates, DLQ, lost, double-applied) and the checks (every input answered, every
+ *    distinct event recorded exactly once, every org's counters equal to the reference and to
+ *    the sum of its records' breakdowns).
+ * Failures inside these helpers fail the calling Check test (ck_assert). */
+#ifndef BW_FAULT_KIT_H
+#define BW_FAULT_KIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "fault_stack.h"
+#include "usage_kit.h"
+
+/* ---- processes ------------------------------------------------------------------------ */
+
+/* Tracks a worker process this test started: a test that fails half-way (Check ends its
+ * process) takes its workers down with it (SIGKILL at exit) instead of leaving them running. */
+void fk_track(pid_t pid);
+
+/* SIGTERM, then waits up to timeout_ms; returns the exit status as tk_wait. Untracks it. */
+int fk_stop(pid_t pid, int timeout_ms);
+
+/* SIGKILL and reap. Untracks it. */
+void fk_kill(pid_t pid);
+
+/* Peak RSS (VmHWM) of a running process in KiB, or -1. */
+long fk_peak_rss_kb(pid_t pid);
+
+/* ---- producing ----------------------------------------------------------------------- */
+
+struct fk_msg {
+	const char *key;     /* may be NULL */
+	const void *value;
+	size_t len;
+	int32_t partition;   /* -1: by key */
+	/* filled by fk_produce: */
+	int32_t out_partition;
+	int64_t out_offset;
+};
+
+/* Produces msgs (borrowed) in order and waits for every ack; fills out_partition/offset.
+ * compression: NULL for none, else a librdkafka codec name ("lz4"). */
+void fk_produce(const char *topic, struct fk_msg *msgs, size_t n, const char *compression);
+
+/* ---- reading ---------------------------------------------------------------------------- */
+
+/* Reads every message of topic up to its current end (all partitions), at most timeout_ms.
+ * Returns the count; *out as tk_consume (tk_msgs_free). */
+size_t fk_consume_all(const char *topic, int timeout_ms, struct tk_msg **out);
+
+/* Maps results back to the inputs: for each input message (index into the produced array)
+ * the number of results seen and the last status. */
+struct fk_watch;
+
+/* Watches results_topic for answers to the n messages msgs (borrowed, must outlive it)
+ * produced to input_topic. */
+struct fk_watch *fk_watch_new(const char *results_topic, const char *input_topic,
+			      const struct fk_msg *msgs, size_t n);
+void fk_watch_destroy(struct fk_watch *w);
+
+/* Reads what arrived for up to ms. Returns how many inputs have at least one result. */
+size_t fk_watch_poll(struct fk_watch *w, int ms);
+
+/* Polls until every input has a result or timeout_ms passed; returns the answered count. */
+size_t fk_watch_wait_all(struct fk_watch *w, int timeout_ms);
+
+/* Results of input i so far, and the status of its last result (borrowed, or NULL). */
+int fk_watch_count(const struct fk_watch *w, size_t i);
+const char *fk_watch_status(const struct fk_watch *w, size_t i);
+size_t fk_watch_results(const struct fk_watch *w);
+
+/* Whether input i was ever answered with status ("applied" also matches
+ * "insufficient_credits"). */
+int fk_watch_seen(const struct fk_watch *w, size_t i, const char *status);
+
+/* ---- usage load and accounting ---------------------------------------------------------- */
+
+/* A usage load: distinct events e-<n> over orgs, each also re-sent (same content) with
+ * resend_pct percent probability a little later; the reference (orgs[].used) is charged in
+ * production order, which is each org's partition order. */
+struct fk_load {
+	struct fk_msg *msgs;
+	char **values, **keys;
+	int *event_of;      /* message -> event number */
+	int *org_of_event;  /* event -> org index */
+	size_t n, events;
+};
+void fk_usage_load(struct fk_load *load, struct uk_org *orgs, int norgs, size_t events,
+		   int resend_pct, unsigned seed);
+void fk_load_free(struct fk_load *load);
+
+struct fk_figures {
+	size_t sent, answered, applied, duplicates, rejected, dlq, lost, double_applied, results;
+	size_t orgs_bad;
+};
+
+/* Drains w (the load's results watch), reads every DLQ record, usage record and customer document of the case and prints
+ * "FIGURES <case> sent=.. applied=.. duplicates=.. dlq=.. lost=.. double_applied=.. ..."
+ * (also appended to <build>/fault-figures.txt, with extra as free text). Then asserts: every
+ * input answered, every distinct event exactly one usage record, no org off its reference or
+ * off the sum of its records. */
+void fk_usage_account(const char *case_name, const struct uk_env *env, const struct fk_load *load,
+		      struct fk_watch *w, const struct uk_org *orgs, int norgs, const char *extra,
+		      struct fk_figures *fig);
+
+/* Appends one line to <build>/fault-figures.txt and prints it. */
+void fk_figures_line(const char *line);
+
+/* Pseudo-random from a caller-held state (xorshift), deterministic per seed. */
+unsigned fk_rand(unsigned *state);
+
+#endif
