@@ -47,7 +47,7 @@ static void stack_cmd(const struct fk_stack *st, char *out, size_t len, const ch
 {
 	snprintf(out, len,
 		 "env KAFKA_PORT=%d KAFKA_CONTROLLER_PORT=%d MONGO_PORT=%d BW_STACK_DIR='%s' "
-		 "MONGO_BACKEND=h2 MONGO_HEAP=1g KAFKA_HEAP=768m STOP_TIMEOUT=10 "
+		 "MONGO_BACKEND=h2 MONGO_HEAP=1g KAFKA_HEAP=768m STOP_TIMEOUT=10 STACK_TOPICS=0 "
 		 "'%s/deploy/local/stack' %s %s >>'%s/stack.out' 2>&1",
 		 st->kafka_port, st->ctrl_port, st->mongo_port, st->dir, BW_SOURCE_DIR, verb,
 		 comp ? comp : "", st->dir);
