@@ -1,8 +1,12 @@
 /* Fault suite: the database fails under load. On a PRIVATE MongoDB-wire server (H2 backend,
  * data kept across a kill; the shared Kafka broker is used as is), two usage workers charge a
  * load while the server is
- *  - killed with SIGKILL and restarted, twice (catches unchecked bulk replies: a batch
- *    whose usage records were never written must not be answered nor its offset stored);
+ *  - dropping a connection at the moment a batch's usage-record insert is on the wire (its
+ *    balance update done): the workers reach the server through a proxy
+ *    (tests/support/mongo_proxy) that drops the connection carrying that insert; the first
+ *    time the server is also killed with SIGKILL right then and restarted, the second time
+ *    it stays up. A batch whose records were never written must not be
+ *    answered nor its offset stored (catches unchecked bulk replies, issue 11 defect 1);
  *  - frozen with SIGSTOP for longer than the driver's socket and selection timeouts and than
  *    max.poll.interval.ms (the handler blocks past it: the group revokes, another poll
  *    redelivers), then resumed.
@@ -17,6 +21,7 @@
 #include <unistd.h>
 
 #include "fault_kit.h"
+#include "mongo_proxy.h"
 
 static struct fk_stack stack;
 
@@ -46,10 +51,15 @@ START_TEST(db_killed_and_restarted_mid_load)
 	struct fk_load load;
 	struct fk_figures fig;
 	pid_t pids[2];
-	const char *extra[] = { "BATCH_MAX=50", "KAFKA_SESSION_TIMEOUT_MS=6000", NULL };
+	char uri[128];
+	const char *extra[] = { uri, "BATCH_MAX=50", "KAFKA_SESSION_TIMEOUT_MS=6000", NULL };
 	size_t while_down = 0;
 	char note[256];
 	long long t0 = tk_now_ms(), down_ms = 0;
+	struct mongo_proxy *proxy = mongo_proxy_new(stack.mongo_port);
+
+	ck_assert(proxy != NULL);
+	snprintf(uri, sizeof(uri), "MONGO_URI=mongodb://127.0.0.1:%d", mongo_proxy_port(proxy));
 
 	uk_env_init(&env, "f_dbkill", 12);
 	uk_seed_orgs(&env, orgs, NORGS, "dbk", 60, 120, 100);
@@ -64,6 +74,15 @@ START_TEST(db_killed_and_restarted_mid_load)
 		long long deadline = tk_now_ms() + 120000;
 		while (fk_watch_poll(w, 100) < at && tk_now_ms() < deadline)
 			;
+		/* The next usage-record insert loses its connection; the first time the server
+		 * dies with it. */
+		int drops = mongo_proxy_drops(proxy);
+		mongo_proxy_arm_insert(proxy, "payments_usage_records");
+		while (mongo_proxy_drops(proxy) == drops && tk_now_ms() < deadline)
+			usleep(2000);
+		ck_assert_msg(mongo_proxy_drops(proxy) > drops, "no usage-record insert seen");
+		if (k == 1)
+			continue;
 		long long down = tk_now_ms();
 		fk_stack_signal(&stack, "mongo", SIGKILL);
 		/* Batches already written may still answer; after that, nothing may be answered
@@ -77,9 +96,10 @@ START_TEST(db_killed_and_restarted_mid_load)
 	fk_watch_wait_all(w, 180000);
 	int bad_exit = stop_workers(pids, 2);
 	snprintf(note, sizeof(note),
-		 "kills=2 down_ms=%lld answered_while_down=%zu workers=2 bad_exits=%d "
+		 "kills=1 dropped_at_record_insert=2 down_ms=%lld answered_while_down=%zu workers=2 bad_exits=%d "
 		 "wall_ms=%lld",
 		 down_ms, while_down, bad_exit, tk_now_ms() - t0);
+	mongo_proxy_destroy(proxy);
 	fk_usage_account("db_sigkill_restart", &env, &load, w, orgs, NORGS, note, &fig);
 	ck_assert_msg(while_down == 0, "%zu inputs answered while the database was down",
 		      while_down);
