@@ -44,10 +44,7 @@ START_TEST(broker_killed_and_restarted_mid_load)
 	ik_start(&ing, "f_brokerkill_hooks", ik_extra);
 	ik_event(body, sizeof(body), "evt_before");
 	ck_assert_int_eq(ik_post_signed(&ing, body, 10000, NULL), 200);
-	for (int i = 0; i < 2; i++) {
-		pids[i] = uk_start_worker(&env, extra);
-		fk_track(pids[i]);
-	}
+	fk_start_usage(&env, pids, 2, extra);
 
 	long long deadline = tk_now_ms() + 120000;
 	while (fk_watch_poll(w, 100) < load.n * 3 / 10 && tk_now_ms() < deadline)
@@ -82,10 +79,7 @@ START_TEST(broker_killed_and_restarted_mid_load)
 			max_ms_up = ms;
 	}
 	fk_watch_wait_all(w, 180000);
-	int bad_exit = 0;
-	for (int i = 0; i < 2; i++)
-		bad_exit += fk_stop(pids[i], 30000) != 0;
-	bad_exit += ik_stop(&ing) != 0;
+	int bad_exit = fk_stop_all(pids, 2, 30000) + (ik_stop(&ing) != 0);
 	snprintf(note, sizeof(note),
 		 "broker_down_ms=%lld ingress_503=%d/%d readyz_down=%ld first_2xx_after_restart_ms=%lld "
 		 "acked_after=%d/5 max_ack_ms_after=%ld bad_exits=%d wall_ms=%lld",

@@ -27,23 +27,6 @@ static struct fk_stack stack;
 
 enum { NORGS = 100 };
 
-static void start_workers(const struct uk_env *env, pid_t *pids, int n, const char *const *extra)
-{
-	for (int i = 0; i < n; i++) {
-		pids[i] = uk_start_worker(env, extra);
-		fk_track(pids[i]);
-	}
-}
-
-/* SIGTERM every worker; returns how many did not exit 0. */
-static int stop_workers(pid_t *pids, int n)
-{
-	int bad = 0;
-	for (int i = 0; i < n; i++)
-		bad += fk_stop(pids[i], 30000) != 0;
-	return bad;
-}
-
 START_TEST(db_killed_and_restarted_mid_load)
 {
 	struct uk_env env;
@@ -66,7 +49,7 @@ START_TEST(db_killed_and_restarted_mid_load)
 	fk_usage_load(&load, orgs, NORGS, 5000, 5, 11);
 	fk_produce(env.topic, load.msgs, load.n, NULL);
 	struct fk_watch *w = fk_watch_new(env.results, env.topic, load.msgs, load.n);
-	start_workers(&env, pids, 2, extra);
+	fk_start_usage(&env, pids, 2, extra);
 
 	for (int k = 0; k < 2; k++) {
 		/* Kill at 20 % and 55 % of the inputs answered. */
@@ -94,7 +77,7 @@ START_TEST(db_killed_and_restarted_mid_load)
 		down_ms += tk_now_ms() - down;
 	}
 	fk_watch_wait_all(w, 180000);
-	int bad_exit = stop_workers(pids, 2);
+	int bad_exit = fk_stop_all(pids, 2, 30000);
 	snprintf(note, sizeof(note),
 		 "kills=1 dropped_at_record_insert=2 down_ms=%lld answered_while_down=%zu workers=2 bad_exits=%d "
 		 "wall_ms=%lld",
@@ -133,7 +116,7 @@ START_TEST(db_frozen_past_driver_timeouts_and_max_poll_interval)
 	fk_usage_load(&load, orgs, NORGS, 3000, 5, 23);
 	fk_produce(env.topic, load.msgs, load.n, NULL);
 	struct fk_watch *w = fk_watch_new(env.results, env.topic, load.msgs, load.n);
-	start_workers(&env, pids, 2, extra);
+	fk_start_usage(&env, pids, 2, extra);
 
 	long long deadline = tk_now_ms() + 120000;
 	while (fk_watch_poll(w, 100) < load.n / 4 && tk_now_ms() < deadline)
@@ -143,7 +126,7 @@ START_TEST(db_frozen_past_driver_timeouts_and_max_poll_interval)
 	size_t b = fk_watch_poll(w, 10500);
 	fk_stack_signal(&stack, "mongo", SIGCONT);
 	fk_watch_wait_all(w, 180000);
-	int bad_exit = stop_workers(pids, 2);
+	int bad_exit = fk_stop_all(pids, 2, 30000);
 	snprintf(note, sizeof(note),
 		 "freeze_ms=12000 answered_while_frozen=%zu workers=2 bad_exits=%d wall_ms=%lld",
 		 b - a, bad_exit, tk_now_ms() - t0);

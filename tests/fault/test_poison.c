@@ -237,37 +237,22 @@ END_TEST
 
 START_TEST(poison_sync_ticks)
 {
-	char topic[96], results[128], group[128], db[96], log[400];
-	char v[7][300];
-	const char *envp[12];
+	char topic[96], results[128], db[96];
 	struct bad_set s;
 	static struct fk_msg msgs[MAXP + 1];
 	const char *ok[] = { "skipped", NULL };
-	int k = 0;
+	/* local-only: no STRIPE_SECRET_KEY */
+	const char *extra[] = { "IDLE_EXIT_MS=4000", "SYNC_PRICES_AT_START=false", NULL };
 
 	tk_unique(topic, sizeof(topic), "f_poison_ticks");
 	snprintf(results, sizeof(results), "%s.results", topic);
-	snprintf(group, sizeof(group), "%s.g", topic);
 	tk_unique(db, sizeof(db), "db");
-	snprintf(log, sizeof(log), "%s/%s.log", BW_BINARY_DIR, topic);
 	tk_create_topic(topic, 1, 1);
 	tk_create_topic(results, 1, 0);
 	build(&s, "tick_id", "\"scope\":\"customer\",\"org_id\":\"po-3\"");
 	size_t n = produce_all(topic, &s, "{\"tick_id\":\"t-ok\",\"scope\":\"prices\"}", "t-ok",
 			       msgs);
-	snprintf(v[0], sizeof(v[0]), "KAFKA_BROKERS=%s", tk_brokers());
-	snprintf(v[1], sizeof(v[1]), "MONGO_URI=%s", tk_mongo_uri());
-	snprintf(v[2], sizeof(v[2]), "MONGO_DB=%s", db);
-	snprintf(v[3], sizeof(v[3]), "SYNC_TOPIC=%s", topic);
-	snprintf(v[4], sizeof(v[4]), "SYNC_GROUP_ID=%s", group);
-	snprintf(v[5], sizeof(v[5]), "RESULTS_TOPIC=%s", results);
-	snprintf(v[6], sizeof(v[6]), "IDLE_EXIT_MS=4000");
-	for (int i = 0; i < 7; i++)
-		envp[k++] = v[i];
-	envp[k++] = "SYNC_PRICES_AT_START=false"; /* local-only: no STRIPE_SECRET_KEY */
-	envp[k] = NULL;
-	pid_t pid = tk_spawn(BW_SYNC_WORKER_PATH, envp, log);
-	fk_track(pid);
+	pid_t pid = fk_start_sync(topic, results, db, extra);
 	int rc = tk_wait(pid, 30000);
 	check("poison_sync_ticks", topic, results, &s, msgs, n, rc, ok);
 	free_set(&s);

@@ -70,10 +70,8 @@ static json_t *result_of(const char *results, const char *tick_id, size_t want, 
 START_TEST(sync_worker_through_stripe_api_faults)
 {
 	struct stub stub;
-	char topic[96], results[128], group[128], db[96], log[400], line[2048], got[1024] = "";
-	char v[7][300];
-	const char *envp[24];
-	int k = 0, applied = 0, failed = 0, lost = 0, wrong = 0;
+	char topic[96], results[128], db[96], line[2048], got[1024] = "", api[128];
+	int applied = 0, failed = 0, lost = 0, wrong = 0;
 	size_t gl = 0, nph = sizeof(phases) / sizeof(phases[0]);
 	long long t0 = tk_now_ms();
 	json_t *state = stub_fixture();
@@ -81,31 +79,17 @@ START_TEST(sync_worker_through_stripe_api_faults)
 	stub_start(&stub, state);
 	tk_unique(topic, sizeof(topic), "f_apifaults");
 	snprintf(results, sizeof(results), "%s.results", topic);
-	snprintf(group, sizeof(group), "%s.g", topic);
 	tk_unique(db, sizeof(db), "db");
-	snprintf(log, sizeof(log), "%s/%s.log", BW_BINARY_DIR, topic);
 	tk_create_topic(topic, 1, 1);
 	tk_create_topic(results, 1, 0);
-	snprintf(v[0], sizeof(v[0]), "KAFKA_BROKERS=%s", tk_brokers());
-	snprintf(v[1], sizeof(v[1]), "MONGO_URI=%s", tk_mongo_uri());
-	snprintf(v[2], sizeof(v[2]), "MONGO_DB=%s", db);
-	snprintf(v[3], sizeof(v[3]), "SYNC_TOPIC=%s", topic);
-	snprintf(v[4], sizeof(v[4]), "SYNC_GROUP_ID=%s", group);
-	snprintf(v[5], sizeof(v[5]), "RESULTS_TOPIC=%s", results);
-	snprintf(v[6], sizeof(v[6]), "STRIPE_API_BASE=%s", stub.url);
-	for (int i = 0; i < 7; i++)
-		envp[k++] = v[i];
+	snprintf(api, sizeof(api), "STRIPE_API_BASE=%s", stub.url);
 	/* Short timeouts and backoffs so that a fault for good is given up on in seconds. */
-	const char *fixed[] = { "STRIPE_SECRET_KEY=sk_test_fault", "SYNC_PRICES_AT_START=false",
+	const char *fixed[] = { api, "STRIPE_SECRET_KEY=sk_test_fault", "SYNC_PRICES_AT_START=false",
 				"STRIPE_TIMEOUT_MS=1000", "STRIPE_CONNECT_TIMEOUT_MS=1000",
 				"STRIPE_MAX_RETRIES=2", "STRIPE_RETRY_BASE_MS=50",
 				"STRIPE_RETRY_MAX_MS=200", "SYNC_MAX_TICK_ATTEMPTS=2",
 				"SYNC_BACKOFF_MAX_MS=200", NULL };
-	for (const char *const *f = fixed; *f; f++)
-		envp[k++] = *f;
-	envp[k] = NULL;
-	pid_t pid = tk_spawn(BW_SYNC_WORKER_PATH, envp, log);
-	fk_track(pid);
+	pid_t pid = fk_start_sync(topic, results, db, fixed);
 
 	for (size_t p = 0; p < nph; p++) {
 		char tick[128], tick_id[64];

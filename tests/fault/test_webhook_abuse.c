@@ -6,9 +6,7 @@
  *    (under INGRESS_MAX_CONNECTIONS), while real signed webhooks, sequential and from parallel
  *    threads, must each be acknowledged (200) within 1 s;
  * The ingress's peak RSS is reported. Prints one line of figures. */
-#include <arpa/inet.h>
 #include <check.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,23 +19,6 @@
 #include "ingress_kit.h"
 
 enum { SLOW = 400, IDLE = 400, SEQ = 30, THREADS = 6, PER_THREAD = 20 };
-
-static int connect_to(int port)
-{
-	struct sockaddr_in sin;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	ck_assert(fd >= 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
 
 struct trickle {
 	int *fds;
@@ -126,14 +107,14 @@ START_TEST(forged_replayed_slowloris_and_many_connections)
 
 	/* Slow and idle connections held. */
 	for (int i = 0; i < SLOW; i++) {
-		fds_slow[i] = connect_to(ing.port);
+		fds_slow[i] = fk_connect_local(ing.port);
 		if (fds_slow[i] >= 0) {
 			const char *start = "POST " IK_PATH " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
 			held += send(fds_slow[i], start, strlen(start), MSG_NOSIGNAL) > 0;
 		}
 	}
 	for (int i = 0; i < IDLE; i++) {
-		fds_idle[i] = connect_to(ing.port);
+		fds_idle[i] = fk_connect_local(ing.port);
 		held += fds_idle[i] >= 0;
 	}
 	ck_assert_int_eq(pthread_create(&trt, NULL, trickle_main, &tr), 0);

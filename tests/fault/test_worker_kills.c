@@ -78,9 +78,7 @@ START_TEST(usage_workers_killed_at_random_moments)
 			add_worker(&crew, &env, extra);
 	}
 	fk_watch_wait_all(w, 240000);
-	int bad_exit = 0, live = crew.n;
-	for (int i = 0; i < crew.n; i++)
-		bad_exit += fk_stop(crew.pid[i], 30000) != 0;
+	int live = crew.n, bad_exit = fk_stop_all(crew.pid, crew.n, 30000);
 	snprintf(note, sizeof(note),
 		 "seed=%u sigkills=%d added=%d live_at_end=%d bad_exits=%d wall_ms=%lld", seed,
 		 kills, added, live, bad_exit, tk_now_ms() - t0);

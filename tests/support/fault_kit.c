@@ -63,11 +63,51 @@ int fk_stop(pid_t pid, int timeout_ms)
 	return tk_wait(pid, timeout_ms);
 }
 
+int fk_stop_all(const pid_t *pids, int n, int timeout_ms)
+{
+	int bad = 0;
+	for (int i = 0; i < n; i++)
+		bad += fk_stop(pids[i], timeout_ms) != 0;
+	return bad;
+}
+
+void fk_start_usage(const struct uk_env *env, pid_t *pids, int n, const char *const *extra)
+{
+	for (int i = 0; i < n; i++) {
+		pids[i] = uk_start_worker(env, extra);
+		fk_track(pids[i]);
+	}
+}
+
 void fk_kill(pid_t pid)
 {
 	untrack(pid);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
+}
+
+pid_t fk_start_sync(const char *topic, const char *results, const char *db,
+		    const char *const *extra)
+{
+	char v[6][320], log[400];
+	const char *envp[32];
+	int k = 0;
+
+	snprintf(v[0], sizeof(v[0]), "KAFKA_BROKERS=%s", tk_brokers());
+	snprintf(v[1], sizeof(v[1]), "MONGO_URI=%s", tk_mongo_uri());
+	snprintf(v[2], sizeof(v[2]), "MONGO_DB=%s", db);
+	snprintf(v[3], sizeof(v[3]), "SYNC_TOPIC=%s", topic);
+	snprintf(v[4], sizeof(v[4]), "SYNC_GROUP_ID=%s.g", topic);
+	snprintf(v[5], sizeof(v[5]), "RESULTS_TOPIC=%s", results);
+	snprintf(log, sizeof(log), "%s/%s.log", BW_BINARY_DIR, topic);
+	for (int i = 0; i < 6; i++)
+		envp[k++] = v[i];
+	for (const char *const *e = extra; e && *e && k < 31; e++)
+		envp[k++] = *e;
+	envp[k] = NULL;
+	pid_t pid = tk_spawn(BW_SYNC_WORKER_PATH, envp, log);
+	fk_track(pid);
+	return pid;
 }
 
 long fk_peak_rss_kb(pid_t pid)

@@ -28,8 +28,20 @@ void fk_track(pid_t pid);
 /* SIGTERM, then waits up to timeout_ms; returns the exit status as tk_wait. Untracks it. */
 int fk_stop(pid_t pid, int timeout_ms);
 
+/* fk_stop of each of n processes; returns how many did not exit 0. */
+int fk_stop_all(const pid_t *pids, int n, int timeout_ms);
+
+/* Starts n usage workers on env (uk_start_worker with extra), tracked, into pids. */
+void fk_start_usage(const struct uk_env *env, pid_t *pids, int n, const char *const *extra);
+
 /* SIGKILL and reap. Untracks it. */
 void fk_kill(pid_t pid);
+
+/* Starts bw-sync-worker on topic (group "<topic>.g"), answering to results, database db,
+ * log <build>/<topic>.log, with extra "K=V" variables (NULL-terminated, may be NULL);
+ * tracked. */
+pid_t fk_start_sync(const char *topic, const char *results, const char *db,
+		    const char *const *extra);
 
 /* Peak RSS (VmHWM) of a running process in KiB, or -1. */
 long fk_peak_rss_kb(pid_t pid);

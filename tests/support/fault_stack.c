@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int free_port(void)
+int fk_free_port(void)
 {
 	struct sockaddr_in sin;
 	socklen_t sl = sizeof(sin);
@@ -30,6 +30,24 @@ static int free_port(void)
 		port = ntohs(sin.sin_port);
 	close(fd);
 	return port;
+}
+
+int fk_connect_local(int port)
+{
+	struct sockaddr_in sin;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		return -1;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 static int is_dir_with(const char *dir, const char *file)
@@ -120,12 +138,12 @@ int fk_stack_start(struct fk_stack *st, const char *name, int kafka, int mongo)
 	}
 	/* Free ports now; the broker binds them a few seconds later (a race only with another
 	 * program binding port 0 in that window, which the script reports as a busy port). */
-	st->kafka_port = free_port();
+	st->kafka_port = fk_free_port();
 	do
-		st->ctrl_port = free_port();
+		st->ctrl_port = fk_free_port();
 	while (st->ctrl_port == st->kafka_port);
 	do
-		st->mongo_port = free_port();
+		st->mongo_port = fk_free_port();
 	while (st->mongo_port == st->kafka_port || st->mongo_port == st->ctrl_port);
 	st->watchdog = start_watchdog(st);
 	if (run_stack(st, "start", comp) != 0) {

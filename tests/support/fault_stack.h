@@ -17,6 +17,12 @@ struct fk_stack {
 	pid_t watchdog;
 };
 
+/* A port on 127.0.0.1 free right now (bound to port 0 and released), or -1. */
+int fk_free_port(void);
+
+/* A TCP connection to 127.0.0.1:port, or -1. */
+int fk_connect_local(int port);
+
 /* Starts the components asked for (kafka and/or mongo; mongo on its H2 backend) on free
  * ports under <build>/fault-stacks/<name>-<pid>, jars linked from $BW_STACK_DIR/jars or the
  * repo's .stack/jars when present. Exports KAFKA_BROKERS / MONGO_URI of the private

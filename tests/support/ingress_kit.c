@@ -2,32 +2,14 @@
 #include "ingress_kit.h"
 
 #include <curl/curl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fault_kit.h"
 #include "stripe_sig.h"
-
-static int free_port(void)
-{
-	struct sockaddr_in sin;
-	socklen_t sl = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	ck_assert(fd >= 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert(bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
-	ck_assert(getsockname(fd, (struct sockaddr *)&sin, &sl) == 0);
-	close(fd);
-	return ntohs(sin.sin_port);
-}
 
 static size_t discard(char *p, size_t size, size_t n, void *arg)
 {
@@ -121,7 +103,8 @@ void ik_start(struct ik *ing, const char *name, const char *const *extra)
 	env[n] = NULL;
 	tk_unique(ing->topic, sizeof(ing->topic), name);
 	tk_create_topic(ing->topic, 3, 0);
-	ing->port = free_port();
+	ing->port = fk_free_port();
+	ck_assert(ing->port > 0);
 	snprintf(port, sizeof(port), "HTTP_PORT=%d", ing->port);
 	snprintf(topic, sizeof(topic), "STRIPE_EVENTS_TOPIC=%s", ing->topic);
 	snprintf(bro, sizeof(bro), "KAFKA_BROKERS=%s", tk_brokers());

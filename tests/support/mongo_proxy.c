@@ -4,6 +4,8 @@
  * kind-0 section holding the command document, whose first element names the command). */
 #include "mongo_proxy.h"
 
+#include "fault_stack.h"
+
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -122,24 +124,6 @@ static void *pipe_main(void *arg)
 	return NULL;
 }
 
-static int connect_target(int port)
-{
-	struct sockaddr_in sin;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	if (fd < 0)
-		return -1;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 static void *accept_main(void *arg)
 {
 	struct mongo_proxy *p = arg;
@@ -151,7 +135,7 @@ static void *accept_main(void *arg)
 		int c = accept(p->listen_fd, NULL, NULL);
 		if (c < 0)
 			continue;
-		int s = connect_target(p->target_port);
+		int s = fk_connect_local(p->target_port);
 		struct pipe_pair *pp = s >= 0 ? malloc(sizeof(*pp)) : NULL;
 		pthread_t t;
 		if (!pp) {
