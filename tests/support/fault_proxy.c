@@ -1,8 +1,8 @@
-/* mongo_proxy: see mongo_proxy.h. One accept thread; one thread per connection that polls
+/* fault_proxy: see fault_proxy.h. One accept thread; one thread per connection that polls
  * both sockets, forwards server bytes as they come and client bytes one whole message at a
  * time (header: int32 length, requestID, responseTo, opCode; OP_MSG = 2013: flags, then a
  * kind-0 section holding the command document, whose first element names the command). */
-#include "mongo_proxy.h"
+#include "fault_proxy.h"
 
 #include "fault_stack.h"
 
@@ -18,7 +18,7 @@
 
 enum { MAX_MSG = 64 * 1024 * 1024 };
 
-struct mongo_proxy {
+struct fk_proxy {
 	int listen_fd, port, target_port;
 	pthread_t acceptor;
 	atomic_int stop, drops, armed, active; /* active: pipe threads running */
@@ -27,7 +27,7 @@ struct mongo_proxy {
 };
 
 struct pipe_pair {
-	struct mongo_proxy *p;
+	struct fk_proxy *p;
 	int client, server;
 };
 
@@ -83,7 +83,7 @@ static int is_insert_into(const unsigned char *msg, size_t len, const char *coll
 static void *pipe_main(void *arg)
 {
 	struct pipe_pair *pp = arg;
-	struct mongo_proxy *p = pp->p;
+	struct fk_proxy *p = pp->p;
 	unsigned char *buf = malloc(MAX_MSG);
 
 	while (buf && !atomic_load(&p->stop)) {
@@ -126,7 +126,7 @@ static void *pipe_main(void *arg)
 
 static void *accept_main(void *arg)
 {
-	struct mongo_proxy *p = arg;
+	struct fk_proxy *p = arg;
 
 	while (!atomic_load(&p->stop)) {
 		struct pollfd pfd = { p->listen_fd, POLLIN, 0 };
@@ -158,9 +158,9 @@ static void *accept_main(void *arg)
 	return NULL;
 }
 
-struct mongo_proxy *mongo_proxy_new(int target_port)
+struct fk_proxy *fk_proxy_new(int target_port)
 {
-	struct mongo_proxy *p = calloc(1, sizeof(*p));
+	struct fk_proxy *p = calloc(1, sizeof(*p));
 	struct sockaddr_in sin;
 	socklen_t sl = sizeof(sin);
 	int one = 1;
@@ -187,7 +187,7 @@ struct mongo_proxy *mongo_proxy_new(int target_port)
 	return p;
 }
 
-void mongo_proxy_destroy(struct mongo_proxy *p)
+void fk_proxy_destroy(struct fk_proxy *p)
 {
 	if (!p)
 		return;
@@ -203,12 +203,12 @@ void mongo_proxy_destroy(struct mongo_proxy *p)
 	}
 }
 
-int mongo_proxy_port(const struct mongo_proxy *p)
+int fk_proxy_port(const struct fk_proxy *p)
 {
 	return p->port;
 }
 
-void mongo_proxy_arm_insert(struct mongo_proxy *p, const char *collection)
+void fk_proxy_arm_insert(struct fk_proxy *p, const char *collection)
 {
 	pthread_mutex_lock(&p->mu);
 	strncpy(p->coll, collection, sizeof(p->coll) - 1);
@@ -216,7 +216,7 @@ void mongo_proxy_arm_insert(struct mongo_proxy *p, const char *collection)
 	pthread_mutex_unlock(&p->mu);
 }
 
-int mongo_proxy_drops(const struct mongo_proxy *p)
+int fk_proxy_drops(const struct fk_proxy *p)
 {
-	return atomic_load(&((struct mongo_proxy *)p)->drops);
+	return atomic_load(&((struct fk_proxy *)p)->drops);
 }
