@@ -1,5 +1,7 @@
 /* fault_kit: what the fault suite (tests/fault/) shares.
- *  - A private stack (fault_stack.h).
+ *  - A private stack (fault_stack.h); a MongoDB proxy that drops the connection of a chosen
+ *    write (fault_proxy.h); the webhook ingress as a process (ingress_kit.h).
+ *  - Worker processes tracked, so a failed test leaves none running.
  *  - A producer that records where every message landed (partition, offset), with explicit
  *    partitions and raw bytes (NUL inside, invalid UTF-8, up to the broker's limit).
  *  - A results watch: reads a results topic as it grows and maps every result back to the
@@ -8,7 +10,8 @@
  *    duplicates, DLQ, lost, double-applied) and the checks (every input answered, every
  *    distinct event recorded exactly once, every org's counters equal to the reference and to
  *    the sum of its records' breakdowns).
- * Failures inside these helpers fail the calling Check test (ck_assert). */
+ * fault_kit.c has the processes, producing, reading and the watch; fault_usage.c the usage
+ * load and accounting. Failures inside these helpers fail the calling Check test (ck_assert). */
 #ifndef BW_FAULT_KIT_H
 #define BW_FAULT_KIT_H
 
