@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 unsigned fk_rand(unsigned *state)
 {
@@ -210,14 +211,30 @@ static rd_kafka_t *open_reader(const char *topic, int64_t **ends, int *nparts)
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
 	ck_assert_msg(rk != NULL, "rd_kafka_new: %s", errstr);
 	rkt = rd_kafka_topic_new(rk, topic, NULL);
-	ck_assert(rd_kafka_metadata(rk, 0, rkt, &md, 10000) == 0);
-	ck_assert(md->topic_cnt == 1 && md->topics[0].partition_cnt > 0);
+	/* A topic created a moment ago (on a broker started a moment ago) may not list its
+	 * partitions yet: ask again until it does. */
+	long long deadline = tk_now_ms() + 30000;
+	for (;;) {
+		rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+		if (e == 0 && md->topic_cnt == 1 && md->topics[0].err == 0 &&
+		    md->topics[0].partition_cnt > 0)
+			break;
+		if (e == 0)
+			rd_kafka_metadata_destroy(md);
+		md = NULL;
+		ck_assert_msg(tk_now_ms() < deadline, "%s: no partitions in the metadata", topic);
+		usleep(200000);
+	}
 	*nparts = md->topics[0].partition_cnt;
 	*ends = calloc((size_t)*nparts, sizeof(**ends));
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(*nparts);
 	for (int i = 0; i < *nparts; i++) {
 		int64_t lo = 0, hi = 0;
-		ck_assert(rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, 10000) == 0);
+		rd_kafka_resp_err_t e;
+		while ((e = rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, 5000)) != 0 &&
+		       tk_now_ms() < deadline)
+			usleep(200000);
+		ck_assert_msg(e == 0, "%s [%d]: watermarks: %s", topic, i, rd_kafka_err2str(e));
 		(*ends)[i] = hi;
 		rd_kafka_topic_partition_list_add(parts, topic, i)->offset =
 			RD_KAFKA_OFFSET_BEGINNING;
