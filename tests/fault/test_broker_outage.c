@@ -36,11 +36,8 @@ START_TEST(broker_killed_and_restarted_mid_load)
 	int n503 = 0, ndown = 0, acked_after = 0, tries_after = 0;
 	long long t0 = tk_now_ms(), down_ms, back_ms;
 
-	uk_env_init(&env, "f_brokerkill", 12);
-	uk_seed_orgs(&env, orgs, NORGS, "brk", 60, 120, 100);
-	fk_usage_load(&load, orgs, NORGS, 4000, 5, 31);
-	fk_produce(env.topic, load.msgs, load.n, NULL);
-	struct fk_watch *w = fk_watch_new(env.results, env.topic, load.msgs, load.n);
+	struct fk_watch *w =
+		fk_usage_case_begin(&env, "f_brokerkill", orgs, NORGS, "brk", &load, 4000, 31);
 	ik_start(&ing, "f_brokerkill_hooks", ik_extra);
 	ik_event(body, sizeof(body), "evt_before");
 	ck_assert_int_eq(ik_post_signed(&ing, body, 10000, NULL), 200);
@@ -90,9 +87,7 @@ START_TEST(broker_killed_and_restarted_mid_load)
 	ck_assert_int_eq(ready_down, 503);
 	ck_assert_int_eq(acked_after, 5);
 	ck_assert_int_eq(bad_exit, 0);
-	fk_watch_destroy(w);
-	fk_load_free(&load);
-	tk_mongo_drop(env.db);
+	fk_usage_case_end(&env, &load, w);
 }
 END_TEST
 
@@ -100,14 +95,9 @@ int main(void)
 {
 	Suite *s = suite_create("broker_outage");
 	TCase *tc = tcase_create("broker");
-	int rc;
 
-	if (fk_stack_start(&stack, "broker_outage", 1, 0) != 0)
-		return EXIT_FAILURE;
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, broker_killed_and_restarted_mid_load);
 	suite_add_tcase(s, tc);
-	rc = tk_run_suite(s);
-	fk_stack_stop(&stack, rc != EXIT_SUCCESS);
-	return rc;
+	return fk_run_with_stack(s, &stack, "broker_outage", 1, 0);
 }

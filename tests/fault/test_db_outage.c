@@ -44,11 +44,8 @@ START_TEST(db_killed_and_restarted_mid_load)
 	ck_assert(proxy != NULL);
 	snprintf(uri, sizeof(uri), "MONGO_URI=mongodb://127.0.0.1:%d", fk_proxy_port(proxy));
 
-	uk_env_init(&env, "f_dbkill", 12);
-	uk_seed_orgs(&env, orgs, NORGS, "dbk", 60, 120, 100);
-	fk_usage_load(&load, orgs, NORGS, 5000, 5, 11);
-	fk_produce(env.topic, load.msgs, load.n, NULL);
-	struct fk_watch *w = fk_watch_new(env.results, env.topic, load.msgs, load.n);
+	struct fk_watch *w =
+		fk_usage_case_begin(&env, "f_dbkill", orgs, NORGS, "dbk", &load, 5000, 11);
 	fk_start_usage(&env, pids, 2, extra);
 
 	for (int k = 0; k < 2; k++) {
@@ -87,9 +84,7 @@ START_TEST(db_killed_and_restarted_mid_load)
 	ck_assert_msg(while_down == 0, "%zu inputs answered while the database was down",
 		      while_down);
 	ck_assert_int_eq(bad_exit, 0);
-	fk_watch_destroy(w);
-	fk_load_free(&load);
-	tk_mongo_drop(env.db);
+	fk_usage_case_end(&env, &load, w);
 }
 END_TEST
 
@@ -111,11 +106,8 @@ START_TEST(db_frozen_past_driver_timeouts_and_max_poll_interval)
 		 "MONGO_URI=%s/?socketTimeoutMS=2000&serverSelectionTimeoutMS=2000"
 		 "&connectTimeoutMS=2000",
 		 stack.uri);
-	uk_env_init(&env, "f_dbstall", 12);
-	uk_seed_orgs(&env, orgs, NORGS, "dbs", 60, 120, 100);
-	fk_usage_load(&load, orgs, NORGS, 3000, 5, 23);
-	fk_produce(env.topic, load.msgs, load.n, NULL);
-	struct fk_watch *w = fk_watch_new(env.results, env.topic, load.msgs, load.n);
+	struct fk_watch *w =
+		fk_usage_case_begin(&env, "f_dbstall", orgs, NORGS, "dbs", &load, 3000, 23);
 	fk_start_usage(&env, pids, 2, extra);
 
 	long long deadline = tk_now_ms() + 120000;
@@ -133,9 +125,7 @@ START_TEST(db_frozen_past_driver_timeouts_and_max_poll_interval)
 	fk_usage_account("db_sigstop_max_poll", &env, &load, w, orgs, NORGS, note, &fig);
 	ck_assert_msg(b == a, "%zu inputs answered while the database was frozen", b - a);
 	ck_assert_int_eq(bad_exit, 0);
-	fk_watch_destroy(w);
-	fk_load_free(&load);
-	tk_mongo_drop(env.db);
+	fk_usage_case_end(&env, &load, w);
 }
 END_TEST
 
@@ -143,15 +133,10 @@ int main(void)
 {
 	Suite *s = suite_create("db_outage");
 	TCase *tc = tcase_create("db");
-	int rc;
 
-	if (fk_stack_start(&stack, "db_outage", 0, 1) != 0)
-		return EXIT_FAILURE;
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, db_killed_and_restarted_mid_load);
 	tcase_add_test(tc, db_frozen_past_driver_timeouts_and_max_poll_interval);
 	suite_add_tcase(s, tc);
-	rc = tk_run_suite(s);
-	fk_stack_stop(&stack, rc != EXIT_SUCCESS);
-	return rc;
+	return fk_run_with_stack(s, &stack, "db_outage", 0, 1);
 }

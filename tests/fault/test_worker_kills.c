@@ -53,11 +53,8 @@ START_TEST(usage_workers_killed_at_random_moments)
 	char note[256];
 	long long t0 = tk_now_ms();
 
-	uk_env_init(&env, "f_workerkill", 12);
-	uk_seed_orgs(&env, orgs, NORGS, "wk", 60, 120, 100);
-	fk_usage_load(&load, orgs, NORGS, EVENTS, 5, seed);
-	fk_produce(env.topic, load.msgs, load.n, NULL);
-	struct fk_watch *w = fk_watch_new(env.results, env.topic, load.msgs, load.n);
+	struct fk_watch *w =
+		fk_usage_case_begin(&env, "f_workerkill", orgs, NORGS, "wk", &load, EVENTS, seed);
 	for (int i = 0; i < 3; i++)
 		add_worker(&crew, &env, extra);
 
@@ -84,9 +81,7 @@ START_TEST(usage_workers_killed_at_random_moments)
 		 kills, added, live, bad_exit, tk_now_ms() - t0);
 	fk_usage_account("usage_workers_sigkill", &env, &load, w, orgs, NORGS, note, &fig);
 	ck_assert_int_eq(bad_exit, 0);
-	fk_watch_destroy(w);
-	fk_load_free(&load);
-	tk_mongo_drop(env.db);
+	fk_usage_case_end(&env, &load, w);
 }
 END_TEST
 

@@ -112,6 +112,16 @@ void fk_usage_load(struct fk_load *load, struct uk_org *orgs, int norgs, size_t 
 		   int resend_pct, unsigned seed);
 void fk_load_free(struct fk_load *load);
 
+/* A usage case on 12 partitions: env named name, norgs orgs "<prefix>-<i>" seeded with caps
+ * 60 / 120 / 100 (subscription, purchased, granted: loads run into overage), the load of
+ * events (5 % re-sends, seed) produced, and a watch on the results (new: fk_usage_case_end). */
+struct fk_watch *fk_usage_case_begin(struct uk_env *env, const char *name, struct uk_org *orgs,
+				     int norgs, const char *prefix, struct fk_load *load,
+				     size_t events, unsigned seed);
+
+/* Frees the watch and the load and drops the case's database. */
+void fk_usage_case_end(struct uk_env *env, struct fk_load *load, struct fk_watch *w);
+
 struct fk_figures {
 	size_t sent, answered, applied, duplicates, rejected, dlq, lost, double_applied, results;
 	size_t orgs_bad;

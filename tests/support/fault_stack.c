@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "testkit.h"
+
 int fk_free_port(void)
 {
 	struct sockaddr_in sin;
@@ -241,4 +243,18 @@ void fk_stack_restart(const struct fk_stack *st, const char *comp)
 		show_output(st);
 	ck_assert_msg(rc == 0, "restarting the private %s failed (see %s/stack.out)", comp,
 		      st->dir);
+}
+
+int fk_run_with_stack(struct Suite *s, struct fk_stack *st, const char *name, int kafka,
+		      int mongo)
+{
+	int rc;
+
+	if (fk_stack_start(st, name, kafka, mongo) != 0) {
+		srunner_free(srunner_create(s)); /* frees s */
+		return EXIT_FAILURE;
+	}
+	rc = tk_run_suite(s);
+	fk_stack_stop(st, rc != EXIT_SUCCESS);
+	return rc;
 }

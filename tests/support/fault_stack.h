@@ -44,4 +44,11 @@ void fk_stack_signal(const struct fk_stack *st, const char *comp, int sig);
 /* Starts a private component again (after a kill) and waits until it answers. */
 void fk_stack_restart(const struct fk_stack *st, const char *comp);
 
+/* main() of a test program with a private stack: starts it (fk_stack_start), runs the suite
+ * s (taken over, tk_run_suite), stops it (keeping its logs when a test failed). Returns the
+ * program's exit code. */
+struct Suite;
+int fk_run_with_stack(struct Suite *s, struct fk_stack *st, const char *name, int kafka,
+		      int mongo);
+
 #endif

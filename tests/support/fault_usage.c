@@ -86,6 +86,24 @@ void fk_load_free(struct fk_load *load)
 	memset(load, 0, sizeof(*load));
 }
 
+struct fk_watch *fk_usage_case_begin(struct uk_env *env, const char *name, struct uk_org *orgs,
+				     int norgs, const char *prefix, struct fk_load *load,
+				     size_t events, unsigned seed)
+{
+	uk_env_init(env, name, 12);
+	uk_seed_orgs(env, orgs, norgs, prefix, 60, 120, 100);
+	fk_usage_load(load, orgs, norgs, events, 5, seed);
+	fk_produce(env->topic, load->msgs, load->n, NULL);
+	return fk_watch_new(env->results, env->topic, load->msgs, load->n);
+}
+
+void fk_usage_case_end(struct uk_env *env, struct fk_load *load, struct fk_watch *w)
+{
+	fk_watch_destroy(w);
+	fk_load_free(load);
+	tk_mongo_drop(env->db);
+}
+
 void fk_figures_line(const char *line)
 {
 	char path[512];
