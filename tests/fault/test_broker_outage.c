@@ -28,7 +28,7 @@ START_TEST(broker_killed_and_restarted_mid_load)
 	struct fk_figures fig;
 	struct ik ing;
 	pid_t pids[2];
-	const char *extra[] = { "BATCH_MAX=50", "KAFKA_SESSION_TIMEOUT_MS=6000", NULL };
+	const char *extra[] = { "BATCH_MAX=50", "RDKAFKA_SESSION_TIMEOUT_MS=6000", NULL };
 	const char *ik_extra[] = { "INGRESS_PUBLISH_TIMEOUT_MS=1500",
 				   "INGRESS_READY_TIMEOUT_MS=500", NULL };
 	char body[512], id[64], note[400];

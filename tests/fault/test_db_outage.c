@@ -35,7 +35,7 @@ START_TEST(db_killed_and_restarted_mid_load)
 	struct fk_figures fig;
 	pid_t pids[2];
 	char uri[128];
-	const char *extra[] = { uri, "BATCH_MAX=50", "KAFKA_SESSION_TIMEOUT_MS=6000", NULL };
+	const char *extra[] = { uri, "BATCH_MAX=50", "RDKAFKA_SESSION_TIMEOUT_MS=6000", NULL };
 	size_t while_down = 0;
 	char note[256];
 	long long t0 = tk_now_ms(), down_ms = 0;
@@ -98,8 +98,8 @@ START_TEST(db_frozen_past_driver_timeouts_and_max_poll_interval)
 	char uri[256], note[256];
 	/* The driver gives up after 2 s (socket, server selection); the group expels a member
 	 * that has not polled for 7 s; the freeze lasts 12 s. */
-	const char *extra[] = { uri, "BATCH_MAX=50", "KAFKA_SESSION_TIMEOUT_MS=6000",
-				"KAFKA_MAX_POLL_INTERVAL_MS=7000", NULL };
+	const char *extra[] = { uri, "BATCH_MAX=50", "RDKAFKA_SESSION_TIMEOUT_MS=6000",
+				"RDKAFKA_MAX_POLL_INTERVAL_MS=7000", NULL };
 	long long t0 = tk_now_ms();
 
 	snprintf(uri, sizeof(uri),

@@ -43,7 +43,7 @@ START_TEST(usage_workers_killed_at_random_moments)
 	struct fk_load load;
 	struct fk_figures fig;
 	struct crew crew = { .n = 0 };
-	const char *extra[] = { "BATCH_MAX=50", "KAFKA_SESSION_TIMEOUT_MS=6000", NULL };
+	const char *extra[] = { "BATCH_MAX=50", "RDKAFKA_SESSION_TIMEOUT_MS=6000", NULL };
 	/* What happens at which share of the inputs answered (in per mille): k = kill and
 	 * replace, a = add one, x = kill without replacement. */
 	const struct { int at; char what; } plan[] = { { 80, 'k' }, { 220, 'a' }, { 350, 'k' },
