@@ -3,15 +3,20 @@
 //   java -cp "$BW_STACK_DIR/jars/*" deploy/local/MongoLauncher.java <host> <port> [memory | h2 <file>]
 //
 // memory (default): data is lost when the process ends.
-// h2 <file>:        data is kept in an H2 MVStore file and survives restarts (a clean SIGTERM
-//                   commits and closes the file; after SIGKILL the last ~1 s of writes may be lost,
-//                   as MVStore auto-commits about once a second).
+// h2 <file>:        data is kept in an H2 MVStore file and survives restarts, also a SIGKILL:
+//                   every write command is committed to the file before it is answered (as
+//                   MongoDB's j:true promises; MVStore alone auto-commits about once a second,
+//                   and a SIGKILL lost the last second of acknowledged writes).
 // Runs until SIGTERM/SIGINT; a shutdown hook closes the server (and the H2 file).
 import de.bwaldvogel.mongo.MongoBackend;
 import de.bwaldvogel.mongo.MongoServer;
 import de.bwaldvogel.mongo.backend.h2.H2Backend;
 import de.bwaldvogel.mongo.backend.memory.MemoryBackend;
 
+import de.bwaldvogel.mongo.bson.Document;
+import io.netty.channel.Channel;
+
+import java.util.Set;
 import java.util.concurrent.CountDownLatch;
 
 public class MongoLauncher {
@@ -34,7 +39,7 @@ public class MongoLauncher {
                     System.err.println("MongoLauncher: h2 backend needs a file name");
                     System.exit(2);
                 }
-                backend = new H2Backend(args[3]);
+                backend = new CommittingH2Backend(args[3]);
                 break;
             default:
                 System.err.println("MongoLauncher: unknown backend '" + kind + "' (memory|h2)");
@@ -59,5 +64,27 @@ public class MongoLauncher {
             System.out.flush();
         }, "mongo-shutdown"));
         done.await();
+    }
+
+    /** H2 backend that commits the MVStore after every write command, before the reply. */
+    static final class CommittingH2Backend extends H2Backend {
+        private static final Set<String> WRITES = Set.of("insert", "update", "delete",
+                "findandmodify", "createindexes", "drop", "dropdatabase", "dropindexes",
+                "create", "renamecollection");
+
+        CommittingH2Backend(String file) {
+            super(file);
+        }
+
+        @Override
+        public Document handleCommand(Channel channel, String db, String command, Document query) {
+            try {
+                return super.handleCommand(channel, db, command, query);
+            } finally {
+                if (WRITES.contains(command.toLowerCase())) {
+                    commit();
+                }
+            }
+        }
     }
 }

@@ -15,8 +15,10 @@ changes the "Stripe" state between ticks by writing a new file and renaming it o
   invoices        {id: invoice object}
   now             optional unix seconds: Stripe's clock, sent as every answer's Date header
                   (else the real time)
-  faults          [{method, path (prefix), status, headers, body | raw, delay_ms, times}]:
-                  the first matching fault with times left (-1 = forever) answers instead
+  faults          [{method, path (prefix), status, headers, body | raw, delay_ms, times,
+                  reset, truncate}]: the first matching fault with times left (-1 = forever)
+                  answers instead; "reset": true closes the connection with a TCP RST and no
+                  answer; "truncate": N sends the full Content-Length but only N body bytes
 Every request is appended to DIR/requests.jsonl (method, path, query, headers that matter,
 body). The port is written to DIR/port once listening (binds port 0: a free port).
 POST /v1/customers honours Idempotency-Key like Stripe (same key: same answer) and creates
@@ -26,6 +28,8 @@ with the form's metadata. Errors have Stripe's shape {"error": {type, code, mess
 import argparse
 import json
 import os
+import socket
+import struct
 import sys
 import threading
 import time
@@ -133,6 +137,13 @@ class Handler(BaseHTTPRequestHandler):
     def send_fault(self, f):
         if f.get("delay_ms"):
             time.sleep(f["delay_ms"] / 1000.0)
+        if f.get("reset"):
+            # SO_LINGER 0: close() sends RST; the client sees "connection reset by peer".
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return
         status = f.get("status", 500)
         if "raw" in f:
             raw = f["raw"].encode()
@@ -150,8 +161,14 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(raw)))
             self.end_headers()
+            if "truncate" in f:
+                self.wfile.write(raw[:int(f["truncate"])])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
             self.wfile.write(raw)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, OSError):
             pass  # the client timed out first
 
     def send_json(self, status, out):

@@ -94,7 +94,7 @@ void sk_produce(const struct sk_env *env, const json_t *ev)
 	free(text);
 }
 
-int sk_run_worker(const struct sk_env *env, const char *const *extra, int idle_ms)
+pid_t sk_start_worker(const struct sk_env *env, const char *const *extra, int idle_ms)
 {
 	char vars[9][320];
 	const char *envp[32];
@@ -115,7 +115,12 @@ int sk_run_worker(const struct sk_env *env, const char *const *extra, int idle_m
 		envp[n++] = *e;
 	envp[n] = NULL;
 	ck_assert_msg(env->worker != NULL, "bw-stripe-worker not built");
-	return tk_wait(tk_spawn(env->worker, envp, env->log), 120000);
+	return tk_spawn(env->worker, envp, env->log);
+}
+
+int sk_run_worker(const struct sk_env *env, const char *const *extra, int idle_ms)
+{
+	return tk_wait(sk_start_worker(env, extra, idle_ms), 120000);
 }
 
 json_t *sk_read_json(const char *topic, size_t want)

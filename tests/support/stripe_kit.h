@@ -34,6 +34,9 @@ void sk_produce(const struct sk_env *env, const json_t *ev);
  * NULL). Returns its exit status (128+signal when killed, e.g. 134 for abort). */
 int sk_run_worker(const struct sk_env *env, const char *const *extra, int idle_ms);
 
+/* Starts the worker as sk_run_worker does and returns its pid without waiting. */
+pid_t sk_start_worker(const struct sk_env *env, const char *const *extra, int idle_ms);
+
 /* Reads want messages of topic and parses each value: a new JSON array. */
 json_t *sk_read_json(const char *topic, size_t want);
 
