@@ -35,28 +35,42 @@ static const struct {
 	const char *mode, *payment_status, *billing_reason, *subscription_id;
 	int has_period;
 	int want; /* -1: needs the org, else the status that settles it */
+	const char *type, *org, *customer; /* NULL: "test", none, none */
 } org_rows[] = {
-	{ "unknown type", BW_SK_UNKNOWN, NULL, NULL, NULL, NULL, 0, BW_SS_IGNORED },
-	{ "checkout paid", BW_SK_CHECKOUT, "payment", "paid", NULL, NULL, 0, -1 },
-	{ "checkout unpaid", BW_SK_CHECKOUT, "payment", "unpaid", NULL, NULL, 0, BW_SS_DEFERRED },
-	{ "checkout subscription mode", BW_SK_CHECKOUT, "subscription", "paid", NULL, NULL, 0,
-	  BW_SS_IGNORED },
-	{ "checkout no mode", BW_SK_CHECKOUT, NULL, "paid", NULL, NULL, 0, BW_SS_IGNORED },
-	{ "subscription upsert", BW_SK_SUB_UPSERT, NULL, NULL, NULL, "sub_1", 1, -1 },
-	{ "subscription deleted", BW_SK_SUB_DELETED, NULL, NULL, NULL, "sub_1", 0, -1 },
-	{ "invoice cycle", BW_SK_INVOICE_PAID, NULL, NULL, "subscription_cycle", "sub_1", 1, -1 },
+#define NO_IDS NULL, NULL, NULL
+	{ "unknown type", BW_SK_UNKNOWN, NULL, NULL, NULL, NULL, 0, BW_SS_IGNORED, NO_IDS },
+	{ "checkout paid", BW_SK_CHECKOUT, "payment", "paid", NULL, NULL, 0, -1, NO_IDS },
+	{ "checkout unpaid", BW_SK_CHECKOUT, "payment", "unpaid", NULL, NULL, 0, BW_SS_DEFERRED,
+	  NO_IDS },
+	{ "checkout free", BW_SK_CHECKOUT, "payment", "no_payment_required", NULL, NULL, 0, -1,
+	  NO_IDS },
+	{ "checkout async failed", BW_SK_CHECKOUT, "payment", "unpaid", NULL, NULL, 0,
+	  BW_SS_PAYMENT_FAILED, "checkout.session.async_payment_failed", NULL, NULL },
+	{ "subscription checkout links", BW_SK_CHECKOUT, "subscription", "paid", NULL, NULL, 0,
+	  -1, NULL, "org_1", "cus_1" },
+	{ "subscription checkout without org", BW_SK_CHECKOUT, "subscription", "paid", NULL,
+	  NULL, 0, BW_SS_IGNORED, NULL, NULL, "cus_1" },
+	{ "checkout setup mode", BW_SK_CHECKOUT, "setup", NULL, NULL, NULL, 0, BW_SS_IGNORED,
+	  NULL, "org_1", "cus_1" },
+	{ "checkout no mode", BW_SK_CHECKOUT, NULL, "paid", NULL, NULL, 0, BW_SS_IGNORED, NO_IDS },
+	{ "subscription upsert", BW_SK_SUB_UPSERT, NULL, NULL, NULL, "sub_1", 1, -1, NO_IDS },
+	{ "subscription deleted", BW_SK_SUB_DELETED, NULL, NULL, NULL, "sub_1", 0, -1, NO_IDS },
+	{ "invoice cycle", BW_SK_INVOICE_PAID, NULL, NULL, "subscription_cycle", "sub_1", 1, -1,
+	  NO_IDS },
 	{ "invoice create", BW_SK_INVOICE_PAID, NULL, NULL, "subscription_create", "sub_1", 1,
-	  -1 },
-	{ "invoice manual", BW_SK_INVOICE_PAID, NULL, NULL, "manual", "sub_1", 1, BW_SS_IGNORED },
+	  -1, NO_IDS },
+	{ "invoice manual", BW_SK_INVOICE_PAID, NULL, NULL, "manual", "sub_1", 1, BW_SS_IGNORED,
+	  NO_IDS },
 	/* no line of the subscription's own period (cut off, or none): the sync settles it */
 	{ "invoice no period", BW_SK_INVOICE_PAID, NULL, NULL, "subscription_cycle", "sub_1", 0,
-	  BW_SS_DEFERRED },
+	  BW_SS_DEFERRED, NO_IDS },
 	{ "invoice plan change, new period", BW_SK_INVOICE_PAID, NULL, NULL,
-	  "subscription_update", "sub_1", 1, -1 },
+	  "subscription_update", "sub_1", 1, -1, NO_IDS },
 	{ "invoice plan change, prorations only", BW_SK_INVOICE_PAID, NULL, NULL,
-	  "subscription_update", "sub_1", 0, BW_SS_IGNORED },
+	  "subscription_update", "sub_1", 0, BW_SS_IGNORED, NO_IDS },
 	{ "invoice no subscription", BW_SK_INVOICE_PAID, NULL, NULL, "subscription_cycle", NULL,
-	  1, BW_SS_REJECTED },
+	  1, BW_SS_REJECTED, NO_IDS },
+#undef NO_IDS
 };
 
 START_TEST(needs_org_by_event_shape)
@@ -71,6 +85,10 @@ START_TEST(needs_org_by_event_shape)
 	ev.billing_reason = org_rows[_i].billing_reason;
 	ev.subscription_id = org_rows[_i].subscription_id;
 	ev.has_period = org_rows[_i].has_period;
+	if (org_rows[_i].type)
+		ev.type = org_rows[_i].type;
+	ev.meta_org_id = org_rows[_i].org;
+	ev.customer_id = org_rows[_i].customer;
 	needs = bw_stripe_needs_org(&ev, &out);
 	if (org_rows[_i].want < 0) {
 		ck_assert_msg(needs == 1, "%s: should need the org", org_rows[_i].name);

@@ -82,19 +82,23 @@ int bw_stripe_apply(struct bw_stripe_apply_ctx *ax)
 		goto done;
 	if (r.found && strcmp(r.state, "done") == 0) {
 		bw_stripe_rec_replay(&r, ax->msg, out);
-		rc = 0;
-		goto done; /* nothing to write: the record already says it all */
-	}
-	if (ev->meta_org_id)
-		snprintf(out->org_id, sizeof(out->org_id), "%s", ev->meta_org_id);
-	if (bw_stripe_mode_decide(ev, ax->cfg->livemode, out)) {
-		/* the other mode's event: recorded only */
-	} else if (!h->needs_org) {
-		if (h->apply(ax) != 0)
-			goto done;
-	} else if (bw_stripe_needs_org(ev, out)) {
-		if (with_org(ax, h, &r, &attempts) != 0)
-			goto done;
+		if (!r.legacy) {
+			rc = 0;
+			goto done; /* nothing to write: the record already says it all */
+		}
+		/* Handled by the previous integration: recorded as ours from now on. */
+	} else {
+		if (ev->meta_org_id)
+			snprintf(out->org_id, sizeof(out->org_id), "%s", ev->meta_org_id);
+		if (bw_stripe_mode_decide(ev, ax->cfg->livemode, out)) {
+			/* the other mode's event: recorded only */
+		} else if (!h->needs_org) {
+			if (h->apply(ax) != 0)
+				goto done;
+		} else if (bw_stripe_needs_org(ev, out)) {
+			if (with_org(ax, h, &r, &attempts) != 0)
+				goto done;
+		}
 	}
 	if (bw_stripe_cache_queue_rec(ax->cache, ev, ax->msg, out, attempts, ax->err) != 0)
 		goto done;

@@ -31,6 +31,18 @@ int bw_stripe_needs_org(const struct bw_stripe_event *ev, struct bw_stripe_outco
 		return 0;
 	case BW_SK_CHECKOUT:
 		bw_stripe_detail_str(out, "checkout_session_id", ev->object_id);
+		if (strcmp(ev->type, "checkout.session.async_payment_failed") == 0) {
+			bw_stripe_outcome_set(out, BW_SS_PAYMENT_FAILED, "the asynchronous payment "
+					      "failed: nothing credited");
+			return 0;
+		}
+		if (ev->mode && strcmp(ev->mode, "subscription") == 0) {
+			if (ev->meta_org_id && ev->customer_id)
+				return 1; /* links the customer to the org */
+			bw_stripe_outcome_set(out, BW_SS_IGNORED, "subscription checkout without "
+					      "metadata.org_id and customer: nothing to link");
+			return 0;
+		}
 		if (!ev->mode || strcmp(ev->mode, "payment") != 0) {
 			bw_stripe_outcome_set(out, BW_SS_IGNORED, "checkout mode %s is not a credit "
 					      "purchase", ev->mode ? ev->mode : "(none)");

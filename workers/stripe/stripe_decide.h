@@ -48,7 +48,9 @@ void bw_stripe_sub_verdict(const struct bw_sub_policy *p, const struct bw_stripe
 			   const struct bw_stripe_event *ev, struct bw_sub_verdict *v);
 
 /* Whether the event needs the org (and its customer document) to be applied. 0: settled
- * without it, out has the outcome (ignored, deferred, rejected). */
+ * without it, out has the outcome (ignored, deferred, rejected, payment_failed). A
+ * subscription-mode checkout with metadata.org_id and a customer needs it: resolving the
+ * org links the customer. */
 int bw_stripe_needs_org(const struct bw_stripe_event *ev, struct bw_stripe_outcome *out);
 
 /* A subscription event against the stored state, before any write: 1 when the outcome is

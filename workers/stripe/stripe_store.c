@@ -96,6 +96,8 @@ int bw_stripe_update_one(struct bw_mongo *m, mongoc_client_t *client, const char
 
 void bw_stripe_cust_from_doc(const bson_t *doc, struct bw_stripe_cust *c)
 {
+	bson_iter_t it;
+
 	memset(c, 0, sizeof(*c));
 	c->found = 1;
 	c->fresh = 1;
@@ -112,6 +114,12 @@ void bw_stripe_cust_from_doc(const bson_t *doc, struct bw_stripe_cust *c)
 	c->has_reset = bw_mongo_get_int64(doc, "subscription_spus_reset_period_start", &c->reset_ms);
 	c->has_period = bw_mongo_get_int64(doc, "stripe_current_billing_period_start",
 					   &c->period_ms);
+	/* The original integration wrote unix seconds (a number), we write a date. */
+	if (c->has_period && bson_iter_init_find(&it, doc, "stripe_current_billing_period_start") &&
+	    !BSON_ITER_HOLDS_DATE_TIME(&it))
+		c->period_ms = c->period_ms > INT64_MAX / 1000   ? INT64_MAX
+			       : c->period_ms < INT64_MIN / 1000 ? INT64_MIN
+								 : c->period_ms * 1000;
 	bw_mongo_get_int64(doc, "purchased_credits", &c->purchased_credits);
 	bw_mongo_get_int64(doc, "balance_version", &c->balance_version);
 }

@@ -16,6 +16,11 @@
  * need it leave it out (as the `omit` of bw_stripe_find_one). */
 #define BW_STRIPE_NO_SESSIONS "applied_sessions"
 
+/* The _id of our ledger rows in payments_credit_transactions is this prefix + the checkout
+ * session id: a key the original integration's rows (ObjectId _id) never carry, so it is
+ * unique on every server without an index that would have to build over their rows. */
+#define BW_STRIPE_LEDGER_ID_PREFIX "checkout:"
+
 /* dst = doc[key] when it is a string, else "". */
 void bw_stripe_copy_utf8(const bson_t *doc, const char *key, char *dst, size_t len);
 
