@@ -18,6 +18,7 @@ static const struct bw_stripe_handler handlers[BW_SK_KIND_COUNT] = {
 	[BW_SK_SUB_DELETED] = { "subscription", 1, 1, bw_stripe_subscription_apply },
 	[BW_SK_INVOICE_PAID] = { "invoice", 1, 1, bw_stripe_invoice_paid_apply },
 	[BW_SK_INVOICE_CREATED] = { "invoice", 0, 0, bw_stripe_invoice_created_apply },
+	/* The purchase's ledger row names the org (charges and disputes carry no org id). */
 	[BW_SK_REFUND] = { "refund", 0, 0, bw_stripe_refund_apply },
 	[BW_SK_CUSTOMER] = { "customer", 0, 0, bw_stripe_customer_apply },
 };

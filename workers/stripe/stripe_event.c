@@ -21,6 +21,9 @@ static const struct {
 	{ "invoice.paid", BW_SK_INVOICE_PAID },
 	{ "invoice.created", BW_SK_INVOICE_CREATED },
 	{ "customer.deleted", BW_SK_CUSTOMER },
+	{ "charge.refunded", BW_SK_REFUND },
+	{ "charge.dispute.created", BW_SK_REFUND },
+	{ "charge.dispute.closed", BW_SK_REFUND },
 };
 
 enum bw_stripe_kind bw_stripe_kind_of(const char *type)
@@ -229,6 +232,32 @@ static int parse_checkout(struct bw_stripe_event *ev, const json_t *obj, struct 
 	return 0;
 }
 
+/* A charge (charge.refunded) or a dispute (charge.dispute.*): which payment, how much of
+ * it. Without a payment_intent it cannot be a Checkout purchase (ignored later). */
+static int parse_refund(struct bw_stripe_event *ev, const json_t *obj, struct bw_err *err)
+{
+	const char *where = ev->is_dispute ? "dispute" : "charge";
+	int has_refunded = 0;
+
+	if (!ev->object_id)
+		return bw_err_set(err, BW_ERR_INVALID, "%s: data.object.id missing", where);
+	if (opt_ref(obj, "payment_intent", where, &ev->payment_intent, err) ||
+	    opt_amount(obj, "amount", where, &ev->amount, &ev->has_amount, err))
+		return -1;
+	if (!ev->has_amount)
+		return bw_err_set(err, BW_ERR_INVALID, "%s: amount missing", where);
+	if (ev->is_dispute)
+		return opt_ref(obj, "charge", where, &ev->charge_id, err) ||
+		       opt_str(obj, "status", where, &ev->dispute_status, err) ? -1 : 0;
+	ev->charge_id = ev->object_id;
+	if (opt_amount(obj, "amount_refunded", where, &ev->amount_refunded, &has_refunded, err))
+		return -1;
+	if (!has_refunded || ev->amount_refunded > ev->amount)
+		return bw_err_set(err, BW_ERR_INVALID, "charge: amount_refunded missing or above "
+				  "amount");
+	return 0;
+}
+
 int bw_stripe_event_parse(const unsigned char *buf, size_t len, size_t max_len,
 			  struct bw_stripe_event *ev, struct bw_err *err)
 {
@@ -275,6 +304,8 @@ int bw_stripe_event_parse(const unsigned char *buf, size_t len, size_t max_len,
 	case BW_SK_INVOICE_CREATED:
 		return parse_invoice(ev, obj, err);
 	case BW_SK_REFUND:
+		ev->is_dispute = strncmp(ev->type, "charge.dispute.", 15) == 0;
+		return parse_refund(ev, obj, err);
 	case BW_SK_CUSTOMER:
 	case BW_SK_UNKNOWN:
 	case BW_SK_KIND_COUNT:

@@ -28,7 +28,7 @@ enum bw_stripe_kind {
 	BW_SK_SUB_DELETED,      /* customer.subscription.deleted */
 	BW_SK_INVOICE_PAID,     /* invoice.payment_succeeded / invoice.paid */
 	BW_SK_INVOICE_CREATED,  /* invoice.created */
-	BW_SK_REFUND,           /* charge.refunded, charge.dispute.* (handler slot) */
+	BW_SK_REFUND,           /* charge.refunded, charge.dispute.created / .closed */
 	BW_SK_CUSTOMER,         /* customer.deleted (data.object is the customer) */
 	BW_SK_KIND_COUNT
 };
@@ -60,6 +60,10 @@ struct bw_stripe_event {
 	int has_period;
 	/* invoice */
 	const char *billing_reason;
+	/* refund (charge.refunded: a charge) and dispute (charge.dispute.*: a dispute) */
+	const char *charge_id;        /* the charge's id, or the dispute's `charge` */
+	const char *dispute_status;   /* dispute: needs_response, won, lost, ... */
+	int is_dispute;
 };
 
 /* Parses len bytes (at most max_len) into ev. On -1, err is INVALID with the reason and

@@ -92,6 +92,40 @@ int bw_stripe_update_one(struct bw_mongo *m, mongoc_client_t *client, const char
 	return rc;
 }
 
+int bw_stripe_find_and_modify(struct bw_mongo *m, mongoc_client_t *client,
+			      const char *coll_name, const bson_t *filter, const bson_t *update,
+			      const char *omit, bson_t **doc, struct bw_err *err)
+{
+	bson_t *fields = omit ? BCON_NEW(omit, BCON_INT32(0)) : NULL;
+	bson_t reply, value;
+	bson_iter_t it;
+	bson_error_t error;
+	mongoc_find_and_modify_opts_t *fam = mongoc_find_and_modify_opts_new();
+	mongoc_collection_t *coll = bw_mongo_coll(m, client, coll_name);
+	const uint8_t *data = NULL;
+	uint32_t len = 0;
+	int rc = 0;
+
+	*doc = NULL;
+	mongoc_find_and_modify_opts_set_update(fam, update);
+	if (fields)
+		mongoc_find_and_modify_opts_set_fields(fam, fields);
+	mongoc_find_and_modify_opts_set_flags(fam, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
+	if (!mongoc_collection_find_and_modify_with_opts(coll, filter, fam, &reply, &error)) {
+		rc = bw_mongo_error(&error, coll_name, err);
+	} else if (bson_iter_init_find(&it, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+		bson_iter_document(&it, &len, &data);
+		if (bson_init_static(&value, data, len))
+			*doc = bson_copy(&value);
+	}
+	bson_destroy(&reply);
+	mongoc_collection_destroy(coll);
+	mongoc_find_and_modify_opts_destroy(fam);
+	bson_destroy(fields);
+	return rc;
+}
+
 /* ---- customer documents ---- */
 
 void bw_stripe_cust_from_doc(const bson_t *doc, struct bw_stripe_cust *c)

@@ -41,6 +41,13 @@ int bw_stripe_update_one(struct bw_mongo *m, mongoc_client_t *client, const char
 			 const bson_t *filter, const bson_t *update, int upsert,
 			 int64_t *matched, struct bw_err *err);
 
+/* One findAndModify returning the updated document without the field `omit` (NULL: all)
+ * into *doc (a new copy, bson_destroy; NULL when nothing matched). 0, or -1 with err
+ * (TRANSIENT, or CONFLICT on a duplicate key). */
+int bw_stripe_find_and_modify(struct bw_mongo *m, mongoc_client_t *client,
+			      const char *coll_name, const bson_t *filter, const bson_t *update,
+			      const char *omit, bson_t **doc, struct bw_err *err);
+
 /* Fills c from a payments_customers document (c->found = c->fresh = 1). */
 void bw_stripe_cust_from_doc(const bson_t *doc, struct bw_stripe_cust *c);
 
