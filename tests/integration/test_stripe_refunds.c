@@ -24,10 +24,12 @@ static void produce_and_free(const struct sk_env *env, json_t *ev)
 static json_t *expect_status(json_t *all, const char *event_id, int nth, const char *status)
 {
 	json_t *r = sk_result(all, event_id, nth);
+	const char *reason;
+
 	ck_assert_msg(r != NULL, "no result %d for %s", nth, event_id);
+	reason = json_string_value(json_object_get(r, "reason"));
 	ck_assert_msg(strcmp(sk_status(r), status) == 0, "%s: status %s, want %s (%s)", event_id,
-		      sk_status(r), status,
-		      json_is_string(json_object_get(r, "reason")) ? json_string_value(json_object_get(r, "reason")) : "");
+		      sk_status(r), status, reason ? reason : "");
 	return r;
 }
 
