@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fault.h"
+#include "customer_doc.h"
 #include "metrics.h"
 #include "stripe_handlers.h"
 #include "stripe_store.h"
@@ -35,7 +36,7 @@ static bson_t *credit_filter(const char *org_id, const char *sid, int64_t credit
  * in a document every worker reads and rewrites. */
 static bson_t *credit_update(const char *sid, int64_t credits, int64_t keep, int64_t now)
 {
-	return BCON_NEW("$inc", "{", "purchased_credits", BCON_INT64(credits), "balance_version",
+	return BCON_NEW("$inc", "{", BW_CUST_PURCHASED, BCON_INT64(credits), BW_CUST_VERSION,
 			BCON_INT64(1), "}", "$push", "{", "applied_sessions", "{", "$each", "[",
 			BCON_UTF8(sid), "]", "$slice", BCON_INT64(-keep), "}", "}", "$set", "{",
 			"updated_at", BCON_DATE_TIME(now), "}");

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "customer_doc.h"
 #include "fault.h"
 #include "stripe_handlers.h"
 #include "stripe_store.h"
@@ -91,18 +92,21 @@ static void row_from_doc(const bson_t *doc, struct row *r)
 		  &r->pending);
 }
 
-/* The org's balances after the clawback, into the result; a debt also into the reason. */
-static void balances(const bson_t *cust, struct bw_stripe_outcome *out)
+/* The org's balances after the clawback (read as shared/customer_doc reads them), into the
+ * result; a debt also into the reason. */
+static void balances(const struct bw_stripe_apply_ctx *ax, const bson_t *cust,
+		     struct bw_stripe_outcome *out)
 {
-	int64_t credits = 0, used = 0;
+	struct bw_customer c;
+	int64_t credits, used;
 
-	bw_mongo_get_int64(cust, "purchased_credits", &credits);
-	bw_mongo_get_int64(cust, "purchased_credits_used", &used);
+	bw_customer_read(cust, ax->cfg->free_grant, &c);
+	credits = c.purchased;
+	used = c.purchased_used;
 	bw_stripe_detail_int(out, "purchased_credits", credits);
 	bw_stripe_detail_int(out, "purchased_credits_used", used);
-	/* used >= 0 and credits >= -10^15 * refunds in practice; compare before subtracting. */
-	bw_stripe_detail_int(out, "purchased_remaining",
-			     credits > used && used >= 0 ? credits - used : 0);
+	bw_stripe_detail_int(out, "purchased_remaining", bw_customer_remaining(credits, used));
+	/* The debt used - credits, when it fits int64 (credits may be negative). */
 	if (used > credits && (credits >= 0 || used <= INT64_MAX + credits)) {
 		bw_stripe_detail_int(out, "debt", used - credits);
 		bw_stripe_outcome_set(out, BW_SS_APPLIED, "credits already spent: the org owes %"
@@ -176,8 +180,8 @@ static int take_back(struct bw_stripe_apply_ctx *ax, const char *org_id, const c
 		else
 			bw_stripe_append_or_missing(filter, "purchased_credits", "$lte",
 						    INT64_MAX + delta);
-		update = BCON_NEW("$inc", "{", "purchased_credits", BCON_INT64(-delta),
-				  "balance_version", BCON_INT64(1), "}", "$push", "{",
+		update = BCON_NEW("$inc", "{", BW_CUST_PURCHASED, BCON_INT64(-delta),
+				  BW_CUST_VERSION, BCON_INT64(1), "}", "$push", "{",
 				  "applied_clawbacks", "{", "$each", "[", BCON_UTF8(adj), "]",
 				  "$slice", BCON_INT64(-ax->cfg->applied_sessions_keep), "}", "}",
 				  "$set", "{", "updated_at", BCON_DATE_TIME(now), "}");
@@ -309,6 +313,9 @@ int bw_stripe_refund_apply(struct bw_stripe_apply_ctx *ax)
 		return found;
 	snprintf(out->org_id, sizeof(out->org_id), "%s", r.org_id);
 	bw_stripe_detail_str(out, "checkout_session_id", r.session_id[0] ? r.session_id : NULL);
+	if (strcmp(r.state, "pending") == 0) /* its checkout crashed mid-way and is redone */
+		return bw_err_set(ax->err, BW_ERR_TRANSIENT, "credit purchase %s is still being "
+				  "credited; retrying", r.key);
 	if (strcmp(r.state, "applied") != 0) {
 		bw_stripe_outcome_set(out, BW_SS_IGNORED, "credit purchase %s was not credited "
 				      "(state %s)", r.key, r.state[0] ? r.state : "none");
@@ -357,7 +364,7 @@ int bw_stripe_refund_apply(struct bw_stripe_apply_ctx *ax)
 	}
 	bw_stripe_detail_int(out, "credits_taken_back", delta);
 	bw_stripe_detail_int(out, "clawed_back_credits", next.taken);
-	balances(cust, out);
+	balances(ax, cust, out);
 	rc = 0;
 done:
 	bson_destroy(cust);

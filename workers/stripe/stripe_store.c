@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "customer_doc.h"
 #include "metrics.h"
 
 void bw_stripe_copy_utf8(const bson_t *doc, const char *key, char *dst, size_t len)
@@ -182,7 +183,7 @@ int bw_stripe_cust_ensure(struct bw_mongo *m, mongoc_client_t *client, int64_t f
 			  struct bw_err *err)
 {
 	int64_t now = bw_mongo_now_ms();
-	bson_t *filter = BCON_NEW("org_id", BCON_UTF8(org_id));
+	bson_t *filter = BCON_NEW(BW_CUST_ORG_ID, BCON_UTF8(org_id));
 	bson_t *fields = BCON_NEW(BW_STRIPE_NO_SESSIONS, BCON_INT32(0));
 	bson_t update = BSON_INITIALIZER, soi, inc, set, reply;
 	bson_iter_t it;
@@ -192,19 +193,15 @@ int bw_stripe_cust_ensure(struct bw_mongo *m, mongoc_client_t *client, int64_t f
 	int rc = 0;
 
 	BSON_APPEND_DOCUMENT_BEGIN(&update, "$setOnInsert", &soi);
-	BSON_APPEND_INT64(&soi, "granted_credits", free_grant);
-	BSON_APPEND_INT64(&soi, "purchased_credits", 0);
-	BSON_APPEND_INT64(&soi, "subscription_spu_allowance", 0);
-	BSON_APPEND_UTF8(&soi, "subscription_type", "none");
-	BSON_APPEND_DATE_TIME(&soi, "created_at", now);
+	bw_customer_append_fresh(&soi, free_grant, now);
 	if (customer_id)
 		BSON_APPEND_UTF8(&soi, "stripe_customer_id", customer_id);
 	bson_append_document_end(&update, &soi);
 	BSON_APPEND_DOCUMENT_BEGIN(&update, "$inc", &inc);
-	BSON_APPEND_INT64(&inc, "balance_version", 1);
+	bw_customer_append_version_bump(&inc);
 	bson_append_document_end(&update, &inc);
 	BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-	BSON_APPEND_DATE_TIME(&set, "updated_at", now);
+	BSON_APPEND_DATE_TIME(&set, BW_CUST_UPDATED_AT, now);
 	bson_append_document_end(&update, &set);
 	mongoc_find_and_modify_opts_set_update(fam, &update);
 	mongoc_find_and_modify_opts_set_fields(fam, fields);

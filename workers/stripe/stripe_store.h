@@ -55,8 +55,8 @@ void bw_stripe_cust_from_doc(const bson_t *doc, struct bw_stripe_cust *c);
 int bw_stripe_cust_load(struct bw_mongo *m, mongoc_client_t *client, const char *key,
 			const char *value, struct bw_stripe_cust *c, struct bw_err *err);
 
-/* Creates the org's customer document if it is missing (the shared contract: $setOnInsert
- * of the fresh balances plus $inc balance_version), recording the Stripe customer id
+/* Creates the org's customer document if it is missing (shared/customer_doc: $setOnInsert
+ * of the fresh document plus the balance_version bump), recording the Stripe customer id
  * (may be NULL). One findAndModify that returns the document into c (may be NULL), so no
  * read follows. */
 int bw_stripe_cust_ensure(struct bw_mongo *m, mongoc_client_t *client, int64_t free_grant,
