@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "stripe_decide.h"
+#include "stripe_store.h"
 #include "testkit.h"
 
 /* A fresh outcome with its details object; release with bw_stripe_outcome_cleanup. */
@@ -212,6 +213,26 @@ START_TEST(invoice_settled_and_which_period)
 }
 END_TEST
 
+/* The original integration stored the billing period in unix seconds, we store a date: both
+ * read as milliseconds, so "which period" compares like with like. */
+START_TEST(period_in_seconds_or_date_reads_as_ms)
+{
+	bson_t *old = BCON_NEW("org_id", BCON_UTF8("org_1"), "stripe_current_billing_period_start",
+			       BCON_INT64(1723270400));
+	bson_t *ours = BCON_NEW("org_id", BCON_UTF8("org_1"), "stripe_current_billing_period_start",
+				BCON_DATE_TIME(INT64_C(1723270400000)));
+	struct bw_stripe_cust c;
+
+	bw_stripe_cust_from_doc(old, &c);
+	ck_assert_int_eq(c.has_period, 1);
+	ck_assert_int_eq(c.period_ms, INT64_C(1723270400000));
+	bw_stripe_cust_from_doc(ours, &c);
+	ck_assert_int_eq(c.period_ms, INT64_C(1723270400000));
+	bson_destroy(old);
+	bson_destroy(ours);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("stripe_decide");
@@ -222,6 +243,7 @@ int main(void)
 	tcase_add_test(tc, subscription_settled_cases);
 	tcase_add_test(tc, subscription_backwards_and_foreign_deletion);
 	tcase_add_test(tc, invoice_settled_and_which_period);
+	tcase_add_test(tc, period_in_seconds_or_date_reads_as_ms);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }
