@@ -53,6 +53,7 @@ static json_t *invoice(const char *id, long long start, long long end)
 	json_t *ev = event("invoice_paid_cycle.json", id);
 	sk_set_str(ev, "data.object.customer", "cus_old");
 	sk_set_str(ev, "data.object.subscription", "sub_old");
+	sk_set_str(ev, "data.object.lines.data.0.subscription", "sub_old"); /* its own line */
 	sk_set_int(ev, "data.object.lines.data.0.period.start", start);
 	sk_set_int(ev, "data.object.lines.data.0.period.end", end);
 	return ev;
