@@ -54,11 +54,16 @@ static const struct {
 	  BW_MERGE_HINT },
 	{ BW_COLL_CUSTOMERS, "stripe_customer_id", NULL, 0, 0, DUP_NONE, NULL },
 	{ BW_COLL_USAGE_RECORDS, "org_id", NULL, 0, 0, DUP_NONE, NULL },
-	/* sparse: the original integration's ledger rows have no checkout_session_id */
-	{ BW_COLL_CREDIT_TX, "checkout_session_id", NULL, 1, 1, DUP_NONE, NULL },
+	/* Not unique: the original integration's double credits left two rows for one
+	 * session_id (logged at start, startup_checks). Once per session holds on a key its
+	 * rows never carry: our rows' _id "checkout:<session>" (stripe_checkout.c). */
+	{ BW_COLL_CREDIT_TX, "session_id", NULL, 0, 0, DUP_NONE, NULL },
+	{ BW_COLL_CREDIT_TX, "payment_intent", NULL, 0, 0, DUP_NONE, NULL }, /* refunds */
 	{ BW_COLL_CREDIT_TX, "org_id", NULL, 0, 0, DUP_NONE, NULL },
 	{ BW_COLL_STRIPE_EVENTS, "event_id", NULL, 1, 0, DUP_NONE, NULL },
 	{ BW_COLL_STRIPE_EVENTS, "state", NULL, 0, 0, DUP_NONE, NULL },
+	/* Events the original integration handled are never applied again (stripe_cache.c). */
+	{ BW_COLL_OLD_STRIPE_EVENTS, "stripe_event_id", NULL, 0, 0, DUP_NONE, NULL },
 	{ BW_COLL_PRICES, "price_id", NULL, 1, 0, DUP_NONE, NULL },
 	{ BW_COLL_PRICES, "tier", NULL, 0, 0, DUP_NONE, NULL },       /* plan lookups by tier */
 	{ BW_COLL_PRICES, "sync_run", NULL, 0, 0, DUP_NONE, NULL },   /* "not listed in this run" */
@@ -72,6 +77,9 @@ static const struct {
 	{ BW_COLL_USAGE_RECORDS, "event_id_1",
 	  "unique event_id alone: the same event_id in two orgs is two events (the key is the "
 	  "composite _id {org_id, event_id})" },
+	{ BW_COLL_CREDIT_TX, "checkout_session_id_1",
+	  "ledger rows are keyed session_id as the original integration wrote them; ours have "
+	  "the _id checkout:<session> and no checkout_session_id" },
 };
 
 /* Duplicates that do no harm going forward but are worth an operator's look: logged at

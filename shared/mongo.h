@@ -19,6 +19,8 @@
 /* Stripe customers of another product on a shared Stripe account, by _id = customer id:
  * written by the sync worker, read by the stripe worker (their events are ignored). */
 #define BW_COLL_FOREIGN_CUSTOMERS "payments_foreign_customers"
+/* The original integration's audit log of the Stripe events it handled (read only). */
+#define BW_COLL_OLD_STRIPE_EVENTS "stripe_events"
 
 /* MongoDB's duplicate key error code. */
 #define BW_MONGO_DUPLICATE_KEY 11000

@@ -64,7 +64,7 @@ START_TEST(crash_at_each_step_credits_exactly_once)
 	ck_assert_int_eq(json_array_size(json_object_get(doc, "applied_sessions")), 1);
 	json_decref(doc);
 	doc = tk_mongo_find_one(env.db, "payments_credit_transactions",
-				"{\"checkout_session_id\":\"cs_crash\"}");
+				"{\"session_id\":\"cs_crash\"}");
 	ck_assert_ptr_nonnull(doc);
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "state")), "applied");
 	ck_assert_int_eq(tk_int(doc, "credits"), 250);

@@ -452,7 +452,7 @@ START_TEST(credit_overflow_is_rejected)
 	ck_assert_int_eq(json_array_size(json_object_get(doc, "applied_sessions")), 1);
 	json_decref(doc);
 	doc = tk_mongo_find_one(env.db, "payments_credit_transactions",
-				"{\"checkout_session_id\":\"cs_O1\"}");
+				"{\"session_id\":\"cs_O1\"}");
 	ck_assert_ptr_nonnull(doc);
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "state")), "rejected");
 	json_decref(doc);

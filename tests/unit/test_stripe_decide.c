@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "stripe_decide.h"
+#include "stripe_store.h"
 #include "testkit.h"
 
 /* A fresh outcome with its details object; release with bw_stripe_outcome_cleanup. */
@@ -35,28 +36,42 @@ static const struct {
 	const char *mode, *payment_status, *billing_reason, *subscription_id;
 	int has_period;
 	int want; /* -1: needs the org, else the status that settles it */
+	const char *type, *org, *customer; /* NULL: "test", none, none */
 } org_rows[] = {
-	{ "unknown type", BW_SK_UNKNOWN, NULL, NULL, NULL, NULL, 0, BW_SS_IGNORED },
-	{ "checkout paid", BW_SK_CHECKOUT, "payment", "paid", NULL, NULL, 0, -1 },
-	{ "checkout unpaid", BW_SK_CHECKOUT, "payment", "unpaid", NULL, NULL, 0, BW_SS_DEFERRED },
-	{ "checkout subscription mode", BW_SK_CHECKOUT, "subscription", "paid", NULL, NULL, 0,
-	  BW_SS_IGNORED },
-	{ "checkout no mode", BW_SK_CHECKOUT, NULL, "paid", NULL, NULL, 0, BW_SS_IGNORED },
-	{ "subscription upsert", BW_SK_SUB_UPSERT, NULL, NULL, NULL, "sub_1", 1, -1 },
-	{ "subscription deleted", BW_SK_SUB_DELETED, NULL, NULL, NULL, "sub_1", 0, -1 },
-	{ "invoice cycle", BW_SK_INVOICE_PAID, NULL, NULL, "subscription_cycle", "sub_1", 1, -1 },
+#define NO_IDS NULL, NULL, NULL
+	{ "unknown type", BW_SK_UNKNOWN, NULL, NULL, NULL, NULL, 0, BW_SS_IGNORED, NO_IDS },
+	{ "checkout paid", BW_SK_CHECKOUT, "payment", "paid", NULL, NULL, 0, -1, NO_IDS },
+	{ "checkout unpaid", BW_SK_CHECKOUT, "payment", "unpaid", NULL, NULL, 0, BW_SS_DEFERRED,
+	  NO_IDS },
+	{ "checkout free", BW_SK_CHECKOUT, "payment", "no_payment_required", NULL, NULL, 0, -1,
+	  NO_IDS },
+	{ "checkout async failed", BW_SK_CHECKOUT, "payment", "unpaid", NULL, NULL, 0,
+	  BW_SS_PAYMENT_FAILED, "checkout.session.async_payment_failed", NULL, NULL },
+	{ "subscription checkout links", BW_SK_CHECKOUT, "subscription", "paid", NULL, NULL, 0,
+	  -1, NULL, "org_1", "cus_1" },
+	{ "subscription checkout without org", BW_SK_CHECKOUT, "subscription", "paid", NULL,
+	  NULL, 0, BW_SS_IGNORED, NULL, NULL, "cus_1" },
+	{ "checkout setup mode", BW_SK_CHECKOUT, "setup", NULL, NULL, NULL, 0, BW_SS_IGNORED,
+	  NULL, "org_1", "cus_1" },
+	{ "checkout no mode", BW_SK_CHECKOUT, NULL, "paid", NULL, NULL, 0, BW_SS_IGNORED, NO_IDS },
+	{ "subscription upsert", BW_SK_SUB_UPSERT, NULL, NULL, NULL, "sub_1", 1, -1, NO_IDS },
+	{ "subscription deleted", BW_SK_SUB_DELETED, NULL, NULL, NULL, "sub_1", 0, -1, NO_IDS },
+	{ "invoice cycle", BW_SK_INVOICE_PAID, NULL, NULL, "subscription_cycle", "sub_1", 1, -1,
+	  NO_IDS },
 	{ "invoice create", BW_SK_INVOICE_PAID, NULL, NULL, "subscription_create", "sub_1", 1,
-	  -1 },
-	{ "invoice manual", BW_SK_INVOICE_PAID, NULL, NULL, "manual", "sub_1", 1, BW_SS_IGNORED },
+	  -1, NO_IDS },
+	{ "invoice manual", BW_SK_INVOICE_PAID, NULL, NULL, "manual", "sub_1", 1, BW_SS_IGNORED,
+	  NO_IDS },
 	/* no line of the subscription's own period (cut off, or none): the sync settles it */
 	{ "invoice no period", BW_SK_INVOICE_PAID, NULL, NULL, "subscription_cycle", "sub_1", 0,
-	  BW_SS_DEFERRED },
+	  BW_SS_DEFERRED, NO_IDS },
 	{ "invoice plan change, new period", BW_SK_INVOICE_PAID, NULL, NULL,
-	  "subscription_update", "sub_1", 1, -1 },
+	  "subscription_update", "sub_1", 1, -1, NO_IDS },
 	{ "invoice plan change, prorations only", BW_SK_INVOICE_PAID, NULL, NULL,
-	  "subscription_update", "sub_1", 0, BW_SS_IGNORED },
+	  "subscription_update", "sub_1", 0, BW_SS_IGNORED, NO_IDS },
 	{ "invoice no subscription", BW_SK_INVOICE_PAID, NULL, NULL, "subscription_cycle", NULL,
-	  1, BW_SS_REJECTED },
+	  1, BW_SS_REJECTED, NO_IDS },
+#undef NO_IDS
 };
 
 START_TEST(needs_org_by_event_shape)
@@ -71,6 +86,10 @@ START_TEST(needs_org_by_event_shape)
 	ev.billing_reason = org_rows[_i].billing_reason;
 	ev.subscription_id = org_rows[_i].subscription_id;
 	ev.has_period = org_rows[_i].has_period;
+	if (org_rows[_i].type)
+		ev.type = org_rows[_i].type;
+	ev.meta_org_id = org_rows[_i].org;
+	ev.customer_id = org_rows[_i].customer;
 	needs = bw_stripe_needs_org(&ev, &out);
 	if (org_rows[_i].want < 0) {
 		ck_assert_msg(needs == 1, "%s: should need the org", org_rows[_i].name);
@@ -194,6 +213,26 @@ START_TEST(invoice_settled_and_which_period)
 }
 END_TEST
 
+/* The original integration stored the billing period in unix seconds, we store a date: both
+ * read as milliseconds, so "which period" compares like with like. */
+START_TEST(period_in_seconds_or_date_reads_as_ms)
+{
+	bson_t *old = BCON_NEW("org_id", BCON_UTF8("org_1"), "stripe_current_billing_period_start",
+			       BCON_INT64(1723270400));
+	bson_t *ours = BCON_NEW("org_id", BCON_UTF8("org_1"), "stripe_current_billing_period_start",
+				BCON_DATE_TIME(INT64_C(1723270400000)));
+	struct bw_stripe_cust c;
+
+	bw_stripe_cust_from_doc(old, &c);
+	ck_assert_int_eq(c.has_period, 1);
+	ck_assert_int_eq(c.period_ms, INT64_C(1723270400000));
+	bw_stripe_cust_from_doc(ours, &c);
+	ck_assert_int_eq(c.period_ms, INT64_C(1723270400000));
+	bson_destroy(old);
+	bson_destroy(ours);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("stripe_decide");
@@ -204,6 +243,7 @@ int main(void)
 	tcase_add_test(tc, subscription_settled_cases);
 	tcase_add_test(tc, subscription_backwards_and_foreign_deletion);
 	tcase_add_test(tc, invoice_settled_and_which_period);
+	tcase_add_test(tc, period_in_seconds_or_date_reads_as_ms);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

@@ -89,8 +89,10 @@ int main(void)
 	}
 	struct bw_worker_input in = { cfg.topic, cfg.group_id, 0, (int)cfg.backoff_max_ms };
 	if (bw_worker_runtime_open(&rt, &common, "bw-stripe-worker", &err) != 0 ||
-	    bw_worker_runtime_subscribe(&rt, &common, &in, &err) != 0)
+	    bw_worker_runtime_subscribe(&rt, &common, &in, &err) != 0) {
+		exit_code = bw_worker_start_exit_code(&err); /* 2: an operator must act first */
 		goto fail;
+	}
 	ctx.mongo = rt.mongo;
 	ctx.producer = rt.producer;
 	ctx.worker = "stripe-worker";

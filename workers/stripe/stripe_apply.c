@@ -18,6 +18,7 @@ static const struct bw_stripe_handler handlers[BW_SK_KIND_COUNT] = {
 	[BW_SK_SUB_DELETED] = { "subscription", 1, 1, bw_stripe_subscription_apply },
 	[BW_SK_INVOICE_PAID] = { "invoice", 1, 1, bw_stripe_invoice_paid_apply },
 	[BW_SK_INVOICE_CREATED] = { "invoice", 0, 0, bw_stripe_invoice_created_apply },
+	/* The purchase's ledger row names the org (charges and disputes carry no org id). */
 	[BW_SK_REFUND] = { "refund", 0, 0, bw_stripe_refund_apply },
 	[BW_SK_CUSTOMER] = { "customer", 0, 0, bw_stripe_customer_apply },
 };
@@ -82,19 +83,23 @@ int bw_stripe_apply(struct bw_stripe_apply_ctx *ax)
 		goto done;
 	if (r.found && strcmp(r.state, "done") == 0) {
 		bw_stripe_rec_replay(&r, ax->msg, out);
-		rc = 0;
-		goto done; /* nothing to write: the record already says it all */
-	}
-	if (ev->meta_org_id)
-		snprintf(out->org_id, sizeof(out->org_id), "%s", ev->meta_org_id);
-	if (bw_stripe_mode_decide(ev, ax->cfg->livemode, out)) {
-		/* the other mode's event: recorded only */
-	} else if (!h->needs_org) {
-		if (h->apply(ax) != 0)
-			goto done;
-	} else if (bw_stripe_needs_org(ev, out)) {
-		if (with_org(ax, h, &r, &attempts) != 0)
-			goto done;
+		if (!r.legacy) {
+			rc = 0;
+			goto done; /* nothing to write: the record already says it all */
+		}
+		/* Handled by the previous integration: recorded as ours from now on. */
+	} else {
+		if (ev->meta_org_id)
+			snprintf(out->org_id, sizeof(out->org_id), "%s", ev->meta_org_id);
+		if (bw_stripe_mode_decide(ev, ax->cfg->livemode, out)) {
+			/* the other mode's event: recorded only */
+		} else if (!h->needs_org) {
+			if (h->apply(ax) != 0)
+				goto done;
+		} else if (bw_stripe_needs_org(ev, out)) {
+			if (with_org(ax, h, &r, &attempts) != 0)
+				goto done;
+		}
 	}
 	if (bw_stripe_cache_queue_rec(ax->cache, ev, ax->msg, out, attempts, ax->err) != 0)
 		goto done;

@@ -1,6 +1,7 @@
 /* stripe_cache: see stripe_cache.h. */
 #include "stripe_cache.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@ struct bw_stripe_cache {
 	struct bw_mongo *m;               /* borrowed */
 	mongoc_client_t *client;          /* borrowed */
 	json_t *rec_ix, *org_ix, *cus_ix;
+	json_t *sid_ix; /* checkout session -> the original integration's ledger row id, or -1 */
 	struct bw_stripe_rec *recs;
 	size_t nrecs, rec_cap;
 	struct bw_stripe_cust *custs;
@@ -37,7 +39,8 @@ struct bw_stripe_cache *bw_stripe_cache_new(struct bw_mongo *m, mongoc_client_t 
 	cache->rec_ix = json_object();
 	cache->org_ix = json_object();
 	cache->cus_ix = json_object();
-	if (!cache->rec_ix || !cache->org_ix || !cache->cus_ix) {
+	cache->sid_ix = json_object();
+	if (!cache->rec_ix || !cache->org_ix || !cache->cus_ix || !cache->sid_ix) {
 		bw_stripe_cache_destroy(cache);
 		return NULL;
 	}
@@ -57,6 +60,7 @@ void bw_stripe_cache_destroy(struct bw_stripe_cache *cache)
 	json_decref(cache->rec_ix);
 	json_decref(cache->org_ix);
 	json_decref(cache->cus_ix);
+	json_decref(cache->sid_ix);
 	free(cache);
 }
 
@@ -76,6 +80,8 @@ int bw_stripe_cache_want(struct bw_stripe_cache *cache, const struct bw_stripe_e
 		rc |= want_key(cache->org_ix, ev->meta_org_id);
 		rc |= want_key(cache->cus_ix, ev->customer_id);
 	}
+	if (ev->kind == BW_SK_CHECKOUT)
+		rc |= want_key(cache->sid_ix, ev->object_id);
 	return rc ? -1 : 0;
 }
 
@@ -146,18 +152,68 @@ static int grow(void **arr, size_t *cap, size_t n, size_t size)
 	return 0;
 }
 
-static int take_rec(struct bw_stripe_cache *cache, const bson_t *doc)
+/* Appends r as the record of event id. */
+static int add_rec(struct bw_stripe_cache *cache, const char *id, const struct bw_stripe_rec *r)
 {
-	struct bw_stripe_rec *r;
-	char id[BW_STRIPE_ID_LEN];
-
 	if (grow((void **)&cache->recs, &cache->rec_cap, cache->nrecs, sizeof(*r)) != 0)
 		return -1;
-	bw_stripe_copy_utf8(doc, "event_id", id, sizeof(id));
-	r = &cache->recs[cache->nrecs];
-	bw_stripe_rec_from_doc(doc, r);
-	cache->nrecs++;
+	cache->recs[cache->nrecs++] = *r;
 	return json_object_set_new(cache->rec_ix, id, json_integer((json_int_t)cache->nrecs - 1));
+}
+
+/* An entry of the original integration's stripe_events: done, unless it says processed:
+ * false (it failed, and Stripe re-sends the event to be applied). */
+static int take_legacy(struct bw_stripe_cache *cache, const bson_t *doc)
+{
+	struct bw_stripe_rec r;
+	char id[BW_STRIPE_ID_LEN];
+	bson_iter_t it;
+
+	bw_stripe_copy_utf8(doc, "stripe_event_id", id, sizeof(id));
+	if (!id[0] || (bson_iter_init_find(&it, doc, "processed") && BSON_ITER_HOLDS_BOOL(&it) &&
+		       !bson_iter_bool(&it)))
+		return 0;
+	memset(&r, 0, sizeof(r));
+	r.found = 1;
+	r.legacy = 1;
+	snprintf(r.state, sizeof(r.state), "done");
+	snprintf(r.status, sizeof(r.status), "applied");
+	return add_rec(cache, id, &r);
+}
+
+/* A ledger row of a wanted session: a row whose _id is not ours was written by the
+ * original integration, which credited that session. */
+static int take_sid(struct bw_stripe_cache *cache, const bson_t *doc)
+{
+	char sid[BW_STRIPE_ID_LEN], row[BW_STRIPE_ID_LEN];
+	bson_iter_t it;
+
+	bw_stripe_copy_utf8(doc, "session_id", sid, sizeof(sid));
+	if (!sid[0] || !bson_iter_init_find(&it, doc, "_id"))
+		return 0;
+	if (BSON_ITER_HOLDS_UTF8(&it) &&
+	    strncmp(bson_iter_utf8(&it, NULL), BW_STRIPE_LEDGER_ID_PREFIX,
+		    strlen(BW_STRIPE_LEDGER_ID_PREFIX)) == 0)
+		return 0;
+	if (BSON_ITER_HOLDS_OID(&it))
+		bson_oid_to_string(bson_iter_oid(&it), row);
+	else
+		snprintf(row, sizeof(row), "(not an ObjectId)");
+	return json_object_set_new(cache->sid_ix, sid, json_string(row));
+}
+
+static int take_rec(struct bw_stripe_cache *cache, const bson_t *doc)
+{
+	struct bw_stripe_rec r;
+	char id[BW_STRIPE_ID_LEN];
+
+	bw_stripe_copy_utf8(doc, "event_id", id, sizeof(id));
+	bw_stripe_rec_from_doc(doc, &r);
+	if (add_rec(cache, id, &r) != 0) {
+		bw_stripe_rec_cleanup(&r);
+		return -1;
+	}
+	return 0;
 }
 
 /* Adds (or replaces) a customer entry under its org and Stripe customer ids. */
@@ -208,13 +264,23 @@ int bw_stripe_cache_load(struct bw_stripe_cache *cache, struct bw_err *err)
 {
 	struct bw_mongo *m = cache->m;
 	mongoc_client_t *client = cache->client;
-	bson_t recs = BSON_INITIALIZER, custs = BSON_INITIALIZER, arr, a, b;
-	size_t nrecs, norgs, ncus;
+	bson_t recs = BSON_INITIALIZER, custs = BSON_INITIALIZER, old = BSON_INITIALIZER;
+	bson_t sids = BSON_INITIALIZER, arr, a, b;
+	size_t nrecs, norgs, ncus, nsids;
 	int rc = -1;
 
 	nrecs = append_in(&recs, "event_id", cache->rec_ix);
 	if (nrecs && find_all(m, client, BW_COLL_STRIPE_EVENTS, &recs, NULL, nrecs, take_rec,
 			      cache, err) != 0)
+		goto done;
+	/* Events without a record of ours: did the original integration handle them? */
+	nrecs = append_in(&old, "stripe_event_id", cache->rec_ix);
+	if (nrecs && find_all(m, client, BW_COLL_OLD_STRIPE_EVENTS, &old, "data", nrecs,
+			      take_legacy, cache, err) != 0)
+		goto done;
+	nsids = append_in(&sids, "session_id", cache->sid_ix);
+	if (nsids && find_all(m, client, BW_COLL_CREDIT_TX, &sids, NULL, nsids, take_sid, cache,
+			      err) != 0)
 		goto done;
 	BSON_APPEND_ARRAY_BEGIN(&custs, "$or", &arr);
 	BSON_APPEND_DOCUMENT_BEGIN(&arr, "0", &a);
@@ -230,12 +296,15 @@ int bw_stripe_cache_load(struct bw_stripe_cache *cache, struct bw_err *err)
 	mark_absent(cache->rec_ix);
 	mark_absent(cache->org_ix);
 	mark_absent(cache->cus_ix);
+	mark_absent(cache->sid_ix);
 	rc = 0;
 done:
 	if (rc != 0 && err->kind != BW_ERR_FATAL)
 		err->kind = BW_ERR_TRANSIENT;
 	bson_destroy(&recs);
 	bson_destroy(&custs);
+	bson_destroy(&old);
+	bson_destroy(&sids);
 	return rc;
 }
 
@@ -357,4 +426,16 @@ struct bw_mongo *bw_stripe_cache_mongo(const struct bw_stripe_cache *cache)
 mongoc_client_t *bw_stripe_cache_client(const struct bw_stripe_cache *cache)
 {
 	return cache->client;
+}
+
+int bw_stripe_cache_old_credit(const struct bw_stripe_cache *cache, const char *sid, char *row,
+			       size_t len)
+{
+	json_t *v = json_object_get(cache->sid_ix, sid);
+
+	if (json_is_string(v)) {
+		snprintf(row, len, "%s", json_string_value(v));
+		return 1;
+	}
+	return json_is_integer(v) ? 0 : -1;
 }

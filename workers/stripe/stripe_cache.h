@@ -60,6 +60,11 @@ int bw_stripe_cache_cust_by_org(const struct bw_stripe_cache *cache, const char 
 int bw_stripe_cache_cust_by_customer(const struct bw_stripe_cache *cache,
 				     const char *customer_id, struct bw_stripe_cust *c);
 
+/* Whether the original integration credited checkout session sid (a ledger row keyed
+ * session_id that is not ours): 1 with row = that row's _id, 0 no, -1 not looked up. */
+int bw_stripe_cache_old_credit(const struct bw_stripe_cache *cache, const char *sid, char *row,
+			       size_t len);
+
 /* Adds (or replaces) c (found) under its org and Stripe customer ids. 0, or -1 (memory). */
 int bw_stripe_cache_put_cust(struct bw_stripe_cache *cache, const struct bw_stripe_cust *c);
 

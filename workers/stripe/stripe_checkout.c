@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fault.h"
+#include "customer_doc.h"
 #include "metrics.h"
 #include "stripe_handlers.h"
 #include "stripe_store.h"
@@ -25,8 +26,8 @@ static bson_t *credit_filter(const char *org_id, const char *sid, int64_t credit
 /* The credit update: $inc purchased_credits and balance_version, and $push the session id
  * onto applied_sessions keeping only the last `keep` ids.
  *
- * Why a bounded window is safe: the ledger row (payments_credit_transactions, unique
- * checkout_session_id) is the durable "credited once" record, and apply_checkout checks its
+ * Why a bounded window is safe: the ledger row (payments_credit_transactions, _id
+ * "checkout:<session>") is the durable "credited once" record, and apply_checkout checks its
  * state `applied` before it ever reaches this update. applied_sessions only guards the gap
  * between this update and marking the ledger row applied, i.e. a crash in between; the
  * redelivery after such a crash comes within seconds (session timeout plus backoff), long
@@ -35,7 +36,7 @@ static bson_t *credit_filter(const char *org_id, const char *sid, int64_t credit
  * in a document every worker reads and rewrites. */
 static bson_t *credit_update(const char *sid, int64_t credits, int64_t keep, int64_t now)
 {
-	return BCON_NEW("$inc", "{", "purchased_credits", BCON_INT64(credits), "balance_version",
+	return BCON_NEW("$inc", "{", BW_CUST_PURCHASED, BCON_INT64(credits), BW_CUST_VERSION,
 			BCON_INT64(1), "}", "$push", "{", "applied_sessions", "{", "$each", "[",
 			BCON_UTF8(sid), "]", "$slice", BCON_INT64(-keep), "}", "}", "$set", "{",
 			"updated_at", BCON_DATE_TIME(now), "}");
@@ -87,15 +88,81 @@ done:
 	return rc;
 }
 
+/* The ledger row of a new credit: the original integration's fields ({session_id, org_id,
+ * credits, created_at}) plus ours. A new document (bson_destroy). */
+static bson_t *ledger_row(const struct bw_stripe_event *ev, const char *key, const char *org_id,
+			  int64_t now)
+{
+	bson_t *row = BCON_NEW("_id", BCON_UTF8(key), "session_id", BCON_UTF8(ev->object_id),
+			       "org_id", BCON_UTF8(org_id), "credits", BCON_INT64(ev->credits),
+			       "created_at", BCON_DATE_TIME(now), "event_id", BCON_UTF8(ev->id),
+			       "state", BCON_UTF8("pending"));
+
+	if (ev->customer_id)
+		BSON_APPEND_UTF8(row, "stripe_customer_id", ev->customer_id);
+	if (ev->payment_intent)
+		BSON_APPEND_UTF8(row, "payment_intent", ev->payment_intent);
+	if (ev->has_amount)
+		BSON_APPEND_INT64(row, "amount_total", ev->amount);
+	return row;
+}
+
+/* Whether the original integration credited the session: a ledger row keyed session_id
+ * whose _id is not ours. The batch cache read that for every checkout of the batch; an
+ * event it did not see is looked up here. 0 with *old set (row = its _id), or -1. */
+static int old_credit(struct bw_stripe_apply_ctx *ax, const char *key, int *old, char *row,
+		      size_t len)
+{
+	bson_t *filter = NULL, *doc = NULL;
+	bson_iter_t it;
+	int rc;
+
+	*old = bw_stripe_cache_old_credit(ax->cache, ax->ev->object_id, row, len);
+	if (*old >= 0)
+		return 0;
+	filter = BCON_NEW("session_id", BCON_UTF8(ax->ev->object_id), "_id", "{", "$ne",
+			  BCON_UTF8(key), "}");
+	rc = bw_stripe_find_one(ax->m, ax->client, BW_COLL_CREDIT_TX, filter, NULL, &doc,
+				ax->err);
+	*old = rc == 0 && doc;
+	if (*old && bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_OID(&it))
+		bson_oid_to_string(bson_iter_oid(&it), row);
+	else if (*old)
+		snprintf(row, len, "(not an ObjectId)");
+	bson_destroy(doc);
+	bson_destroy(filter);
+	return rc;
+}
+
 /* Credits a paid checkout session once per session id:
- *   1. ledger row {checkout_session_id (unique), org_id, credits, event_id, state pending}
- *      (a duplicate key means another event of the session got there: its row rules);
+ *   0. a session the original integration credited (its ledger row keyed session_id, which
+ *      its double credits may have written twice: no unique index can hold there) is a
+ *      duplicate, nothing is written;
+ *   1. ledger row {_id "checkout:<session>" (unique everywhere), session_id, org_id,
+ *      credits, event_id, payment_intent, state pending} (a duplicate key means another
+ *      event of the session got there: its row rules);
  *   2. customer $inc purchased_credits, guarded by applied_sessions $ne sid and the
  *      overflow bound, and $push sid (credit_update: a bounded window);
  *   3. ledger row state applied.
  * A crash after 1 redoes 2 (guarded); after 2 the guard misses and 3 is redone; after 3
  * nothing is redone. Two workers at once: one insert wins, both run 2, one matches. A
  * credit that would overflow is rejected (DLQ) and its ledger row marked `rejected`. */
+/* A subscription-mode checkout: resolving the org (bw_stripe_resolve_org) linked the
+ * customer id to metadata.org_id when the org had none; an org linked to another customer
+ * keeps it (the sync worker owns that mapping). */
+static int link_only(struct bw_stripe_apply_ctx *ax)
+{
+	const char *stored = ax->cust.customer_id;
+
+	bw_stripe_detail_str(ax->out, "stripe_customer_id", stored[0] ? stored : NULL);
+	if (strcmp(stored, ax->ev->customer_id) == 0)
+		bw_stripe_outcome_set(ax->out, BW_SS_APPLIED, NULL);
+	else
+		bw_stripe_outcome_set(ax->out, BW_SS_IGNORED, "org is linked to another Stripe "
+				      "customer (%s)", stored[0] ? stored : "none");
+	return 0;
+}
+
 int bw_stripe_checkout_apply(struct bw_stripe_apply_ctx *ax)
 {
 	struct bw_mongo *m = ax->m;
@@ -105,19 +172,30 @@ int bw_stripe_checkout_apply(struct bw_stripe_apply_ctx *ax)
 	struct bw_err *err = ax->err;
 	const char *sid = ev->object_id;
 	int64_t now = bw_mongo_now_ms(), matched = 0, credits = ev->credits;
-	bson_t *row = BCON_NEW("checkout_session_id", BCON_UTF8(sid), "org_id",
-			       BCON_UTF8(out->org_id), "credits", BCON_INT64(ev->credits),
-			       "event_id", BCON_UTF8(ev->id), "state", BCON_UTF8("pending"),
-			       "created_at", BCON_DATE_TIME(now));
-	bson_t *by_sid = BCON_NEW("checkout_session_id", BCON_UTF8(sid));
-	bson_t *filter = NULL, *update = NULL, *doc = NULL;
+	char key[sizeof(BW_STRIPE_LEDGER_ID_PREFIX) + BW_STRIPE_ID_LEN];
+	bson_t *row = NULL, *by_sid = NULL, *filter = NULL, *update = NULL, *doc = NULL;
 	mongoc_collection_t *coll = bw_mongo_coll(m, client, BW_COLL_CREDIT_TX);
 	bson_error_t error;
 	char row_org[BW_STRIPE_ID_LEN], row_event[BW_STRIPE_ID_LEN], row_state[16];
-	int rc = -1, credited = 0, other_org;
+	int rc = -1, credited = 0, other_org, old = 0;
 
-	if (ev->customer_id)
-		BSON_APPEND_UTF8(row, "stripe_customer_id", ev->customer_id);
+	if (ev->mode && strcmp(ev->mode, "subscription") == 0) {
+		rc = link_only(ax);
+		goto done;
+	}
+	snprintf(key, sizeof(key), "%s%s", BW_STRIPE_LEDGER_ID_PREFIX, sid);
+	bw_stripe_detail_str(out, "checkout_session_id", sid);
+	if (old_credit(ax, key, &old, row_org, sizeof(row_org)) != 0)
+		goto done;
+	if (old) {
+		bw_stripe_outcome_set(out, BW_SS_DUPLICATE, "checkout session already credited by "
+				      "the previous integration (ledger row %s)", row_org);
+		bw_stripe_detail_str(out, "original_status", "previous_integration");
+		rc = 0;
+		goto done;
+	}
+	row = ledger_row(ev, key, out->org_id, now);
+	by_sid = BCON_NEW("_id", BCON_UTF8(key));
 	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
 	if (mongoc_collection_insert_one(coll, row, NULL, NULL, &error)) {
 		/* Inserted: the row is ours, as written (no read back). */
@@ -143,15 +221,15 @@ int bw_stripe_checkout_apply(struct bw_stripe_apply_ctx *ax)
 	bw_fault_point("checkout_after_ledger");
 	other_org = strcmp(row_org, out->org_id) != 0;
 	snprintf(out->org_id, sizeof(out->org_id), "%s", row_org);
-	bw_stripe_detail_str(out, "checkout_session_id", sid);
 	bw_stripe_detail_int(out, "credits", credits);
 	if (strcmp(row_state, "applied") != 0) {
-		if (other_org && bw_stripe_cust_ensure(m, client, ax->cfg->free_grant, row_org, NULL, NULL,
-						   err) != 0)
+		if (other_org && bw_stripe_cust_ensure(m, client, ax->cfg->free_grant, row_org,
+						       NULL, NULL, err) != 0)
 			goto done;
 		filter = credit_filter(row_org, sid, credits);
 		update = credit_update(sid, credits, ax->cfg->applied_sessions_keep, now);
-		if (bw_stripe_update_one(m, client, BW_COLL_CUSTOMERS, filter, update, 0, &matched, err) != 0)
+		if (bw_stripe_update_one(m, client, BW_COLL_CUSTOMERS, filter, update, 0, &matched,
+					 err) != 0)
 			goto done;
 		if (matched == 0 && credit_missed(m, client, row_org, sid, credits, &credited,
 						  err) != 0) {
@@ -162,8 +240,8 @@ int bw_stripe_checkout_apply(struct bw_stripe_apply_ctx *ax)
 			bson_destroy(update);
 			update = BCON_NEW("$set", "{", "state", BCON_UTF8("rejected"), "reason",
 					  BCON_UTF8(out->reason), "}");
-			if (bw_stripe_update_one(m, client, BW_COLL_CREDIT_TX, by_sid, update, 0, &matched,
-				       err) != 0)
+			if (bw_stripe_update_one(m, client, BW_COLL_CREDIT_TX, by_sid, update, 0,
+						 &matched, err) != 0)
 				goto done;
 			rc = 0;
 			goto done;
@@ -172,15 +250,16 @@ int bw_stripe_checkout_apply(struct bw_stripe_apply_ctx *ax)
 		bson_destroy(update);
 		update = BCON_NEW("$set", "{", "state", BCON_UTF8("applied"), "applied_at",
 				  BCON_DATE_TIME(now), "}");
-		if (bw_stripe_update_one(m, client, BW_COLL_CREDIT_TX, by_sid, update, 0, &matched, err) != 0)
+		if (bw_stripe_update_one(m, client, BW_COLL_CREDIT_TX, by_sid, update, 0, &matched,
+					 err) != 0)
 			goto done;
 		bw_fault_point("checkout_after_ledger_applied");
 	}
 	if (strcmp(row_event, ev->id) == 0)
 		bw_stripe_outcome_set(out, BW_SS_APPLIED, NULL);
 	else {
-		bw_stripe_outcome_set(out, BW_SS_DUPLICATE, "checkout session already credited by event %s",
-			row_event);
+		bw_stripe_outcome_set(out, BW_SS_DUPLICATE, "checkout session already credited by "
+				      "event %s", row_event);
 		bw_stripe_detail_str(out, "credited_by_event_id", row_event);
 	}
 	rc = 0;

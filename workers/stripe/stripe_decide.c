@@ -31,6 +31,18 @@ int bw_stripe_needs_org(const struct bw_stripe_event *ev, struct bw_stripe_outco
 		return 0;
 	case BW_SK_CHECKOUT:
 		bw_stripe_detail_str(out, "checkout_session_id", ev->object_id);
+		if (strcmp(ev->type, "checkout.session.async_payment_failed") == 0) {
+			bw_stripe_outcome_set(out, BW_SS_PAYMENT_FAILED, "the asynchronous payment "
+					      "failed: nothing credited");
+			return 0;
+		}
+		if (ev->mode && strcmp(ev->mode, "subscription") == 0) {
+			if (ev->meta_org_id && ev->customer_id)
+				return 1; /* links the customer to the org */
+			bw_stripe_outcome_set(out, BW_SS_IGNORED, "subscription checkout without "
+					      "metadata.org_id and customer: nothing to link");
+			return 0;
+		}
 		if (!ev->mode || strcmp(ev->mode, "payment") != 0) {
 			bw_stripe_outcome_set(out, BW_SS_IGNORED, "checkout mode %s is not a credit "
 					      "purchase", ev->mode ? ev->mode : "(none)");
@@ -171,4 +183,70 @@ void bw_stripe_invoice_missed(const struct bw_stripe_cust *c, const struct bw_st
 		bw_stripe_outcome_set(out, BW_SS_DUPLICATE, "usage of this billing period was "
 				      "already reset (by event %s)",
 				      c->reset_event_id[0] ? c->reset_event_id : "?");
+}
+
+int64_t bw_stripe_share(int64_t credits, int64_t part, int64_t whole)
+{
+	unsigned __int128 p;
+
+	if (whole <= 0 || credits <= 0 || part <= 0)
+		return 0;
+	if (part > whole)
+		part = whole;
+	/* credits, part <= 2^63: the product fits in 128 bits; the quotient <= credits. */
+	p = (unsigned __int128)credits * (unsigned __int128)part;
+	return (int64_t)(p / (unsigned __int128)whole);
+}
+
+static int64_t max64(int64_t a, int64_t b)
+{
+	return a > b ? a : b;
+}
+
+int bw_stripe_clawback_plan(const struct bw_stripe_event *ev, const struct bw_stripe_claw *row,
+			    struct bw_stripe_claw *next, int64_t *delta,
+			    struct bw_stripe_outcome *out)
+{
+	int closed = ev->is_dispute && strcmp(ev->type, "charge.dispute.closed") == 0;
+	int given_back = closed && ev->dispute_status &&
+			 (strcmp(ev->dispute_status, "won") == 0 ||
+			  strcmp(ev->dispute_status, "warning_closed") == 0);
+
+	*next = *row;
+	*delta = 0;
+	if (!ev->is_dispute) {
+		if (ev->amount <= 0) {
+			bw_stripe_outcome_set(out, BW_SS_IGNORED, "charge amount is 0");
+			return -1;
+		}
+		next->refunded = max64(row->refunded,
+				       bw_stripe_share(row->credits, ev->amount_refunded, ev->amount));
+	} else if (row->dispute_closed && !closed) {
+		bw_stripe_outcome_set(out, BW_SS_DUPLICATE, "the dispute is already closed");
+		return 1;
+	} else if (given_back) {
+		next->disputed = 0;
+		next->dispute_closed = 1;
+	} else {
+		if (row->amount_total <= 0) {
+			bw_stripe_outcome_set(out, BW_SS_IGNORED, "the purchase's amount_total is "
+					      "unknown or 0: no share to dispute");
+			return -1;
+		}
+		next->disputed = max64(row->disputed, bw_stripe_share(row->credits, ev->amount,
+								      row->amount_total));
+		next->dispute_closed = closed;
+	}
+	/* Each share <= credits, so the sum cannot overflow. */
+	next->taken = next->refunded + next->disputed;
+	if (next->taken > row->credits)
+		next->taken = row->credits;
+	*delta = next->taken - row->taken;
+	if (*delta == 0 && next->refunded == row->refunded && next->disputed == row->disputed &&
+	    next->dispute_closed == row->dispute_closed) {
+		bw_stripe_outcome_set(out, BW_SS_DUPLICATE, "this share of the purchase was "
+				      "already taken back (%" PRId64 " credits)", row->taken);
+		return 1;
+	}
+	return 0;
 }

@@ -48,7 +48,9 @@ void bw_stripe_sub_verdict(const struct bw_sub_policy *p, const struct bw_stripe
 			   const struct bw_stripe_event *ev, struct bw_sub_verdict *v);
 
 /* Whether the event needs the org (and its customer document) to be applied. 0: settled
- * without it, out has the outcome (ignored, deferred, rejected). */
+ * without it, out has the outcome (ignored, deferred, rejected, payment_failed). A
+ * subscription-mode checkout with metadata.org_id and a customer needs it: resolving the
+ * org links the customer. */
 int bw_stripe_needs_org(const struct bw_stripe_event *ev, struct bw_stripe_outcome *out);
 
 /* A subscription event against the stored state, before any write: 1 when the outcome is
@@ -74,5 +76,31 @@ int bw_stripe_invoice_decide(const struct bw_stripe_cust *c, const struct bw_str
  * reset by another event). */
 void bw_stripe_invoice_missed(const struct bw_stripe_cust *c, const struct bw_stripe_event *ev,
 			      struct bw_stripe_outcome *out);
+
+/* The clawback state of a credit purchase (its ledger row): credits given, what was paid,
+ * and the credits taken back so far by refunds and by a dispute. */
+struct bw_stripe_claw {
+	int64_t credits;      /* credited by the purchase, >= 0 */
+	int64_t amount_total; /* paid, smallest currency unit (0: free or unknown) */
+	int64_t refunded;     /* credits of the refunded share (cumulative) */
+	int64_t disputed;     /* credits of the disputed share (0 after a won dispute) */
+	int64_t taken;        /* taken back from purchased_credits: min(credits, sum) */
+	int dispute_closed;   /* a charge.dispute.closed was applied: later .created are old */
+};
+
+/* floor(credits * part / whole), exact; part is clamped to [0, whole]; 0 when whole <= 0. */
+int64_t bw_stripe_share(int64_t credits, int64_t part, int64_t whole);
+
+/* What a charge.refunded / charge.dispute.created / .closed event (ev) does to the purchase
+ * row. Shares are cumulative, so a re-sent, an older or a second partial refund only
+ * moves the difference: refunded = max(stored, floor(credits * amount_refunded /
+ * amount)); a dispute takes floor(credits * dispute amount / amount_total); a dispute
+ * closed `won` (or `warning_closed`) gives its share back, `lost` keeps it. Fills *next and
+ * *delta = next->taken - row->taken (> 0: take back, < 0: give back). Returns 0 when there
+ * is something to write, 1 when nothing changes (out: duplicate), -1 when the event cannot
+ * apply to the purchase (out: ignored). */
+int bw_stripe_clawback_plan(const struct bw_stripe_event *ev, const struct bw_stripe_claw *row,
+			    struct bw_stripe_claw *next, int64_t *delta,
+			    struct bw_stripe_outcome *out);
 
 #endif

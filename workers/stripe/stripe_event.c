@@ -13,6 +13,7 @@ static const struct {
 } kinds[] = {
 	{ "checkout.session.completed", BW_SK_CHECKOUT },
 	{ "checkout.session.async_payment_succeeded", BW_SK_CHECKOUT },
+	{ "checkout.session.async_payment_failed", BW_SK_CHECKOUT },
 	{ "customer.subscription.created", BW_SK_SUB_UPSERT },
 	{ "customer.subscription.updated", BW_SK_SUB_UPSERT },
 	{ "customer.subscription.deleted", BW_SK_SUB_DELETED },
@@ -20,6 +21,9 @@ static const struct {
 	{ "invoice.paid", BW_SK_INVOICE_PAID },
 	{ "invoice.created", BW_SK_INVOICE_CREATED },
 	{ "customer.deleted", BW_SK_CUSTOMER },
+	{ "charge.refunded", BW_SK_REFUND },
+	{ "charge.dispute.created", BW_SK_REFUND },
+	{ "charge.dispute.closed", BW_SK_REFUND },
 };
 
 enum bw_stripe_kind bw_stripe_kind_of(const char *type)
@@ -110,6 +114,24 @@ static int opt_time(const json_t *obj, const char *key, const char *where, int64
 	return 0;
 }
 
+/* An optional amount in the smallest currency unit: an integer in [0, BW_STRIPE_MAX_AMOUNT]. */
+static int opt_amount(const json_t *obj, const char *key, const char *where, int64_t *out,
+		      int *present, struct bw_err *err)
+{
+	const json_t *v = obj ? json_object_get(obj, key) : NULL;
+
+	*present = 0;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    json_integer_value(v) > BW_STRIPE_MAX_AMOUNT)
+		return bw_err_set(err, BW_ERR_INVALID, "%s.%s: expected an amount in [0, 10^15]",
+				  where, key);
+	*out = (int64_t)json_integer_value(v);
+	*present = 1;
+	return 0;
+}
+
 /* Period of a subscription: on the subscription (older API versions) or on its base item
  * (newer ones, where the subscription-level fields were removed). */
 static int sub_period(struct bw_stripe_event *ev, const json_t *obj, struct bw_err *err)
@@ -193,7 +215,10 @@ static int parse_checkout(struct bw_stripe_event *ev, const json_t *obj, struct 
 	if (!ev->object_id)
 		return bw_err_set(err, BW_ERR_INVALID, "checkout session: data.object.id missing");
 	if (opt_str(obj, "mode", "checkout session", &ev->mode, err) ||
-	    opt_str(obj, "payment_status", "checkout session", &ev->payment_status, err))
+	    opt_str(obj, "payment_status", "checkout session", &ev->payment_status, err) ||
+	    opt_ref(obj, "payment_intent", "checkout session", &ev->payment_intent, err) ||
+	    opt_amount(obj, "amount_total", "checkout session", &ev->amount, &ev->has_amount,
+		       err))
 		return -1;
 	if (credits && !json_is_null(credits)) {
 		if (bw_stripe_parse_count(credits, "metadata.credits", 1, BW_STRIPE_MAX_CREDITS,
@@ -204,6 +229,32 @@ static int parse_checkout(struct bw_stripe_event *ev, const json_t *obj, struct 
 	if (ev->mode && strcmp(ev->mode, "payment") == 0 && !ev->has_credits)
 		return bw_err_set(err, BW_ERR_INVALID,
 				  "checkout session in payment mode without metadata.credits");
+	return 0;
+}
+
+/* A charge (charge.refunded) or a dispute (charge.dispute.*): which payment, how much of
+ * it. Without a payment_intent it cannot be a Checkout purchase (ignored later). */
+static int parse_refund(struct bw_stripe_event *ev, const json_t *obj, struct bw_err *err)
+{
+	const char *where = ev->is_dispute ? "dispute" : "charge";
+	int has_refunded = 0;
+
+	if (!ev->object_id)
+		return bw_err_set(err, BW_ERR_INVALID, "%s: data.object.id missing", where);
+	if (opt_ref(obj, "payment_intent", where, &ev->payment_intent, err) ||
+	    opt_amount(obj, "amount", where, &ev->amount, &ev->has_amount, err))
+		return -1;
+	if (!ev->has_amount)
+		return bw_err_set(err, BW_ERR_INVALID, "%s: amount missing", where);
+	if (ev->is_dispute)
+		return opt_ref(obj, "charge", where, &ev->charge_id, err) ||
+		       opt_str(obj, "status", where, &ev->dispute_status, err) ? -1 : 0;
+	ev->charge_id = ev->object_id;
+	if (opt_amount(obj, "amount_refunded", where, &ev->amount_refunded, &has_refunded, err))
+		return -1;
+	if (!has_refunded || ev->amount_refunded > ev->amount)
+		return bw_err_set(err, BW_ERR_INVALID, "charge: amount_refunded missing or above "
+				  "amount");
 	return 0;
 }
 
@@ -253,6 +304,8 @@ int bw_stripe_event_parse(const unsigned char *buf, size_t len, size_t max_len,
 	case BW_SK_INVOICE_CREATED:
 		return parse_invoice(ev, obj, err);
 	case BW_SK_REFUND:
+		ev->is_dispute = strncmp(ev->type, "charge.dispute.", 15) == 0;
+		return parse_refund(ev, obj, err);
 	case BW_SK_CUSTOMER:
 	case BW_SK_UNKNOWN:
 	case BW_SK_KIND_COUNT:
@@ -272,7 +325,8 @@ void bw_stripe_event_cleanup(struct bw_stripe_event *ev)
 int bw_stripe_checkout_is_paid(const struct bw_stripe_event *ev)
 {
 	return ev->mode && strcmp(ev->mode, "payment") == 0 && ev->payment_status &&
-	       strcmp(ev->payment_status, "paid") == 0;
+	       (strcmp(ev->payment_status, "paid") == 0 ||
+		strcmp(ev->payment_status, "no_payment_required") == 0);
 }
 
 int bw_stripe_invoice_opens_period(const struct bw_stripe_event *ev)

@@ -14,17 +14,21 @@
 
 /* Largest metadata.credits of one purchase; keeps every $inc far from int64 overflow. */
 #define BW_STRIPE_MAX_CREDITS INT64_C(1000000000000000)
+/* Largest amount (smallest currency unit) we accept: far above Stripe's own limits, and
+ * small enough that credits * amount stays exact in 128 bits. */
+#define BW_STRIPE_MAX_AMOUNT INT64_C(1000000000000000)
 /* Longest Stripe id / string field we accept. */
 #define BW_STRIPE_ID_MAX 255
 
 enum bw_stripe_kind {
 	BW_SK_UNKNOWN = 0,      /* a type this worker does not handle: ignored */
-	BW_SK_CHECKOUT,         /* checkout.session.completed / .async_payment_succeeded */
+	BW_SK_CHECKOUT,         /* checkout.session.completed / .async_payment_succeeded /
+				 * .async_payment_failed */
 	BW_SK_SUB_UPSERT,       /* customer.subscription.created / .updated */
 	BW_SK_SUB_DELETED,      /* customer.subscription.deleted */
 	BW_SK_INVOICE_PAID,     /* invoice.payment_succeeded / invoice.paid */
 	BW_SK_INVOICE_CREATED,  /* invoice.created */
-	BW_SK_REFUND,           /* charge.refunded, charge.dispute.* (handler slot) */
+	BW_SK_REFUND,           /* charge.refunded, charge.dispute.created / .closed */
 	BW_SK_CUSTOMER,         /* customer.deleted (data.object is the customer) */
 	BW_SK_KIND_COUNT
 };
@@ -39,8 +43,11 @@ struct bw_stripe_event {
 	const char *object_id;        /* data.object.id */
 	const char *customer_id;      /* data.object.customer (id or expanded object's id) */
 	const char *meta_org_id;      /* metadata.org_id of the object (or its subscription) */
-	/* checkout */
+	/* checkout (amount: amount_total), charge (amount, amount_refunded), dispute (amount) */
 	const char *mode, *payment_status;
+	const char *payment_intent;   /* data.object.payment_intent (id or expanded object's id) */
+	int64_t amount, amount_refunded; /* smallest currency unit, in [0, BW_STRIPE_MAX_AMOUNT] */
+	int has_amount;
 	int64_t credits;              /* metadata.credits, > 0, when has_credits */
 	int has_credits;
 	/* subscription */
@@ -53,6 +60,10 @@ struct bw_stripe_event {
 	int has_period;
 	/* invoice */
 	const char *billing_reason;
+	/* refund (charge.refunded: a charge) and dispute (charge.dispute.*: a dispute) */
+	const char *charge_id;        /* the charge's id, or the dispute's `charge` */
+	const char *dispute_status;   /* dispute: needs_response, won, lost, ... */
+	int is_dispute;
 };
 
 /* Parses len bytes (at most max_len) into ev. On -1, err is INVALID with the reason and
@@ -72,7 +83,8 @@ enum bw_stripe_kind bw_stripe_kind_of(const char *type);
 int bw_stripe_parse_count(const json_t *v, const char *field, int64_t min, int64_t max,
 			  int64_t *out, struct bw_err *err);
 
-/* Whether a checkout session credits now: mode payment and payment_status paid. */
+/* Whether a checkout session credits now: mode payment and payment_status paid or
+ * no_payment_required (a 100 % promotion code: no payment event ever follows). */
 int bw_stripe_checkout_is_paid(const struct bw_stripe_event *ev);
 
 /* Whether the invoice may open a new billing period: billing_reason subscription_cycle,

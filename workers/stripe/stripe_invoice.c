@@ -35,7 +35,8 @@ int bw_stripe_invoice_paid_apply(struct bw_stripe_apply_ctx *ax)
 	}
 	/* Besides the marker, the stored period must not be newer than the invoice's: a late
 	 * invoice of an older period, before any marker exists, would otherwise wipe the
-	 * current period's usage and move the period back. */
+	 * current period's usage and move the period back. The original integration stored
+	 * the period in unix seconds (a number, which a date comparison never matches). */
 	filter = BCON_NEW("org_id", BCON_UTF8(out->org_id), "stripe_subscription_id",
 			  BCON_UTF8(ev->subscription_id), "$and", "[", "{", "$or", "[", "{",
 			  "subscription_spus_reset_period_start", "{", "$lt",
@@ -44,6 +45,8 @@ int bw_stripe_invoice_paid_apply(struct bw_stripe_apply_ctx *ax)
 			  "}", "}", "]", "}", "{", "$or", "[", "{",
 			  "stripe_current_billing_period_start", "{", "$lte",
 			  BCON_DATE_TIME(start_ms), "}", "}", "{",
+			  "stripe_current_billing_period_start", "{", "$lte",
+			  BCON_INT64(ev->period_start), "}", "}", "{",
 			  "stripe_current_billing_period_start", "{", "$exists", BCON_BOOL(false),
 			  "}", "}", "]", "}", "]");
 	update = BCON_NEW("$set", "{", "subscription_spus_used", BCON_INT64(0),

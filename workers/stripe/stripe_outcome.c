@@ -8,14 +8,15 @@
 
 const char *bw_stripe_status_name(enum bw_stripe_status st)
 {
-	static const char *const names[] = { "applied", "duplicate", "ignored",
-					     "stale",   "deferred",  "rejected" };
+	static const char *const names[BW_SS_COUNT] = { "applied", "duplicate", "ignored",
+							"stale",   "deferred",  "rejected",
+							"payment_failed" };
 	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "unknown";
 }
 
 int bw_stripe_status_parse(const char *s, enum bw_stripe_status *out)
 {
-	for (int i = BW_SS_APPLIED; i <= BW_SS_REJECTED; i++)
+	for (int i = BW_SS_APPLIED; i < BW_SS_COUNT; i++)
 		if (strcmp(s, bw_stripe_status_name((enum bw_stripe_status)i)) == 0) {
 			*out = (enum bw_stripe_status)i;
 			return 0;

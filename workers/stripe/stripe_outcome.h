@@ -18,6 +18,8 @@ enum bw_stripe_status {
 	BW_SS_STALE,
 	BW_SS_DEFERRED,
 	BW_SS_REJECTED,
+	BW_SS_PAYMENT_FAILED, /* checkout.session.async_payment_failed: nothing credited */
+	BW_SS_COUNT
 };
 
 struct bw_stripe_outcome {

@@ -79,6 +79,12 @@ void bw_stripe_rec_replay(const struct bw_stripe_rec *r, const rd_kafka_message_
 	int same = strcmp(r->source_topic, rd_kafka_topic_name(msg->rkt)) == 0 &&
 		   r->source_partition == msg->partition && r->source_offset == msg->offset;
 
+	if (r->legacy) {
+		bw_stripe_outcome_set(out, BW_SS_DUPLICATE, "event already processed by the "
+				      "previous integration (%s)", BW_COLL_OLD_STRIPE_EVENTS);
+		bw_stripe_detail_str(out, "original_status", "previous_integration");
+		return;
+	}
 	snprintf(out->org_id, sizeof(out->org_id), "%s", r->org_id);
 	if (bw_stripe_status_parse(r->status, &st) != 0)
 		st = BW_SS_APPLIED;

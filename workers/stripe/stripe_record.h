@@ -17,6 +17,7 @@
 /* What the worker reads of a payments_stripe_events document. */
 struct bw_stripe_rec {
 	int found;
+	int legacy; /* an entry of the original integration's stripe_events, not ours */
 	char state[16], status[16], org_id[BW_STRIPE_ID_LEN], reason[BW_DLQ_REASON_MAX];
 	char source_topic[256];
 	int64_t source_partition, source_offset, attempts;
@@ -37,7 +38,8 @@ void bw_stripe_rec_update(const struct bw_stripe_event *ev, const rd_kafka_messa
 
 /* The outcome of an event whose record is done: the same Kafka message (a crash or a
  * rewound batch after the record was written) gets the original outcome, another copy of
- * the event `duplicate`. */
+ * the event `duplicate`; an event the original integration handled (r->legacy) is
+ * `duplicate` with details.original_status "previous_integration". */
 void bw_stripe_rec_replay(const struct bw_stripe_rec *r, const rd_kafka_message_t *msg,
 			  struct bw_stripe_outcome *out);
 

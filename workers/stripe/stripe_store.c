@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "customer_doc.h"
 #include "metrics.h"
 
 void bw_stripe_copy_utf8(const bson_t *doc, const char *key, char *dst, size_t len)
@@ -92,10 +93,46 @@ int bw_stripe_update_one(struct bw_mongo *m, mongoc_client_t *client, const char
 	return rc;
 }
 
+int bw_stripe_find_and_modify(struct bw_mongo *m, mongoc_client_t *client,
+			      const char *coll_name, const bson_t *filter, const bson_t *update,
+			      const char *omit, bson_t **doc, struct bw_err *err)
+{
+	bson_t *fields = omit ? BCON_NEW(omit, BCON_INT32(0)) : NULL;
+	bson_t reply, value;
+	bson_iter_t it;
+	bson_error_t error;
+	mongoc_find_and_modify_opts_t *fam = mongoc_find_and_modify_opts_new();
+	mongoc_collection_t *coll = bw_mongo_coll(m, client, coll_name);
+	const uint8_t *data = NULL;
+	uint32_t len = 0;
+	int rc = 0;
+
+	*doc = NULL;
+	mongoc_find_and_modify_opts_set_update(fam, update);
+	if (fields)
+		mongoc_find_and_modify_opts_set_fields(fam, fields);
+	mongoc_find_and_modify_opts_set_flags(fam, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
+	if (!mongoc_collection_find_and_modify_with_opts(coll, filter, fam, &reply, &error)) {
+		rc = bw_mongo_error(&error, coll_name, err);
+	} else if (bson_iter_init_find(&it, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+		bson_iter_document(&it, &len, &data);
+		if (bson_init_static(&value, data, len))
+			*doc = bson_copy(&value);
+	}
+	bson_destroy(&reply);
+	mongoc_collection_destroy(coll);
+	mongoc_find_and_modify_opts_destroy(fam);
+	bson_destroy(fields);
+	return rc;
+}
+
 /* ---- customer documents ---- */
 
 void bw_stripe_cust_from_doc(const bson_t *doc, struct bw_stripe_cust *c)
 {
+	bson_iter_t it;
+
 	memset(c, 0, sizeof(*c));
 	c->found = 1;
 	c->fresh = 1;
@@ -112,6 +149,12 @@ void bw_stripe_cust_from_doc(const bson_t *doc, struct bw_stripe_cust *c)
 	c->has_reset = bw_mongo_get_int64(doc, "subscription_spus_reset_period_start", &c->reset_ms);
 	c->has_period = bw_mongo_get_int64(doc, "stripe_current_billing_period_start",
 					   &c->period_ms);
+	/* The original integration wrote unix seconds (a number), we write a date. */
+	if (c->has_period && bson_iter_init_find(&it, doc, "stripe_current_billing_period_start") &&
+	    !BSON_ITER_HOLDS_DATE_TIME(&it))
+		c->period_ms = c->period_ms > INT64_MAX / 1000   ? INT64_MAX
+			       : c->period_ms < INT64_MIN / 1000 ? INT64_MIN
+								 : c->period_ms * 1000;
 	bw_mongo_get_int64(doc, "purchased_credits", &c->purchased_credits);
 	bw_mongo_get_int64(doc, "balance_version", &c->balance_version);
 }
@@ -140,7 +183,7 @@ int bw_stripe_cust_ensure(struct bw_mongo *m, mongoc_client_t *client, int64_t f
 			  struct bw_err *err)
 {
 	int64_t now = bw_mongo_now_ms();
-	bson_t *filter = BCON_NEW("org_id", BCON_UTF8(org_id));
+	bson_t *filter = BCON_NEW(BW_CUST_ORG_ID, BCON_UTF8(org_id));
 	bson_t *fields = BCON_NEW(BW_STRIPE_NO_SESSIONS, BCON_INT32(0));
 	bson_t update = BSON_INITIALIZER, soi, inc, set, reply;
 	bson_iter_t it;
@@ -150,19 +193,15 @@ int bw_stripe_cust_ensure(struct bw_mongo *m, mongoc_client_t *client, int64_t f
 	int rc = 0;
 
 	BSON_APPEND_DOCUMENT_BEGIN(&update, "$setOnInsert", &soi);
-	BSON_APPEND_INT64(&soi, "granted_credits", free_grant);
-	BSON_APPEND_INT64(&soi, "purchased_credits", 0);
-	BSON_APPEND_INT64(&soi, "subscription_spu_allowance", 0);
-	BSON_APPEND_UTF8(&soi, "subscription_type", "none");
-	BSON_APPEND_DATE_TIME(&soi, "created_at", now);
+	bw_customer_append_fresh(&soi, free_grant, now);
 	if (customer_id)
 		BSON_APPEND_UTF8(&soi, "stripe_customer_id", customer_id);
 	bson_append_document_end(&update, &soi);
 	BSON_APPEND_DOCUMENT_BEGIN(&update, "$inc", &inc);
-	BSON_APPEND_INT64(&inc, "balance_version", 1);
+	bw_customer_append_version_bump(&inc);
 	bson_append_document_end(&update, &inc);
 	BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-	BSON_APPEND_DATE_TIME(&set, "updated_at", now);
+	BSON_APPEND_DATE_TIME(&set, BW_CUST_UPDATED_AT, now);
 	bson_append_document_end(&update, &set);
 	mongoc_find_and_modify_opts_set_update(fam, &update);
 	mongoc_find_and_modify_opts_set_fields(fam, fields);

@@ -16,6 +16,11 @@
  * need it leave it out (as the `omit` of bw_stripe_find_one). */
 #define BW_STRIPE_NO_SESSIONS "applied_sessions"
 
+/* The _id of our ledger rows in payments_credit_transactions is this prefix + the checkout
+ * session id: a key the original integration's rows (ObjectId _id) never carry, so it is
+ * unique on every server without an index that would have to build over their rows. */
+#define BW_STRIPE_LEDGER_ID_PREFIX "checkout:"
+
 /* dst = doc[key] when it is a string, else "". */
 void bw_stripe_copy_utf8(const bson_t *doc, const char *key, char *dst, size_t len);
 
@@ -36,6 +41,13 @@ int bw_stripe_update_one(struct bw_mongo *m, mongoc_client_t *client, const char
 			 const bson_t *filter, const bson_t *update, int upsert,
 			 int64_t *matched, struct bw_err *err);
 
+/* One findAndModify returning the updated document without the field `omit` (NULL: all)
+ * into *doc (a new copy, bson_destroy; NULL when nothing matched). 0, or -1 with err
+ * (TRANSIENT, or CONFLICT on a duplicate key). */
+int bw_stripe_find_and_modify(struct bw_mongo *m, mongoc_client_t *client,
+			      const char *coll_name, const bson_t *filter, const bson_t *update,
+			      const char *omit, bson_t **doc, struct bw_err *err);
+
 /* Fills c from a payments_customers document (c->found = c->fresh = 1). */
 void bw_stripe_cust_from_doc(const bson_t *doc, struct bw_stripe_cust *c);
 
@@ -43,8 +55,8 @@ void bw_stripe_cust_from_doc(const bson_t *doc, struct bw_stripe_cust *c);
 int bw_stripe_cust_load(struct bw_mongo *m, mongoc_client_t *client, const char *key,
 			const char *value, struct bw_stripe_cust *c, struct bw_err *err);
 
-/* Creates the org's customer document if it is missing (the shared contract: $setOnInsert
- * of the fresh balances plus $inc balance_version), recording the Stripe customer id
+/* Creates the org's customer document if it is missing (shared/customer_doc: $setOnInsert
+ * of the fresh document plus the balance_version bump), recording the Stripe customer id
  * (may be NULL). One findAndModify that returns the document into c (may be NULL), so no
  * read follows. */
 int bw_stripe_cust_ensure(struct bw_mongo *m, mongoc_client_t *client, int64_t free_grant,
