@@ -41,6 +41,8 @@ ORGS = int(os.environ.get("BENCH_ORGS", "200" if QUICK else "10000"))
 SWEEP_EVENTS = int(os.environ.get("BENCH_SWEEP_EVENTS", str(min(EVENTS, 50000))))
 BASELINE_EVENTS = int(os.environ.get("BENCH_BASELINE_EVENTS", str(min(EVENTS, 20000))))
 RUN_ID = time.strftime("%Y%m%d-%H%M%S") + "-" + str(os.getpid())
+# Low-balance alerts of every scenario (the workers publish "exhausted" when overage starts).
+ALERTS = "bench.%s.alerts" % RUN_ID
 LOGDIR = os.environ.get("BENCH_LOGDIR") or os.path.join(HERE, "results", "logs-" + RUN_ID)
 
 COLUMNS = ["scenario", "impl", "procs", "batch", "orgs", "events", "rate_target", "events_per_s",
@@ -167,6 +169,7 @@ def worker_env(topic, results, group, db, batch):
     env = dict(os.environ)
     env.update({"KAFKA_BROKERS": BROKERS, "MONGO_URI": MONGO_URI, "MONGO_DB": db,
                 "USAGE_TOPIC": topic, "USAGE_GROUP_ID": group, "RESULTS_TOPIC": results,
+                "ALERTS_TOPIC": ALERTS,
                 "BATCH_MAX": str(batch), "IDLE_EXIT_MS": str(IDLE_EXIT_MS), "LOG_LEVEL": "info"})
     return env
 
@@ -330,6 +333,14 @@ def main():
         groups = [g for g in groups if g in ("main", "half", "baseline", "ceilings")]
     rows = []
     t0 = time.time()
+    create_topics(ALERTS)
+    try:
+        return run_groups(groups, rows, t0)
+    finally:
+        delete_topics(ALERTS)
+
+
+def run_groups(groups, rows, t0):
     if "main" in groups:
         r1, topic1, res1 = run_pipeline("worker_1p", "worker", 1, keep_topic=True)
         rows.append(r1)

@@ -31,6 +31,12 @@
 #define BW_CUST_PERIOD_START "stripe_current_billing_period_start"
 #define BW_CUST_PENDING "pending_events"
 #define BW_CUST_OPENING "opening_balance"
+/* Low-balance alerts (the usage worker's usage_alert): the thresholds that fired and are not
+ * re-armed yet (SPU values), whether "exhausted" fired, and the alerts written with the charge
+ * that crossed and not yet known to be published (cleared after the broker's ack). */
+#define BW_CUST_ALERTS_FIRED "alerts_fired"
+#define BW_CUST_ALERT_EXHAUSTED "alert_exhausted_fired"
+#define BW_CUST_PENDING_ALERTS "pending_alerts"
 #define BW_CUST_CREATED_AT "created_at"
 #define BW_CUST_UPDATED_AT "updated_at"
 

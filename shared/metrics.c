@@ -23,6 +23,7 @@ static _Atomic int64_t gauges[BW_G_COUNT] = { -1, 0 };
 static const char *names[BW_M_COUNT] = {
 	"msgs_in", "batches", "db_round_trips", "applied", "duplicates", "conflicts",
 	"rejected", "dlq", "retries", "version_misses", "results", "signature_failures",
+	"alerts",
 };
 
 /* Histogram upper bounds (le); the last bucket is +Inf. */
@@ -268,6 +269,8 @@ static void render_messages(struct text *t)
 		    (unsigned long long)bw_metrics_get(outcomes[i].m));
 	counter(t, "bw_results_published_total", "Outcome records published to the results topic",
 		BW_M_RESULTS);
+	counter(t, "bw_alerts_published_total",
+		"Low-balance alerts published to the alerts topic (usage worker)", BW_M_ALERTS);
 	head(t, "bw_dlq_records_total", "counter", "Records published to a DLQ, by reason");
 	pthread_mutex_lock(&slow_lock);
 	for (size_t i = 0; i <= MAX_REASONS; i++)

@@ -25,6 +25,7 @@ enum bw_metric {
 	BW_M_VERSION_MISSES,
 	BW_M_RESULTS,
 	BW_M_SIG_FAILURES,   /* webhook signature checks that failed (ingress) */
+	BW_M_ALERTS,         /* low-balance alerts published (usage worker) */
 	BW_M_COUNT
 };
 

@@ -10,7 +10,8 @@ import sys
 import jsonschema
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SCHEMAS = {"usage_events": "usage-event.schema.json"}
+SCHEMAS = {"usage_events": "usage-event.schema.json",
+           "billing_alerts": "billing-alert.schema.json"}
 # Fixture folders whose every file must satisfy a schema (the workers' own tests use them).
 ALL_VALID = {"tests/fixtures/stripe": "stripe-event.schema.json"}
 

@@ -38,11 +38,13 @@ void uk_env_init(struct uk_env *env, const char *name, int partitions)
 {
 	tk_unique(env->topic, sizeof(env->topic), name);
 	snprintf(env->results, sizeof(env->results), "%s.results", env->topic);
+	snprintf(env->alerts, sizeof(env->alerts), "%s.alerts", env->topic);
 	snprintf(env->group, sizeof(env->group), "%s.group", env->topic);
 	tk_unique(env->db, sizeof(env->db), "db");
 	snprintf(env->log, sizeof(env->log), "%s/%s.log", BW_BINARY_DIR, env->topic);
 	tk_create_topic(env->topic, partitions, 1);
 	tk_create_topic(env->results, 1, 0);
+	tk_create_topic(env->alerts, 1, 0);
 }
 
 void uk_seed_org(const struct uk_env *env, const struct uk_org *org)
@@ -102,7 +104,8 @@ pid_t uk_start_worker(const struct uk_env *env, const char *const *extra)
 	snprintf(vars[3], sizeof(vars[3]), "USAGE_TOPIC=%s", env->topic);
 	snprintf(vars[4], sizeof(vars[4]), "USAGE_GROUP_ID=%s", env->group);
 	snprintf(vars[5], sizeof(vars[5]), "RESULTS_TOPIC=%s", env->results);
-	for (int i = 0; i < 6; i++)
+	snprintf(vars[6], sizeof(vars[6]), "ALERTS_TOPIC=%s", env->alerts);
+	for (int i = 0; i < 7; i++)
 		envp[n++] = vars[i];
 	envp[n++] = "LOG_LEVEL=info";
 	for (const char *const *e = extra; e && *e && n < 23; e++)

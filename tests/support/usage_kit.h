@@ -26,9 +26,10 @@ void uk_ref_charge(struct uk_org *org, long long spus, const int order[3]);
 void uk_event_json(char *buf, size_t len, const char *event_id, const char *org_id,
 		   long long spus);
 
-/* An isolated environment: topic (with DLQ), results topic, group and database names. */
+/* An isolated environment: topic (with DLQ), results and alerts topics, group and database
+ * names. */
 struct uk_env {
-	char topic[96], results[128], group[128], db[96], log[512];
+	char topic[96], results[128], alerts[128], group[128], db[96], log[512];
 };
 void uk_env_init(struct uk_env *env, const char *name, int partitions);
 

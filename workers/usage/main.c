@@ -17,6 +17,8 @@ struct usage_cfg {
 	char *topic;
 	char *group_id;
 	char *waterfall_order;
+	char *alerts_topic;
+	char *alert_thresholds;
 	int64_t max_event_bytes;
 	int64_t max_attempts;
 };
@@ -34,6 +36,17 @@ static int check_order(const char *value, char *why, size_t why_len)
 	return -1;
 }
 
+static int check_thresholds(const char *value, char *why, size_t why_len)
+{
+	struct bw_alert_cfg cfg;
+	struct bw_err err;
+
+	if (bw_alert_thresholds_parse(value, &cfg, &err) == 0)
+		return 0;
+	snprintf(why, why_len, "%s", err.msg);
+	return -1;
+}
+
 static const struct bw_cfg_opt usage_opts[] = {
 	{ "USAGE_TOPIC", BW_CFG_STR, "usage.events", 1, 249, 0, OWN(topic),
 	  "topic of usage events", NULL },
@@ -42,6 +55,11 @@ static const struct bw_cfg_opt usage_opts[] = {
 	{ "WATERFALL_ORDER", BW_CFG_STR, "subscription,purchased,granted", 1, 64, 0,
 	  OWN(waterfall_order), "bucket order, each of subscription, purchased, granted once",
 	  check_order },
+	{ "ALERTS_TOPIC", BW_CFG_STR, "billing.alerts", 1, 249, 0, OWN(alerts_topic),
+	  "topic of low-balance alerts", NULL },
+	{ "ALERT_THRESHOLDS", BW_CFG_STR, "", 0, 400, 0, OWN(alert_thresholds),
+	  "low-balance alert thresholds of total remaining SPUs, comma-separated (\"\" = none; "
+	  "exhausted always alerts)", check_thresholds },
 	{ "MAX_EVENT_BYTES", BW_CFG_INT, "65536", 64, 1048576, 0, OWN(max_event_bytes),
 	  "largest usage event accepted; larger ones go to the DLQ (at most what a DLQ record "
 	  "carries under the producer's message.max.bytes)", NULL },
@@ -73,6 +91,7 @@ int main(void)
 		goto done;
 	}
 	bw_waterfall_order_parse(cfg.waterfall_order, &ctx.order, &err); /* checked at load */
+	bw_alert_thresholds_parse(cfg.alert_thresholds, &ctx.alerts, &err); /* checked at load */
 	struct bw_worker_input in = { cfg.topic, cfg.group_id, 0, 10000 };
 	if (bw_worker_runtime_open(&rt, &common, "bw-usage-worker", &err) != 0 ||
 	    bw_worker_runtime_subscribe(&rt, &common, &in, &err) != 0) {
@@ -83,6 +102,7 @@ int main(void)
 	ctx.producer = rt.producer;
 	ctx.worker = "usage-worker";
 	ctx.results_topic = common.results_topic;
+	ctx.alerts_topic = cfg.alerts_topic;
 	ctx.free_grant = common.free_grant;
 	ctx.max_attempts = (int)cfg.max_attempts;
 	ctx.flush_timeout_ms = 30000;

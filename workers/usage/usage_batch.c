@@ -192,6 +192,36 @@ static int same_message(const struct bw_found_record *rec, const rd_kafka_messag
 	       rec->kafka_partition == msg->partition && rec->kafka_offset == msg->offset;
 }
 
+/* Alerts: drop the fired thresholds no longer configured, re-arm from the balance read. */
+static void alerts_open(struct bw_org *org, const struct bw_balances *bal,
+			const struct bw_alert_cfg *cfg)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < org->alerts.nfired; i++)
+		if (bw_alert_cfg_has(cfg, org->alerts.fired[i]))
+			org->alerts.fired[kept++] = org->alerts.fired[i];
+	org->alerts.nfired = kept;
+	bw_alert_rearm(&org->alerts, bw_alert_remaining(bal));
+}
+
+/* Alerts fired by one charge become pending alerts of the org's write. */
+static int alerts_after_charge(struct bw_org *org, const struct item *it,
+			       const struct bw_balances *bal, int64_t version,
+			       const struct bw_alert_cfg *cfg, struct bw_err *err)
+{
+	struct bw_alert_fire fired[BW_ALERT_MAX_THRESHOLDS + 1];
+	int64_t remaining = bw_alert_remaining(bal);
+	size_t n = bw_alert_after_charge(&org->alerts, cfg, remaining, it->out.bd.from_paid > 0,
+					 fired);
+
+	for (size_t i = 0; i < n; i++)
+		if (bw_usage_alerts_add(org, it->ev.event_id, fired[i].threshold, remaining,
+					version, bw_mongo_now_ms(), err) != 0)
+			return -1;
+	return 0;
+}
+
 /* Runs the org's events (items, in batch order) through dedupe and the waterfall in memory,
  * each copy of an event as if it came alone: a stored record, an earlier copy of this batch
  * that charged it, a pending entry, else a charge. */
@@ -221,6 +251,11 @@ static int org_compute(struct bw_org *org, struct item **items, size_t nitems,
 	}
 	if (org->exists && !org->cust.has_opening)
 		org_open(org, &bal, &version);
+	struct bw_alert_state alerts_read = org->alerts;
+	size_t npalerts_read = org->npalerts;
+	int alerting = !bal.enterprise;
+	if (alerting)
+		alerts_open(org, &bal, &ctx->alerts);
 	for (size_t i = 0; i < nitems; i++) {
 		struct item *it = items[i];
 		const struct bw_found_record *rec =
@@ -287,7 +322,14 @@ static int org_compute(struct bw_org *org, struct item **items, size_t nitems,
 		np->bd = bd;
 		np->version = version;
 		org->dirty = 1;
+		if (alerting && alerts_after_charge(org, it, &bal, version, &ctx->alerts, err) != 0)
+			return -1;
 	}
+	org->alerts_changed = org->npalerts != npalerts_read ||
+			      org->alerts.nfired != alerts_read.nfired ||
+			      org->alerts.exhausted_fired != alerts_read.exhausted_fired ||
+			      memcmp(org->alerts.fired, alerts_read.fired,
+				     org->alerts.nfired * sizeof(org->alerts.fired[0])) != 0;
 	org->new_bal = bal;
 	org->new_version = version;
 	return 0;
@@ -428,6 +470,34 @@ static void log_outcome(const struct item *it)
 		bw_log(BW_LOG_DEBUG, &lc, "%s", bw_usage_status_name(it->out.status));
 }
 
+/* Publishes the pending alerts of the batch's orgs whose crossing charge is an event of this
+ * batch (charged now, or redelivered after a crash before the alert was cleared). */
+static int publish_alerts(struct batch *b, const struct bw_usage_ctx *ctx, struct bw_err *err)
+{
+	for (size_t i = 0; i < b->nvalid; i++) {
+		struct bw_org *org = b->valid[i]->org;
+		for (size_t j = 0; j < org->npalerts; j++) {
+			struct bw_pending_alert *a = &org->palerts[j];
+			if (a->published || strcmp(a->event_id, b->valid[i]->ev.event_id) != 0)
+				continue;
+			char *json = bw_alert_message_json(org->org_id, a->event_id, a->threshold,
+							   a->remaining, a->version,
+							   a->created_at_ms);
+			if (!json)
+				return bw_err_set(err, BW_ERR_TRANSIENT, "cannot build alert");
+			int rc = bw_producer_send(ctx->producer, ctx->alerts_topic, org->org_id,
+						  strlen(org->org_id), json, strlen(json), NULL,
+						  err);
+			free(json);
+			if (rc != 0)
+				return -1;
+			a->published = 1;
+			bw_metrics_add(BW_M_ALERTS, 1);
+		}
+	}
+	return 0;
+}
+
 static int batch_publish(struct batch *b, const struct bw_usage_ctx *ctx, struct bw_err *err)
 {
 	char now[BW_LOG_TIME_LEN];
@@ -455,6 +525,8 @@ static int batch_publish(struct batch *b, const struct bw_usage_ctx *ctx, struct
 		bw_metrics_add(metric_of[it->out.status], 1);
 		bw_metrics_add(BW_M_RESULTS, 1);
 	}
+	if (publish_alerts(b, ctx, err) != 0)
+		return -1;
 	return bw_producer_flush(ctx->producer, ctx->flush_timeout_ms, err);
 }
 
@@ -493,6 +565,9 @@ int bw_usage_process_batch(void *opaque, rd_kafka_message_t *const *msgs, size_t
 	if (batch_publish(&b, ctx, err) != 0)
 		goto done;
 	bw_fault_point("after_results");
+	/* Only after the acks: a pending alert is removed once it is known published. */
+	if (bw_usage_alerts_clear(ctx->mongo, client, b.orgs, b.norgs, err) != 0)
+		goto done;
 	rc = 0;
 done:
 	bw_mongo_push(ctx->mongo, client);

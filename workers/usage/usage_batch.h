@@ -11,7 +11,15 @@
  *
  * Exactly-once effect: an applied event's id, hash and breakdown are written atomically with
  * the balances (pending_events on the customer document) and stay there until a later write
- * has seen its usage record, so a crash between any two steps is repaired on redelivery. */
+ * has seen its usage record, so a crash between any two steps is repaired on redelivery.
+ *
+ * Low-balance alerts (usage_alert.h): the alert state and the alerts a charge fires are part
+ * of the same conditional update (pending_alerts), so each crossing is decided exactly once,
+ * whichever worker wins. A pending alert is published with the results by any batch holding
+ * the event whose charge crossed (the first attempt, or its redelivery after a crash), and is
+ * removed by a $pull only after the broker acknowledged it. So every alert is published at
+ * least once, and more than once only after a crash or error between its publish and that
+ * removal, then as the same message (alert_id = org_id:threshold:balance_version). */
 #ifndef BW_USAGE_BATCH_H
 #define BW_USAGE_BATCH_H
 
@@ -22,6 +30,7 @@
 #include "err.h"
 #include "kafka_producer.h"
 #include "mongo.h"
+#include "usage_alert.h"
 #include "waterfall.h"
 
 struct bw_usage_ctx {
@@ -29,6 +38,8 @@ struct bw_usage_ctx {
 	struct bw_producer *producer;    /* borrowed */
 	const char *worker;              /* borrowed: worker name for DLQ records */
 	const char *results_topic;       /* borrowed */
+	const char *alerts_topic;        /* borrowed: low-balance alerts (usage_alert.h) */
+	struct bw_alert_cfg alerts;
 	struct bw_waterfall_order order;
 	int64_t free_grant;
 	size_t max_event_bytes;

@@ -199,7 +199,7 @@ int bw_usage_store_load_orgs(struct bw_mongo *m, mongoc_client_t *client,
 		if (!hit)
 			continue;
 		balances_from_doc(doc, *hit, free_grant);
-		if (load_pending(doc, *hit, err) != 0)
+		if (load_pending(doc, *hit, err) != 0 || bw_usage_alerts_load(doc, *hit, err) != 0)
 			goto done;
 	}
 	if (mongoc_cursor_error(cur, &error)) {

@@ -13,6 +13,7 @@ void bw_org_reset(struct bw_org *org)
 	free(org->pending);
 	/* new_pending entries borrow event ids from pending or from the batch's events */
 	free(org->new_pending);
+	bw_usage_alerts_free(org);
 	const char *id = org->org_id;
 	int org_enterprise = org->org_enterprise;
 	memset(org, 0, sizeof(*org));
@@ -75,6 +76,7 @@ static void build_update(const struct bw_org *org, int64_t free_grant, int64_t n
 	BSON_APPEND_INT64(&set, BW_CUST_VERSION, org->new_version);
 	BSON_APPEND_DATE_TIME(&set, BW_CUST_UPDATED_AT, now);
 	append_pending(&set, org);
+	bw_usage_alerts_append_set(&set, org);
 	if (org->write_opening)
 		bw_customer_append_opening(&set, &org->cust, &org->opening, now);
 	bson_append_document_end(update, &set);

@@ -21,6 +21,7 @@
 #include "customer_doc.h"
 #include "err.h"
 #include "mongo.h"
+#include "usage_alert.h"
 #include "waterfall.h"
 
 /* An event applied to an org whose usage record may not be written yet: kept on the customer
@@ -31,6 +32,17 @@ struct bw_pending {
 	struct bw_breakdown bd;
 	int64_t version;         /* balance_version right after this event */
 	int record_found;        /* set by the caller after find_records */
+};
+
+/* An alert written with the charge that crossed (pending_alerts), until its publish was
+ * acknowledged and a later write cleared it (usage_alert.h). */
+struct bw_pending_alert {
+	char *event_id;          /* owned: the event whose charge crossed */
+	int64_t threshold;       /* SPUs; 0 is "exhausted" */
+	int64_t remaining;       /* total remaining after that charge */
+	int64_t version;         /* balance_version after that charge */
+	int64_t created_at_ms;
+	int published;           /* sent by this batch */
 };
 
 /* One org of a batch. The store fills the loaded part; the batch logic the rest. */
@@ -56,6 +68,10 @@ struct bw_org {
 	int record_opening;      /* the opening-balance row is to be (re)inserted */
 	struct bw_breakdown opening_bd;
 	int64_t opening_version;
+	struct bw_alert_state alerts;       /* loaded; then as the charges left it */
+	struct bw_pending_alert *palerts;   /* owned array: loaded, then the new ones */
+	size_t npalerts, palerts_cap;
+	int alerts_changed;      /* the write stores the alert fields */
 	int dirty;               /* has a write to do */
 	int confirmed;           /* write known to have landed (or nothing to write) */
 };
@@ -111,6 +127,22 @@ void bw_found_records_free(struct bw_found_record *recs, size_t n);
 int bw_usage_store_write_orgs(struct bw_mongo *m, mongoc_client_t *client,
 			      struct bw_org *const *orgs, size_t n, int64_t free_grant,
 			      struct bw_err *err);
+
+/* Alert fields of the customer document (usage_alert_store.c). */
+/* Reads alerts_fired, alert_exhausted_fired and pending_alerts of doc into org. */
+int bw_usage_alerts_load(const bson_t *doc, struct bw_org *org, struct bw_err *err);
+/* Appends a new pending alert (event_id copied). */
+int bw_usage_alerts_add(struct bw_org *org, const char *event_id, int64_t threshold,
+			int64_t remaining, int64_t version, int64_t now_ms, struct bw_err *err);
+/* Appends the alert fields to a $set document when org->alerts_changed. */
+void bw_usage_alerts_append_set(bson_t *set, const struct bw_org *org);
+/* Frees org's pending alerts. */
+void bw_usage_alerts_free(struct bw_org *org);
+/* After the broker acknowledged them: removes the published pending alerts of orgs[0..n)
+ * (one unordered bulk of $pull, each bumping balance_version so a concurrent write that read
+ * them misses and reloads instead of writing them back). */
+int bw_usage_alerts_clear(struct bw_mongo *m, mongoc_client_t *client, struct bw_org *orgs,
+			  size_t n, struct bw_err *err);
 
 /* Inserts docs[0..n) into payments_usage_records in one unordered bulk, ignoring duplicate
  * keys. docs stay owned by the caller. */
