@@ -1,5 +1,6 @@
 /* usage_store: the usage worker's MongoDB I/O, one round trip per call, whatever the number
- * of orgs or events in the batch. Reads in usage_load.c, writes in usage_store.c.
+ * of orgs or events in the batch. Reads in usage_load.c, writes in usage_store.c, the alert
+ * fields of the customer document in usage_alert_store.c.
  *
  *   load_org_types find organizations where _id in [...] and type "enterprise" (the
  *                  backend's flag; skipped when no org id of the batch is an ObjectId)
@@ -8,6 +9,8 @@
  *   write_orgs     one unordered bulk of conditional updates (filter on balance_version;
  *                  upsert for orgs seen for the first time)
  *   insert_records one unordered bulk insert; duplicate keys are fine (already recorded)
+ *   alerts_clear   one unordered bulk of $pull of the alerts just published (only when some
+ *                  were: alerts are rare)
  *
  * Every writer of a customer document's balance fields bumps balance_version, so the
  * conditional update here misses whenever anything changed since the read. */
