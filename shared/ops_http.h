@@ -56,4 +56,8 @@ int bw_ops_http_sockaddr(const char *bind, int port, struct sockaddr_storage *ss
  * prefixed with cls (a const char *, e.g. "microhttpd"). */
 void bw_ops_http_mhd_log(void *cls, const char *fmt, va_list ap);
 
+/* The client address of conn (numeric), or "?". Shared by the HTTP fronts' refusal logs. */
+struct MHD_Connection;
+void bw_ops_http_peer(struct MHD_Connection *conn, char *out, size_t len);
+
 #endif

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ingress_publisher.h"
+#include "ingress_event.h"
 #include "json.h"
 #include "kafka_producer.h"
 #include "stripe_sig.h"

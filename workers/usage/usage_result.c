@@ -150,11 +150,7 @@ static void jb_balances_obj(struct jbuf *b, const struct bw_balances *bal)
 								    bal->subscription_used);
 	int64_t pur_left = bw_waterfall_remaining(bal->purchased, bal->purchased_used);
 	int64_t gra_left = bw_waterfall_remaining(bal->granted, bal->granted_used);
-	int64_t total;
-
-	if (__builtin_add_overflow(sub_left, pur_left, &total) ||
-	    __builtin_add_overflow(total, gra_left, &total))
-		total = INT64_MAX;
+	int64_t total = bw_waterfall_available(bal);
 	jb_lit(b, bal->enterprise ? "{\"unlimited\":true" : "{\"unlimited\":false");
 	jb_int(b, "subscription_spu_allowance", bal->subscription_allowance);
 	jb_int(b, "subscription_spus_used", bal->subscription_used);

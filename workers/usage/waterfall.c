@@ -46,6 +46,21 @@ int64_t bw_waterfall_remaining(int64_t cap, int64_t used)
 	return bw_customer_remaining(cap, used);
 }
 
+int64_t bw_waterfall_available(const struct bw_balances *b)
+{
+	int64_t sub_left = b->enterprise ? 0
+					 : bw_waterfall_remaining(b->subscription_allowance,
+								  b->subscription_used);
+	int64_t total;
+
+	if (__builtin_add_overflow(sub_left, bw_waterfall_remaining(b->purchased, b->purchased_used),
+				   &total) ||
+	    __builtin_add_overflow(total, bw_waterfall_remaining(b->granted, b->granted_used),
+				   &total))
+		return INT64_MAX;
+	return total;
+}
+
 static int add_checked(int64_t a, int64_t b, int64_t *out)
 {
 	return __builtin_add_overflow(a, b, out) ? -1 : 0;

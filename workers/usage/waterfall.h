@@ -38,6 +38,12 @@ int bw_waterfall_order_parse(const char *text, struct bw_waterfall_order *out,
 /* What is left in a bucket: max(0, cap - used). */
 int64_t bw_waterfall_remaining(int64_t cap, int64_t used);
 
+/* What the org can still spend from its buckets: the sum of the remaining balances
+ * (subscription not counted for an enterprise org, which is unlimited), INT64_MAX on
+ * overflow. The one definition of "available": the results' total_remaining, bw-api's balance
+ * and its pre-check all read it. */
+int64_t bw_waterfall_available(const struct bw_balances *b);
+
 /* Charges spus (> 0) to b, updating its used counters, and fills out. On error (spus <= 0,
  * a counter would overflow) b is unchanged and err is INVALID. */
 int bw_waterfall_charge(struct bw_balances *b, int64_t spus,

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dlq.h"
 #include "json.h"
 
 static int copy_id(char dst[BW_INGRESS_ID_MAX + 1], const char *src)
@@ -72,4 +73,11 @@ void bw_ingress_format_time(const struct timespec *ts, char out[32])
 	snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (tm.tm_year + 1900) % 10000,
 		 (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
 		 tm.tm_sec % 100, ms);
+}
+
+size_t bw_ingress_max_body(size_t max_message_bytes)
+{
+	size_t over = BW_INGRESS_RECORD_OVERHEAD > BW_DLQ_OVERHEAD ? BW_INGRESS_RECORD_OVERHEAD
+								    : BW_DLQ_OVERHEAD;
+	return max_message_bytes > over ? max_message_bytes - over : 0;
 }

@@ -30,4 +30,13 @@ int bw_ingress_event_inspect(const unsigned char *body, size_t len, size_t max_l
 /* Formats ts as RFC 3339 UTC with milliseconds ("2024-05-01T12:00:00.123Z") into out. */
 void bw_ingress_format_time(const struct timespec *ts, char out[32]);
 
+/* What a published webhook adds to its body at most: the key (an id of up to 255 bytes,
+ * BW_INGRESS_ID_MAX), the four stripe.* headers and the record overhead. */
+#define BW_INGRESS_RECORD_OVERHEAD (128 + 255 + 15 + 255 + 17 + 255 + 18 + 32 + 25 + 5 + 40)
+
+/* The largest webhook body the ingress accepts under the producer's message.max.bytes: one it
+ * can publish, and one the stripe worker's DLQ record carries with its body (the larger of
+ * the two overheads). 0 when none fits. */
+size_t bw_ingress_max_body(size_t max_message_bytes);
+
 #endif

@@ -26,7 +26,7 @@
 struct bw_ingress_server {
 	struct MHD_Daemon *daemon;
 	struct bw_ingress_http_cfg cfg;
-	struct bw_ingress_publisher *pub;
+	struct bw_acked_publisher *pub;
 	atomic_int in_flight; /* webhook requests accepted and not yet completed */
 	atomic_int draining;  /* shutting down: answers close their connection */
 	int port;
@@ -39,20 +39,6 @@ struct request {
 	struct timespec received; /* when the headers arrived (CLOCK_REALTIME) */
 	char peer[64];
 };
-
-static void peer_of(struct MHD_Connection *conn, char *out, size_t len)
-{
-	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-
-	snprintf(out, len, "?");
-	if (sa && sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
-	else if (sa && sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
-			  (socklen_t)len);
-}
 
 static enum MHD_Result respond(struct bw_ingress_server *srv, struct MHD_Connection *conn,
 			       unsigned status, const char *json, const char *allow)
@@ -93,7 +79,7 @@ static enum MHD_Result refuse(struct bw_ingress_server *srv, struct MHD_Connecti
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
-	peer_of(conn, peer, sizeof(peer));
+	bw_ops_http_peer(conn, peer, sizeof(peer));
 	ctx.event_id = event_id;
 	bw_log(status == 404 || status == 405 ? BW_LOG_INFO : BW_LOG_WARN, &ctx,
 	       "refused %u %s from %s: %s", status, code, peer, detail);
@@ -114,7 +100,7 @@ static enum MHD_Result handle_webhook(struct bw_ingress_server *srv, struct MHD_
 	const struct bw_ingress_http_cfg *cfg = &srv->cfg;
 	const char *sig = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Stripe-Signature");
 	struct bw_ingress_event ev;
-	struct bw_ingress_delivery dlv = { -1, -1 };
+	struct bw_acked_delivery dlv = { -1, -1 };
 	struct bw_log_ctx ctx = BW_LOG_CTX_NONE;
 	struct bw_err err;
 	rd_kafka_headers_t *hdrs = NULL;
@@ -143,9 +129,9 @@ static enum MHD_Result handle_webhook(struct bw_ingress_server *srv, struct MHD_
 	rd_kafka_header_add(hdrs, "stripe.event_type", -1, ev.type, -1);
 	rd_kafka_header_add(hdrs, "stripe.received_at", -1, received_at, -1);
 	rd_kafka_header_add(hdrs, "stripe.signature_verified", -1, "true", -1);
-	if (bw_ingress_publish(srv->pub, cfg->topic, ev.key, strlen(ev.key), body, req->len,
+	if (bw_acked_publish(srv->pub, cfg->topic, ev.key, strlen(ev.key), body, req->len,
 			       hdrs, &dlv, &err) != 0) {
-		hdrs = NULL; /* taken over by bw_ingress_publish */
+		hdrs = NULL; /* taken over by bw_acked_publish */
 		if (err.kind == BW_ERR_INVALID) /* too large for the broker: a retry never fits */
 			return refuse(srv, conn, 413, "payload_too_large", NULL, ev.id,
 				      "not published: %s", err.msg);
@@ -201,7 +187,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 					      "%.16s %s", method, url);
 			if (!strcmp(url, "/healthz"))
 				return respond(srv, conn, 200, "{\"status\":\"ok\"}", NULL);
-			if (bw_ingress_publisher_ready(srv->pub, srv->cfg.ready_timeout_ms))
+			if (bw_acked_publisher_ready(srv->pub, srv->cfg.ready_timeout_ms))
 				return respond(srv, conn, 200, "{\"status\":\"ready\"}", NULL);
 			bw_log(BW_LOG_WARN, NULL, "readyz: no broker answered within %d ms",
 			       srv->cfg.ready_timeout_ms);
@@ -214,7 +200,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (n > srv->cfg.max_body - req->len) {
 			/* Chunked upload past the limit: the status line cannot be sent in the
 			 * middle of a body, so the connection is closed without reading more. */
-			peer_of(conn, req->peer, sizeof(req->peer));
+			bw_ops_http_peer(conn, req->peer, sizeof(req->peer));
 			bw_log(BW_LOG_WARN, NULL,
 			       "refused payload_too_large from %s: body over the limit of %zu, "
 			       "connection closed",
@@ -259,7 +245,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 struct bw_ingress_server *bw_ingress_server_start(const struct bw_ingress_http_cfg *cfg,
-						  struct bw_ingress_publisher *pub,
+						  struct bw_acked_publisher *pub,
 						  struct bw_err *err)
 {
 	struct bw_ingress_server *srv = calloc(1, sizeof(*srv));

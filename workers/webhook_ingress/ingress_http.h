@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "err.h"
-#include "ingress_publisher.h"
+#include "acked_publisher.h"
 
 struct bw_ingress_http_cfg {
 	const char *bind;        /* numeric IPv4 or IPv6 address */
@@ -34,7 +34,7 @@ struct bw_ingress_server;
 /* Starts listening. cfg's strings and pub are borrowed and must outlive the server.
  * Returns NULL with err (FATAL: bad address, port in use). */
 struct bw_ingress_server *bw_ingress_server_start(const struct bw_ingress_http_cfg *cfg,
-						  struct bw_ingress_publisher *pub,
+						  struct bw_acked_publisher *pub,
 						  struct bw_err *err);
 
 /* The port actually bound. */

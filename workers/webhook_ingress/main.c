@@ -7,7 +7,8 @@
 #include <unistd.h>
 
 #include "ingress_http.h"
-#include "ingress_publisher.h"
+#include "acked_publisher.h"
+#include "ingress_event.h"
 #include "kafka_producer.h"
 #include "log.h"
 #include "metrics.h"
@@ -87,7 +88,7 @@ static int check_secrets(const char *list, char *problem, size_t len)
  * endpoint) and the publisher's producer raised no fatal error. */
 static int publisher_ok(void *opaque)
 {
-	return !bw_ingress_publisher_failed(opaque);
+	return !bw_acked_publisher_failed(opaque);
 }
 
 int main(void)
@@ -95,7 +96,7 @@ int main(void)
 	struct bw_common_cfg common = { 0 };
 	struct ingress_cfg cfg = { 0 };
 	struct bw_err err;
-	struct bw_ingress_publisher *pub = NULL;
+	struct bw_acked_publisher *pub = NULL;
 	struct bw_ingress_server *srv = NULL;
 	struct bw_ops_server *ops = NULL;
 	volatile sig_atomic_t *stop = bw_signals_install();
@@ -128,7 +129,7 @@ int main(void)
 	}
 	if (cfg.max_body == 0)
 		cfg.max_body = (int64_t)limit;
-	pub = bw_ingress_publisher_new(common.kafka_brokers, (int)cfg.publish_timeout_ms, &err);
+	pub = bw_acked_publisher_new(common.kafka_brokers, (int)cfg.publish_timeout_ms, 1, &err);
 	if (!pub)
 		goto fail;
 	struct bw_ingress_http_cfg hcfg = {
@@ -157,11 +158,11 @@ int main(void)
 			goto fail;
 		bw_ops_server_set_check(ops, "publisher", publisher_ok, pub);
 	}
-	while (!*stop && !bw_ingress_publisher_failed(pub)) {
+	while (!*stop && !bw_acked_publisher_failed(pub)) {
 		bw_metrics_heartbeat();
 		usleep(100000);
 	}
-	if (bw_ingress_publisher_failed(pub)) {
+	if (bw_acked_publisher_failed(pub)) {
 		bw_err_set(&err, BW_ERR_FATAL, "the idempotent producer raised a fatal error");
 		goto fail;
 	}
@@ -175,7 +176,7 @@ done:
 	 * flush and free the producer. */
 	bw_ops_server_stop(ops);
 	bw_ingress_server_stop(srv, (int)cfg.publish_timeout_ms + 1000);
-	bw_ingress_publisher_destroy(pub, (int)cfg.publish_timeout_ms);
+	bw_acked_publisher_destroy(pub, (int)cfg.publish_timeout_ms);
 	if (exit_code != 2)
 		bw_metrics_log("final");
 	bw_worker_config_free(&common, ingress_opts, NOPTS, &cfg);

@@ -1,5 +1,5 @@
-/* ingress_publisher: see ingress_publisher.h. */
-#include "ingress_publisher.h"
+/* acked_publisher: see acked_publisher.h. */
+#include "acked_publisher.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "dlq.h"
 #include "kafka_producer.h"
 #include "log.h"
 
@@ -16,7 +15,7 @@
  * itself, so nearly every 503 is a definitive "not delivered". */
 #define WAIT_GRACE_MS 500
 
-struct bw_ingress_publisher {
+struct bw_acked_publisher {
 	rd_kafka_t *rk;
 	int timeout_ms;
 	pthread_t poller;
@@ -25,16 +24,16 @@ struct bw_ingress_publisher {
 	atomic_int fatal;
 };
 
-/* One in-flight message. Shared by the waiting request and the delivery callback: whoever
- * drops the last reference frees it, so a waiter that gave up never leaves the callback
- * writing into freed memory. */
+/* The in-flight messages of one request. Shared by the waiting request and the delivery
+ * callbacks (one reference per produced message): whoever drops the last reference frees it,
+ * so a waiter that gave up never leaves a callback writing into freed memory. */
 struct pending {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	atomic_int refs;
-	int done;
-	rd_kafka_resp_err_t err;
-	int32_t partition;
+	size_t outstanding;       /* produced, no delivery report yet */
+	rd_kafka_resp_err_t err;  /* the first failure */
+	int32_t partition;        /* of the last delivered message */
 	int64_t offset;
 };
 
@@ -74,18 +73,19 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
 	if (!pm)
 		return;
 	pthread_mutex_lock(&pm->mu);
-	pm->err = msg->err;
+	if (msg->err && !pm->err)
+		pm->err = msg->err;
 	pm->partition = msg->partition;
 	pm->offset = msg->offset;
-	pm->done = 1;
-	pthread_cond_signal(&pm->cv);
+	if (pm->outstanding > 0 && --pm->outstanding == 0)
+		pthread_cond_signal(&pm->cv);
 	pthread_mutex_unlock(&pm->mu);
 	pending_unref(pm);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-	struct bw_ingress_publisher *pub = opaque;
+	struct bw_acked_publisher *pub = opaque;
 	char fatal[256];
 
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -101,19 +101,19 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 /* Serves delivery reports (and error events) for every request. */
 static void *poll_loop(void *arg)
 {
-	struct bw_ingress_publisher *pub = arg;
+	struct bw_acked_publisher *pub = arg;
 
 	while (!atomic_load(&pub->stop))
 		rd_kafka_poll(pub->rk, 100);
 	return NULL;
 }
 
-struct bw_ingress_publisher *bw_ingress_publisher_new(const char *brokers, int timeout_ms,
-						      struct bw_err *err)
+struct bw_acked_publisher *bw_acked_publisher_new(const char *brokers, int timeout_ms,
+						  int linger_ms, struct bw_err *err)
 {
-	char errstr[512], tmo[32];
+	char errstr[512], tmo[32], linger[32];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	struct bw_ingress_publisher *pub = calloc(1, sizeof(*pub));
+	struct bw_acked_publisher *pub = calloc(1, sizeof(*pub));
 
 	if (!pub) {
 		bw_err_set(err, BW_ERR_FATAL, "out of memory");
@@ -121,8 +121,9 @@ struct bw_ingress_publisher *bw_ingress_publisher_new(const char *brokers, int t
 	}
 	pub->timeout_ms = timeout_ms;
 	snprintf(tmo, sizeof(tmo), "%d", timeout_ms);
-	/* Default overridable by KAFKA_LINGER_MS: a webhook waits on its own message. */
-	rd_kafka_conf_set(conf, "linger.ms", "1", errstr, sizeof(errstr));
+	/* Default overridable by KAFKA_LINGER_MS: a request waits on its own messages. */
+	snprintf(linger, sizeof(linger), "%d", linger_ms);
+	rd_kafka_conf_set(conf, "linger.ms", linger, errstr, sizeof(errstr));
 	if (bw_kafka_conf_apply(conf, brokers, NULL, err) != 0)
 		goto fail;
 	/* Not overridable: the 2xx promise rests on these. */
@@ -153,15 +154,8 @@ struct bw_ingress_publisher *bw_ingress_publisher_new(const char *brokers, int t
 fail:
 	if (conf)
 		rd_kafka_conf_destroy(conf);
-	bw_ingress_publisher_destroy(pub, 0);
+	bw_acked_publisher_destroy(pub, 0);
 	return NULL;
-}
-
-size_t bw_ingress_max_body(size_t max_message_bytes)
-{
-	size_t over = BW_INGRESS_RECORD_OVERHEAD > BW_DLQ_OVERHEAD ? BW_INGRESS_RECORD_OVERHEAD
-								    : BW_DLQ_OVERHEAD;
-	return max_message_bytes > over ? max_message_bytes - over : 0;
 }
 
 /* The kind of a produce or delivery error: a message too large never succeeds. */
@@ -185,14 +179,15 @@ static void deadline_after(struct timespec *ts, int ms)
 	}
 }
 
-int bw_ingress_publish(struct bw_ingress_publisher *pub, const char *topic, const void *key,
-		       size_t key_len, const void *value, size_t value_len,
-		       rd_kafka_headers_t *headers, struct bw_ingress_delivery *out,
-		       struct bw_err *err)
+/* Produces msgs[0..n) (headers on the first, taken over) and waits for their reports. */
+static int publish_all(struct bw_acked_publisher *pub, const char *topic,
+		       const struct bw_acked_msg *msgs, size_t n, rd_kafka_headers_t *headers,
+		       struct bw_acked_delivery *out, struct bw_err *err)
 {
 	struct pending *pm = NULL;
 	struct timespec deadline;
-	rd_kafka_resp_err_t rerr;
+	rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+	size_t produced = 0;
 	int rc = -1;
 
 	if (atomic_load(&pub->fatal)) {
@@ -204,32 +199,42 @@ int bw_ingress_publish(struct bw_ingress_publisher *pub, const char *topic, cons
 		bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
 		goto done;
 	}
-	atomic_fetch_add(&pm->refs, 1); /* the delivery callback's reference */
-	rerr = rd_kafka_producev(pub->rk, RD_KAFKA_V_TOPIC(topic),
-				 RD_KAFKA_V_KEY((void *)key, key_len),
-				 RD_KAFKA_V_VALUE((void *)value, value_len),
-				 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-				 RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(pm),
-				 RD_KAFKA_V_END);
-	if (rerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		atomic_fetch_sub(&pm->refs, 1); /* no delivery report will come */
-		if (headers)
-			rd_kafka_headers_destroy(headers);
-		bw_err_set(err, publish_err_kind(rerr), "produce to %s: %s", topic,
-			   rd_kafka_err2str(rerr));
-		goto done;
+	for (; produced < n; produced++) {
+		const struct bw_acked_msg *m = &msgs[produced];
+		pthread_mutex_lock(&pm->mu);
+		pm->outstanding++;
+		pthread_mutex_unlock(&pm->mu);
+		atomic_fetch_add(&pm->refs, 1); /* this message's delivery callback */
+		rerr = rd_kafka_producev(pub->rk, RD_KAFKA_V_TOPIC(topic),
+					 RD_KAFKA_V_KEY((void *)m->key, m->key_len),
+					 RD_KAFKA_V_VALUE((void *)m->value, m->value_len),
+					 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+					 RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(pm),
+					 RD_KAFKA_V_END);
+		if (rerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			atomic_fetch_sub(&pm->refs, 1); /* no delivery report will come */
+			pthread_mutex_lock(&pm->mu);
+			pm->outstanding--;
+			pthread_mutex_unlock(&pm->mu);
+			break;
+		}
+		headers = NULL; /* owned by the message now */
 	}
-	headers = NULL; /* owned by the message now */
+	/* Wait for what was produced, even after a produce failure: the caller must not answer
+	 * before knowing. */
 	deadline_after(&deadline, pub->timeout_ms + WAIT_GRACE_MS);
 	pthread_mutex_lock(&pm->mu);
-	while (!pm->done) {
+	while (pm->outstanding > 0) {
 		int w = pthread_cond_timedwait(&pm->cv, &pm->mu, &deadline);
 		if (w == ETIMEDOUT)
 			break;
 	}
-	if (!pm->done)
-		bw_err_set(err, BW_ERR_TRANSIENT, "no delivery report within %d ms",
-			   pub->timeout_ms + WAIT_GRACE_MS);
+	if (rerr != RD_KAFKA_RESP_ERR_NO_ERROR)
+		bw_err_set(err, publish_err_kind(rerr), "produce to %s (message %zu of %zu): %s",
+			   topic, produced + 1, n, rd_kafka_err2str(rerr));
+	else if (pm->outstanding > 0)
+		bw_err_set(err, BW_ERR_TRANSIENT, "%zu of %zu delivery reports missing after %d ms",
+			   pm->outstanding, n, pub->timeout_ms + WAIT_GRACE_MS);
 	else if (pm->err)
 		bw_err_set(err, publish_err_kind(pm->err), "delivery to %s failed: %s", topic,
 			   rd_kafka_err2str(pm->err));
@@ -242,12 +247,32 @@ int bw_ingress_publish(struct bw_ingress_publisher *pub, const char *topic, cons
 	}
 	pthread_mutex_unlock(&pm->mu);
 done:
+	if (headers)
+		rd_kafka_headers_destroy(headers);
 	if (pm)
 		pending_unref(pm);
 	return rc;
 }
 
-int bw_ingress_publisher_ready(struct bw_ingress_publisher *pub, int timeout_ms)
+int bw_acked_publish(struct bw_acked_publisher *pub, const char *topic, const void *key,
+		     size_t key_len, const void *value, size_t value_len,
+		     rd_kafka_headers_t *headers, struct bw_acked_delivery *out,
+		     struct bw_err *err)
+{
+	struct bw_acked_msg m = { key, key_len, value, value_len };
+
+	return publish_all(pub, topic, &m, 1, headers, out, err);
+}
+
+int bw_acked_publish_batch(struct bw_acked_publisher *pub, const char *topic,
+			   const struct bw_acked_msg *msgs, size_t n, struct bw_err *err)
+{
+	if (n == 0)
+		return 0;
+	return publish_all(pub, topic, msgs, n, NULL, NULL, err);
+}
+
+int bw_acked_publisher_ready(struct bw_acked_publisher *pub, int timeout_ms)
 {
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_resp_err_t rerr;
@@ -260,12 +285,12 @@ int bw_ingress_publisher_ready(struct bw_ingress_publisher *pub, int timeout_ms)
 	return rerr == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
-int bw_ingress_publisher_failed(struct bw_ingress_publisher *pub)
+int bw_acked_publisher_failed(struct bw_acked_publisher *pub)
 {
 	return atomic_load(&pub->fatal);
 }
 
-void bw_ingress_publisher_destroy(struct bw_ingress_publisher *pub, int flush_ms)
+void bw_acked_publisher_destroy(struct bw_acked_publisher *pub, int flush_ms)
 {
 	if (!pub)
 		return;

@@ -1,0 +1,361 @@
+/* api_http: see api_http.h. Every request passes through on_request(). */
+#include "api_http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "api_balance.h"
+#include "api_usage.h"
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "ops_http.h"
+#include "usage_event.h"
+
+#define BODY_INITIAL_CAP 65536
+#define ORGS_PREFIX "/v1/orgs/"
+#define BALANCE_SUFFIX "/balance"
+#define USAGE_PATH "/v1/usage"
+
+struct bw_api_server {
+	struct MHD_Daemon *daemon;
+	struct bw_api_http_cfg cfg;
+	const struct bw_api_keys *keys;
+	struct bw_acked_publisher *pub;
+	struct bw_mongo *mongo;
+	atomic_int in_flight; /* requests accepted and not yet completed */
+	atomic_int draining;  /* shutting down: answers close their connection */
+	int port;
+};
+
+/* State of one POST /v1/usage, from its headers to its completion. */
+struct request {
+	unsigned char *body;
+	size_t len, cap;
+};
+
+/* Queues status with body (taken over: free()d here) as application/json. */
+static enum MHD_Result respond(struct bw_api_server *srv, struct MHD_Connection *conn,
+			       unsigned status, char *body, const char *allow)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	if (!body)
+		return MHD_NO; /* out of memory: close the connection */
+	resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	if (allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	if (status == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	if (atomic_load(&srv->draining))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	ret = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	bw_metrics_http(status);
+	return ret;
+}
+
+/* Answers {"error":"<code>","detail":...} with status and logs the one line of this refusal
+ * (never the key or the body). */
+static enum MHD_Result refuse(struct bw_api_server *srv, struct MHD_Connection *conn,
+			      unsigned status, const char *code, const char *allow,
+			      const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static enum MHD_Result refuse(struct bw_api_server *srv, struct MHD_Connection *conn,
+			      unsigned status, const char *code, const char *allow,
+			      const char *fmt, ...)
+{
+	char detail[300], peer[64];
+	json_t *o;
+	char *body;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	bw_ops_http_peer(conn, peer, sizeof(peer));
+	bw_log(status == 404 || status == 405 ? BW_LOG_INFO : BW_LOG_WARN, NULL,
+	       "refused %u %s from %s: %s", status, code, peer, detail);
+	o = json_pack("{ssss}", "error", code, "detail", detail);
+	body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	return respond(srv, conn, status, body, allow);
+}
+
+static int authorized(struct bw_api_server *srv, struct MHD_Connection *conn)
+{
+	return bw_api_keys_check(srv->keys,
+				 MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_AUTHORIZATION));
+}
+
+/* GET /v1/orgs/{org_id}/balance[?spus=N]; org_id is url[sizeof(ORGS_PREFIX)-1 .. idlen). */
+static enum MHD_Result handle_balance(struct bw_api_server *srv, struct MHD_Connection *conn,
+				      const char *url, size_t idlen)
+{
+	const char *spus_text = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "spus");
+	char org_id[BW_USAGE_ID_MAX + 1];
+	int64_t spus = -1;
+	char *body = NULL;
+	struct bw_err err;
+
+	bw_err_clear(&err);
+	if (idlen == 0 || idlen > BW_USAGE_ID_MAX)
+		return refuse(srv, conn, 400, "invalid_org_id", NULL,
+			      "org id of %zu bytes (1 to %d)", idlen, BW_USAGE_ID_MAX);
+	memcpy(org_id, url + strlen(ORGS_PREFIX), idlen);
+	org_id[idlen] = '\0';
+	if (spus_text && bw_parse_int64(spus_text, 1, INT64_MAX, &spus) != 0)
+		return refuse(srv, conn, 400, "invalid_spus", NULL,
+			      "spus must be an integer from 1 to 9223372036854775807");
+	if (bw_api_balance_json(srv->mongo, org_id, srv->cfg.free_grant, spus, &body, &err) != 0)
+		return refuse(srv, conn, 503, "unavailable", NULL, "balance of %s: %s", org_id,
+			      err.msg);
+	return respond(srv, conn, 200, body, NULL);
+}
+
+/* POST /v1/usage with the whole body in: validate every event, publish all or nothing. */
+static enum MHD_Result handle_usage(struct bw_api_server *srv, struct MHD_Connection *conn,
+				    struct request *req)
+{
+	struct bw_api_usage_batch b;
+	struct bw_acked_msg *msgs = NULL;
+	struct bw_err err;
+	const char *code;
+	char detail[200];
+	enum MHD_Result ret;
+
+	bw_err_clear(&err);
+	if (bw_api_usage_parse(req->body, req->len, srv->cfg.max_events, srv->cfg.max_event_bytes,
+			       &b, &code, detail, sizeof(detail)) != 0)
+		return refuse(srv, conn, 400, code, NULL, "%s", detail);
+	bw_metrics_add(BW_M_MSGS_IN, b.n);
+	if (json_array_size(b.invalid) > 0) {
+		size_t nbad = json_array_size(b.invalid);
+		bw_metrics_add(BW_M_REJECTED, nbad);
+		bw_log(BW_LOG_WARN, NULL, "refused 400 invalid_events: %zu of %zu events invalid, "
+		       "first at index %lld", nbad, b.n,
+		       (long long)json_integer_value(
+			       json_object_get(json_array_get(b.invalid, 0), "index")));
+		ret = respond(srv, conn, 400, bw_api_usage_answer(&b, "invalid_events"), NULL);
+		goto done;
+	}
+	msgs = bw_api_usage_msgs(&b);
+	if (!msgs) {
+		ret = MHD_NO;
+		goto done;
+	}
+	if (bw_acked_publish_batch(srv->pub, srv->cfg.topic, msgs, b.n, &err) != 0) {
+		bw_log(BW_LOG_WARN, NULL, "refused 503 unavailable: %zu events to %s not all "
+		       "acknowledged (%s): %s", b.n, srv->cfg.topic, bw_err_kind_name(err.kind),
+		       err.msg);
+		ret = respond(srv, conn, 503, bw_api_usage_answer(&b, "unavailable"), NULL);
+		goto done;
+	}
+	bw_metrics_add(BW_M_APPLIED, b.n);
+	bw_log(BW_LOG_DEBUG, NULL, "published %zu events to %s", b.n, srv->cfg.topic);
+	ret = respond(srv, conn, 202, bw_api_usage_answer(&b, NULL), NULL);
+done:
+	free(msgs);
+	bw_api_usage_batch_free(&b);
+	return ret;
+}
+
+/* Appends an upload chunk; MHD_NO (connection closed) past the limit. */
+static enum MHD_Result append_body(struct bw_api_server *srv, struct MHD_Connection *conn,
+				   struct request *req, const char *data, size_t n)
+{
+	char peer[64];
+
+	if (n > srv->cfg.max_body - req->len) {
+		/* A chunked body past the limit: no status line can be sent mid-body. */
+		bw_ops_http_peer(conn, peer, sizeof(peer));
+		bw_log(BW_LOG_WARN, NULL, "refused payload_too_large from %s: body over %zu bytes, "
+		       "connection closed", peer, srv->cfg.max_body);
+		bw_metrics_add(BW_M_REJECTED, 1);
+		return MHD_NO;
+	}
+	if (req->len + n > req->cap || !req->body) {
+		size_t cap = req->cap ? req->cap : BODY_INITIAL_CAP;
+		while (cap < req->len + n)
+			cap *= 2;
+		if (cap > srv->cfg.max_body)
+			cap = srv->cfg.max_body;
+		unsigned char *nb = realloc(req->body, cap);
+		if (!nb)
+			return MHD_NO;
+		req->body = nb;
+		req->cap = cap;
+	}
+	memcpy(req->body + req->len, data, n);
+	req->len += n;
+	return MHD_YES;
+}
+
+/* The first call of a request: route, authorise, answer a GET at once, or set up the body of
+ * a POST /v1/usage (413 before reading an announced oversized body). */
+static enum MHD_Result start_request(struct bw_api_server *srv, struct MHD_Connection *conn,
+				     const char *url, const char *method, void **con_cls)
+{
+	size_t ulen = strlen(url), plen = strlen(ORGS_PREFIX), slen = strlen(BALANCE_SUFFIX);
+	int is_get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
+	struct request *req;
+
+	if (!strcmp(url, USAGE_PATH)) {
+		const char *cl_text = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+								  MHD_HTTP_HEADER_CONTENT_LENGTH);
+		int64_t cl = -1;
+		if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+			return refuse(srv, conn, 405, "method_not_allowed", "POST", "%.16s %s",
+				      method, url);
+		if (!authorized(srv, conn))
+			return refuse(srv, conn, 401, "unauthorized", NULL,
+				      "missing or unknown API key");
+		if (cl_text && bw_parse_int64(cl_text, 0, INT64_MAX, &cl) == 0 &&
+		    (uint64_t)cl > srv->cfg.max_body)
+			return refuse(srv, conn, 413, "payload_too_large", NULL,
+				      "Content-Length %lld over the limit of %zu", (long long)cl,
+				      srv->cfg.max_body);
+		req = calloc(1, sizeof(*req));
+		if (!req)
+			return MHD_NO;
+		req->cap = cl > 0 ? (size_t)cl : 0;
+		atomic_fetch_add(&srv->in_flight, 1);
+		*con_cls = req;
+		return MHD_YES;
+	}
+	if (ulen > plen + slen && !strncmp(url, ORGS_PREFIX, plen) &&
+	    !strcmp(url + ulen - slen, BALANCE_SUFFIX) &&
+	    !memchr(url + plen, '/', ulen - plen - slen)) {
+		if (!is_get)
+			return refuse(srv, conn, 405, "method_not_allowed", "GET, HEAD", "%.16s %s",
+				      method, url);
+		if (!authorized(srv, conn))
+			return refuse(srv, conn, 401, "unauthorized", NULL,
+				      "missing or unknown API key");
+		return handle_balance(srv, conn, url, ulen - plen - slen);
+	}
+	return refuse(srv, conn, 404, "not_found", NULL, "%.16s %.200s", method, url);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version,
+				  const char *upload_data, size_t *upload_data_size,
+				  void **con_cls)
+{
+	struct bw_api_server *srv = cls;
+	struct request *req = *con_cls;
+
+	(void)version;
+	if (!req)
+		return start_request(srv, conn, url, method, con_cls);
+	if (*upload_data_size > 0) {
+		enum MHD_Result r = append_body(srv, conn, req, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return r;
+	}
+	return handle_usage(srv, conn, req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct bw_api_server *srv = cls;
+	struct request *req = *con_cls;
+
+	(void)conn;
+	(void)toe;
+	if (!req)
+		return;
+	free(req->body);
+	free(req);
+	*con_cls = NULL;
+	atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+struct bw_api_server *bw_api_server_start(const struct bw_api_http_cfg *cfg,
+					  const struct bw_api_keys *keys,
+					  struct bw_acked_publisher *pub, struct bw_mongo *mongo,
+					  struct bw_err *err)
+{
+	struct bw_api_server *srv = calloc(1, sizeof(*srv));
+	struct sockaddr_storage ss;
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	const union MHD_DaemonInfo *di;
+	int family;
+
+	if (!srv) {
+		bw_err_set(err, BW_ERR_FATAL, "out of memory");
+		goto fail;
+	}
+	srv->cfg = *cfg;
+	srv->keys = keys;
+	srv->pub = pub;
+	srv->mongo = mongo;
+	family = bw_ops_http_sockaddr(cfg->bind, cfg->port, &ss);
+	if (family < 0) {
+		bw_err_set(err, BW_ERR_FATAL, "API_BIND '%s' is not a numeric IP address",
+			   cfg->bind);
+		goto fail;
+	}
+	if (family == 1)
+		flags |= MHD_USE_IPv6;
+	srv->daemon = MHD_start_daemon(
+		flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, bw_ops_http_mhd_log, (void *)"microhttpd",
+		MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
+		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
+		MHD_OPTION_END);
+	if (!srv->daemon) {
+		bw_err_set(err, BW_ERR_FATAL, "cannot listen on %s:%d", cfg->bind, cfg->port);
+		goto fail;
+	}
+	di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	srv->port = di ? di->port : cfg->port;
+	return srv;
+fail:
+	free(srv);
+	return NULL;
+}
+
+int bw_api_server_port(struct bw_api_server *srv)
+{
+	return srv->port;
+}
+
+void bw_api_server_stop(struct bw_api_server *srv, int drain_ms)
+{
+	MHD_socket lsock;
+
+	if (!srv)
+		return;
+	atomic_store(&srv->draining, 1);
+	lsock = MHD_quiesce_daemon(srv->daemon);
+	if (lsock != MHD_INVALID_SOCKET)
+		close(lsock);
+	for (int waited = 0; atomic_load(&srv->in_flight) > 0 && waited < drain_ms; waited += 20)
+		usleep(20000);
+	if (atomic_load(&srv->in_flight) > 0)
+		bw_log(BW_LOG_WARN, NULL, "%d requests still in progress at shutdown",
+		       atomic_load(&srv->in_flight));
+	MHD_stop_daemon(srv->daemon);
+	free(srv);
+}

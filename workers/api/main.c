@@ -1,0 +1,145 @@
+/* bw-api: the backend's HTTP door: balances and the pre-check read by the usage worker's own
+ * code, and usage intake published to usage.events with the broker's acknowledgement.
+ * Stateless: scaled by adding processes. This file only wires config, the API keys, MongoDB,
+ * the acknowledged publisher, the HTTP server, the ops endpoint and the shutdown sequence. */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "acked_publisher.h"
+#include "api_auth.h"
+#include "api_http.h"
+#include "log.h"
+#include "metrics.h"
+#include "mongo.h"
+#include "ops_http.h"
+#include "signals.h"
+#include "worker_config.h"
+
+struct api_cfg {
+	int64_t port;
+	char *bind;
+	char *keys;
+	char *topic;
+	int64_t max_body;
+	int64_t max_events;
+	int64_t max_event_bytes;
+	int64_t publish_timeout_ms;
+	int64_t max_connections;
+};
+
+#define OWN(field) offsetof(struct api_cfg, field)
+
+static const struct bw_cfg_opt api_opts[] = {
+	{ "API_PORT", BW_CFG_INT, "8090", 0, 65535, 0, OWN(port),
+	  "TCP port of the API (0: any free port, logged at start)", NULL },
+	{ "API_BIND", BW_CFG_STR, "127.0.0.1", 2, 45, 0, OWN(bind),
+	  "numeric IPv4/IPv6 address to listen on (0.0.0.0 in containers)", NULL },
+	{ "BW_API_KEYS", BW_CFG_STR, NULL, 16, 4096, 1, OWN(keys),
+	  "API keys (Authorization: Bearer), comma-separated during rotation, 16+ chars each",
+	  NULL },
+	{ "USAGE_TOPIC", BW_CFG_STR, "usage.events", 1, 249, 0, OWN(topic),
+	  "topic POST /v1/usage publishes to (the usage workers' input)", NULL },
+	{ "API_MAX_BODY_BYTES", BW_CFG_INT, "4194304", 1024, 268435456, 0, OWN(max_body),
+	  "largest request body accepted; larger ones get 413", NULL },
+	{ "API_MAX_EVENTS", BW_CFG_INT, "1000", 1, 1000, 0, OWN(max_events),
+	  "events per POST /v1/usage request", NULL },
+	{ "MAX_EVENT_BYTES", BW_CFG_INT, "65536", 64, 1048576, 0, OWN(max_event_bytes),
+	  "largest event (set it as the usage workers' MAX_EVENT_BYTES)", NULL },
+	{ "API_PUBLISH_TIMEOUT_MS", BW_CFG_INT, "5000", 100, 120000, 0, OWN(publish_timeout_ms),
+	  "longest wait for Kafka's acknowledgements before 503", NULL },
+	{ "API_MAX_CONNECTIONS", BW_CFG_INT, "1024", 1, 65536, 0, OWN(max_connections),
+	  "concurrent HTTP connections (one thread each)", NULL },
+};
+
+#define NOPTS (sizeof(api_opts) / sizeof(api_opts[0]))
+
+/* Readiness of the ops endpoint beyond MongoDB's ping: the publisher is usable. */
+static int publisher_ok(void *opaque)
+{
+	return !bw_acked_publisher_failed(opaque);
+}
+
+int main(void)
+{
+	struct bw_common_cfg common = { 0 };
+	struct api_cfg cfg = { 0 };
+	struct bw_err err;
+	struct bw_api_keys *keys = NULL;
+	struct bw_acked_publisher *pub = NULL;
+	struct bw_mongo *mongo = NULL;
+	struct bw_api_server *srv = NULL;
+	struct bw_ops_server *ops = NULL;
+	volatile sig_atomic_t *stop = bw_signals_install();
+	char problem[160];
+	int exit_code = 1;
+
+	bw_err_clear(&err);
+	if (bw_worker_config_load("api", &common, api_opts, NOPTS, &cfg) != 0) {
+		exit_code = 2;
+		goto done;
+	}
+	keys = bw_api_keys_new(cfg.keys, problem, sizeof(problem));
+	if (!keys) {
+		fprintf(stderr, "api: 1 configuration problem:\n%s\n", problem);
+		exit_code = 2;
+		goto done;
+	}
+	mongo = bw_mongo_new(common.mongo_uri, common.mongo_db, "bw-api", &err);
+	if (!mongo)
+		goto fail;
+	pub = bw_acked_publisher_new(common.kafka_brokers, (int)cfg.publish_timeout_ms, 5, &err);
+	if (!pub)
+		goto fail;
+	struct bw_api_http_cfg hcfg = {
+		.bind = cfg.bind,
+		.port = (int)cfg.port,
+		.max_body = (size_t)cfg.max_body,
+		.max_events = (size_t)cfg.max_events,
+		.max_event_bytes = (size_t)cfg.max_event_bytes,
+		.topic = cfg.topic,
+		.free_grant = common.free_grant,
+		.max_connections = (unsigned)cfg.max_connections,
+	};
+	bw_metrics_set_labels(NULL, cfg.topic);
+	srv = bw_api_server_start(&hcfg, keys, pub, mongo, &err);
+	if (!srv)
+		goto fail;
+	bw_log(BW_LOG_INFO, NULL, "listening on %s:%d, POST /v1/usage -> %s, max %lld events, "
+	       "max body %lld", cfg.bind, bw_api_server_port(srv), cfg.topic,
+	       (long long)cfg.max_events, (long long)cfg.max_body);
+	if (common.metrics_port > 0) {
+		struct bw_ops_conf oconf = { common.metrics_bind, (int)common.metrics_port,
+					     common.health_stall_ms, common.mongo_uri, 1000, 0 };
+		ops = bw_ops_server_start(&oconf, &err);
+		if (!ops)
+			goto fail;
+		bw_ops_server_set_check(ops, "publisher", publisher_ok, pub);
+	}
+	while (!*stop && !bw_acked_publisher_failed(pub)) {
+		bw_metrics_heartbeat();
+		usleep(100000);
+	}
+	if (bw_acked_publisher_failed(pub)) {
+		bw_err_set(&err, BW_ERR_FATAL, "the idempotent producer raised a fatal error");
+		goto fail;
+	}
+	bw_log(BW_LOG_INFO, NULL, "stopping: draining requests in progress");
+	exit_code = 0;
+	goto done;
+fail:
+	bw_log(BW_LOG_ERROR, NULL, "stopping: %s error: %s", bw_err_kind_name(err.kind), err.msg);
+done:
+	/* Order: stop accepting and let in-flight requests get their delivery reports, then
+	 * flush and free the producer and the database pool. */
+	bw_ops_server_stop(ops);
+	bw_api_server_stop(srv, (int)cfg.publish_timeout_ms + 1000);
+	bw_acked_publisher_destroy(pub, (int)cfg.publish_timeout_ms);
+	bw_mongo_destroy(mongo);
+	bw_api_keys_free(keys);
+	if (exit_code != 2)
+		bw_metrics_log("final");
+	bw_worker_config_free(&common, api_opts, NOPTS, &cfg);
+	return exit_code;
+}
