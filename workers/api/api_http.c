@@ -31,13 +31,18 @@ struct bw_api_server {
 	const struct bw_api_keys *keys;
 	struct bw_acked_publisher *pub;
 	struct bw_mongo *mongo;
+	struct bw_api_balance_cache *cache;
 	atomic_int in_flight; /* requests accepted and not yet completed */
 	atomic_int draining;  /* shutting down: answers close their connection */
 	int port;
 };
 
-/* State of one POST /v1/usage, from its headers to its completion. */
+/* State of one request, from its headers to its completion: the body of a POST /v1/usage,
+ * or the GET to answer on the next call (answering on the first call, before microhttpd
+ * finished reading the request, makes it close the connection: no keep-alive). */
 struct request {
+	int is_balance;
+	size_t idlen;           /* balance: length of the org id in the URL */
 	unsigned char *body;
 	size_t len, cap;
 };
@@ -122,7 +127,7 @@ static enum MHD_Result handle_balance(struct bw_api_server *srv, struct MHD_Conn
 	if (spus_text && bw_parse_int64(spus_text, 1, INT64_MAX, &spus) != 0)
 		return refuse(srv, conn, 400, "invalid_spus", NULL,
 			      "spus must be an integer from 1 to 9223372036854775807");
-	if (bw_api_balance_json(srv->mongo, org_id, srv->cfg.free_grant, spus, &body, &err) != 0)
+	if (bw_api_balance_json(srv->mongo, srv->cache, org_id, srv->cfg.free_grant, spus, &body, &err) != 0)
 		return refuse(srv, conn, 503, "unavailable", NULL, "balance of %s: %s", org_id,
 			      err.msg);
 	return respond(srv, conn, 200, body, NULL);
@@ -247,7 +252,14 @@ static enum MHD_Result start_request(struct bw_api_server *srv, struct MHD_Conne
 		if (!authorized(srv, conn))
 			return refuse(srv, conn, 401, "unauthorized", NULL,
 				      "missing or unknown API key");
-		return handle_balance(srv, conn, url, ulen - plen - slen);
+		req = calloc(1, sizeof(*req));
+		if (!req)
+			return MHD_NO;
+		req->is_balance = 1;
+		req->idlen = ulen - plen - slen;
+		atomic_fetch_add(&srv->in_flight, 1);
+		*con_cls = req;
+		return MHD_YES;
 	}
 	return refuse(srv, conn, 404, "not_found", NULL, "%.16s %.200s", method, url);
 }
@@ -263,6 +275,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	(void)version;
 	if (!req)
 		return start_request(srv, conn, url, method, con_cls);
+	if (req->is_balance) {
+		*upload_data_size = 0; /* a GET body is ignored */
+		return handle_balance(srv, conn, url, req->idlen);
+	}
 	if (*upload_data_size > 0) {
 		enum MHD_Result r = append_body(srv, conn, req, upload_data, *upload_data_size);
 		*upload_data_size = 0;
@@ -290,7 +306,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 struct bw_api_server *bw_api_server_start(const struct bw_api_http_cfg *cfg,
 					  const struct bw_api_keys *keys,
 					  struct bw_acked_publisher *pub, struct bw_mongo *mongo,
-					  struct bw_err *err)
+					  struct bw_api_balance_cache *cache, struct bw_err *err)
 {
 	struct bw_api_server *srv = calloc(1, sizeof(*srv));
 	struct sockaddr_storage ss;
@@ -307,6 +323,7 @@ struct bw_api_server *bw_api_server_start(const struct bw_api_http_cfg *cfg,
 	srv->keys = keys;
 	srv->pub = pub;
 	srv->mongo = mongo;
+	srv->cache = cache;
 	family = bw_ops_http_sockaddr(cfg->bind, cfg->port, &ss);
 	if (family < 0) {
 		bw_err_set(err, BW_ERR_FATAL, "API_BIND '%s' is not a numeric IP address",

@@ -20,6 +20,7 @@
 
 #include "acked_publisher.h"
 #include "api_auth.h"
+#include "api_balance.h"
 #include "err.h"
 #include "mongo.h"
 
@@ -36,12 +37,12 @@ struct bw_api_http_cfg {
 
 struct bw_api_server;
 
-/* Starts listening. cfg's strings, keys, pub and mongo are borrowed and must outlive the
+/* Starts listening. cfg's strings, keys, pub, mongo and cache (may be NULL) are borrowed and must outlive the
  * server. Returns NULL with err (FATAL: bad address, port in use). */
 struct bw_api_server *bw_api_server_start(const struct bw_api_http_cfg *cfg,
 					  const struct bw_api_keys *keys,
 					  struct bw_acked_publisher *pub, struct bw_mongo *mongo,
-					  struct bw_err *err);
+					  struct bw_api_balance_cache *cache, struct bw_err *err);
 
 /* The port actually bound. */
 int bw_api_server_port(struct bw_api_server *srv);

@@ -27,6 +27,7 @@ struct api_cfg {
 	int64_t max_event_bytes;
 	int64_t publish_timeout_ms;
 	int64_t max_connections;
+	int64_t cache_ms;
 };
 
 #define OWN(field) offsetof(struct api_cfg, field)
@@ -51,6 +52,8 @@ static const struct bw_cfg_opt api_opts[] = {
 	  "longest wait for Kafka's acknowledgements before 503", NULL },
 	{ "API_MAX_CONNECTIONS", BW_CFG_INT, "1024", 1, 65536, 0, OWN(max_connections),
 	  "concurrent HTTP connections (one thread each)", NULL },
+	{ "API_BALANCE_CACHE_MS", BW_CFG_INT, "200", 0, 60000, 0, OWN(cache_ms),
+	  "how long a balance read from MongoDB is reused for the same org (0: never)", NULL },
 };
 
 #define NOPTS (sizeof(api_opts) / sizeof(api_opts[0]))
@@ -69,6 +72,7 @@ int main(void)
 	struct bw_api_keys *keys = NULL;
 	struct bw_acked_publisher *pub = NULL;
 	struct bw_mongo *mongo = NULL;
+	struct bw_api_balance_cache *cache = NULL;
 	struct bw_api_server *srv = NULL;
 	struct bw_ops_server *ops = NULL;
 	volatile sig_atomic_t *stop = bw_signals_install();
@@ -103,12 +107,13 @@ int main(void)
 		.max_connections = (unsigned)cfg.max_connections,
 	};
 	bw_metrics_set_labels(NULL, cfg.topic);
-	srv = bw_api_server_start(&hcfg, keys, pub, mongo, &err);
+	cache = bw_api_balance_cache_new(cfg.cache_ms);
+	srv = bw_api_server_start(&hcfg, keys, pub, mongo, cache, &err);
 	if (!srv)
 		goto fail;
 	bw_log(BW_LOG_INFO, NULL, "listening on %s:%d, POST /v1/usage -> %s, max %lld events, "
-	       "max body %lld", cfg.bind, bw_api_server_port(srv), cfg.topic,
-	       (long long)cfg.max_events, (long long)cfg.max_body);
+	       "max body %lld, balance cache %lld ms", cfg.bind, bw_api_server_port(srv), cfg.topic,
+	       (long long)cfg.max_events, (long long)cfg.max_body, (long long)cfg.cache_ms);
 	if (common.metrics_port > 0) {
 		struct bw_ops_conf oconf = { common.metrics_bind, (int)common.metrics_port,
 					     common.health_stall_ms, common.mongo_uri, 1000, 0 };
@@ -136,6 +141,7 @@ done:
 	bw_ops_server_stop(ops);
 	bw_api_server_stop(srv, (int)cfg.publish_timeout_ms + 1000);
 	bw_acked_publisher_destroy(pub, (int)cfg.publish_timeout_ms);
+	bw_api_balance_cache_free(cache);
 	bw_mongo_destroy(mongo);
 	bw_api_keys_free(keys);
 	if (exit_code != 2)
