@@ -165,6 +165,12 @@ static enum MHD_Result handle_usage(struct bw_api_server *srv, struct MHD_Connec
 		goto done;
 	}
 	if (bw_acked_publish_batch(srv->pub, srv->cfg.topic, msgs, b.n, &err) != 0) {
+		if (err.kind == BW_ERR_INVALID) { /* an event too large for the broker */
+			bw_log(BW_LOG_WARN, NULL, "refused 413 payload_too_large: %s", err.msg);
+			ret = respond(srv, conn, 413, bw_api_usage_answer(&b, "payload_too_large"),
+				      NULL);
+			goto done;
+		}
 		bw_log(BW_LOG_WARN, NULL, "refused 503 unavailable: %zu events to %s not all "
 		       "acknowledged (%s): %s", b.n, srv->cfg.topic, bw_err_kind_name(err.kind),
 		       err.msg);
