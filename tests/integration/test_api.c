@@ -151,6 +151,9 @@ START_TEST(test_precheck_boundary)
 	/* Overdrawn bucket clamps to 0: available = 0 + 5. */
 	expect_precheck(&api, "org-over", 5, 1, 5, 0);
 	expect_precheck(&api, "org-over", 6, 0, 5, 1);
+	/* Balance reads keep the connection alive (the throughput of the pre-check rests on it). */
+	ck_assert_int_eq(
+		ak_new_connections_on_reuse(&api, "/v1/orgs/org-pro/balance?spus=3", AK_KEY), 0);
 	/* Bad input. */
 	const char *bad[] = { "/v1/orgs/org-pro/balance?spus=0", "/v1/orgs/org-pro/balance?spus=-1",
 			      "/v1/orgs/org-pro/balance?spus=1.5",

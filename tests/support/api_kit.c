@@ -94,6 +94,39 @@ void ak_http(const struct ak_api *api, const char *method, const char *path, con
 		      method, path, api->log);
 }
 
+static size_t discard(char *p, size_t size, size_t n, void *arg)
+{
+	(void)p;
+	(void)arg;
+	return size * n;
+}
+
+long ak_new_connections_on_reuse(const struct ak_api *api, const char *path, const char *key)
+{
+	char url[512], auth[200];
+	struct curl_slist *hdrs;
+	CURL *c = curl_easy_init();
+	long status = 0, conns = -1;
+
+	ck_assert(c != NULL);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", api->port, path);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+	hdrs = curl_slist_append(NULL, auth);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		ck_assert_int_eq(status, 200);
+	}
+	curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &conns);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(hdrs);
+	return conns;
+}
+
 void ak_resp_free(struct ak_resp *r)
 {
 	free(r->body);
