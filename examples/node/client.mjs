@@ -46,11 +46,12 @@ const event = {
 const accepted = await publish([event]);
 console.log(JSON.stringify({ step: "published", accepted: accepted.accepted, event_ids: accepted.event_ids }));
 
-// The usage worker applies it asynchronously: the balance version moves once it did.
+// The usage worker applies it asynchronously: the balances change once it did (balance_version
+// moves too, but also for bookkeeping such as clearing a published alert).
 const deadline = Date.now() + 30000;
 for (;;) {
   const now = await balance(org);
-  if (now.balance_version > before.balance_version) {
+  if (JSON.stringify(now.balances) !== JSON.stringify(before.balances)) {
     console.log(JSON.stringify({ step: "applied", total_remaining: now.balances.total_remaining,
       balance_version: now.balance_version }));
     break;

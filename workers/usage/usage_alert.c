@@ -62,17 +62,8 @@ int bw_alert_cfg_has(const struct bw_alert_cfg *cfg, int64_t t)
 
 int64_t bw_alert_remaining(const struct bw_balances *b)
 {
-	int64_t parts[3] = { bw_customer_remaining(b->subscription_allowance, b->subscription_used),
-			     bw_customer_remaining(b->purchased, b->purchased_used),
-			     bw_customer_remaining(b->granted, b->granted_used) };
-	int64_t sum = 0;
-
-	if (b->enterprise)
-		return 0;
-	for (int i = 0; i < 3; i++)
-		if (__builtin_add_overflow(sum, parts[i], &sum))
-			return INT64_MAX;
-	return sum;
+	/* The one definition of available (the results' total_remaining, bw-api's pre-check). */
+	return b->enterprise ? 0 : bw_waterfall_available(b);
 }
 
 void bw_alert_rearm(struct bw_alert_state *s, int64_t remaining)
