@@ -121,7 +121,7 @@ struct bw_ingress_publisher *bw_ingress_publisher_new(const char *brokers, int t
 	}
 	pub->timeout_ms = timeout_ms;
 	snprintf(tmo, sizeof(tmo), "%d", timeout_ms);
-	/* Default overridable by KAFKA_LINGER_MS: a webhook waits on its own message. */
+	/* Default overridable by RDKAFKA_LINGER_MS: a webhook waits on its own message. */
 	rd_kafka_conf_set(conf, "linger.ms", "1", errstr, sizeof(errstr));
 	if (bw_kafka_conf_apply(conf, brokers, NULL, err) != 0)
 		goto fail;
