@@ -121,7 +121,7 @@ struct bw_acked_publisher *bw_acked_publisher_new(const char *brokers, int timeo
 	}
 	pub->timeout_ms = timeout_ms;
 	snprintf(tmo, sizeof(tmo), "%d", timeout_ms);
-	/* Default overridable by KAFKA_LINGER_MS: a request waits on its own messages. */
+	/* Default overridable by RDKAFKA_LINGER_MS: a request waits on its own messages. */
 	snprintf(linger, sizeof(linger), "%d", linger_ms);
 	rd_kafka_conf_set(conf, "linger.ms", linger, errstr, sizeof(errstr));
 	if (bw_kafka_conf_apply(conf, brokers, NULL, err) != 0)

@@ -3,7 +3,7 @@
  * load while the server is
  *  - dropping a connection at the moment a batch's usage-record insert is on the wire (its
  *    balance update done): the workers reach the server through a proxy
- *    (tests/support/fault_proxy) that drops the connection carrying that insert; the first
+ *    (tests/support/mongo_proxy) that drops the connection carrying that insert; the first
  *    time the server is also killed with SIGKILL right then and restarted, the second time
  *    it stays up. A batch whose records were never written must not be
  *    answered nor its offset stored (catches unchecked bulk replies, issue 11 defect 1);
@@ -21,7 +21,8 @@
 #include <unistd.h>
 
 #include "fault_kit.h"
-#include "fault_proxy.h"
+#include "mongo.h"
+#include "mongo_proxy.h"
 
 static struct fk_stack stack;
 
@@ -34,15 +35,15 @@ START_TEST(db_killed_and_restarted_mid_load)
 	struct fk_load load;
 	struct fk_figures fig;
 	pid_t pids[2];
-	char uri[128];
+	char uri[320];
 	const char *extra[] = { uri, "BATCH_MAX=50", "RDKAFKA_SESSION_TIMEOUT_MS=6000", NULL };
 	size_t while_down = 0;
 	char note[256];
 	long long t0 = tk_now_ms(), down_ms = 0;
-	struct fk_proxy *proxy = fk_proxy_new(stack.mongo_port);
+	struct mp_proxy *proxy = mp_start_uri(stack.uri);
 
-	ck_assert(proxy != NULL);
-	snprintf(uri, sizeof(uri), "MONGO_URI=mongodb://127.0.0.1:%d", fk_proxy_port(proxy));
+	memcpy(uri, "MONGO_URI=", 10);
+	mp_uri(proxy, uri + 10, sizeof(uri) - 10);
 
 	struct fk_watch *w =
 		fk_usage_case_begin(&env, "f_dbkill", orgs, NORGS, "dbk", &load, 5000, 11);
@@ -56,11 +57,10 @@ START_TEST(db_killed_and_restarted_mid_load)
 			;
 		/* The next usage-record insert loses its connection; the first time the server
 		 * dies with it. */
-		int drops = fk_proxy_drops(proxy);
-		fk_proxy_arm_insert(proxy, "payments_usage_records");
-		while (fk_proxy_drops(proxy) == drops && tk_now_ms() < deadline)
+		mp_rule(proxy, "insert", BW_COLL_USAGE_RECORDS, MP_DROP, 1);
+		while (mp_fired(proxy) == 0 && tk_now_ms() < deadline)
 			usleep(2000);
-		ck_assert_msg(fk_proxy_drops(proxy) > drops, "no usage-record insert seen");
+		ck_assert_msg(mp_fired(proxy) == 1, "no usage-record insert seen");
 		if (k == 1)
 			continue;
 		long long down = tk_now_ms();
@@ -79,7 +79,7 @@ START_TEST(db_killed_and_restarted_mid_load)
 		 "kills=1 dropped_at_record_insert=2 down_ms=%lld answered_while_down=%zu workers=2 bad_exits=%d "
 		 "wall_ms=%lld",
 		 down_ms, while_down, bad_exit, tk_now_ms() - t0);
-	fk_proxy_destroy(proxy);
+	mp_stop(proxy);
 	fk_usage_account("db_sigkill_restart", &env, &load, w, orgs, NORGS, note, &fig);
 	ck_assert_msg(while_down == 0, "%zu inputs answered while the database was down",
 		      while_down);

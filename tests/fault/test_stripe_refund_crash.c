@@ -41,8 +41,8 @@ START_TEST(crash_at_each_step_claws_back_exactly_once)
 	char fault[96];
 	/* A crashed member holds its partition until its session times out: keep it short,
 	 * and let the restarted worker wait past it before it counts as idle. */
-	const char *extra[] = { fault, "FREE_GRANT_SPUS=0", "KAFKA_SESSION_TIMEOUT_MS=6000", NULL };
-	const char *clean[] = { "FREE_GRANT_SPUS=0", "KAFKA_SESSION_TIMEOUT_MS=6000", NULL };
+	const char *extra[] = { fault, "FREE_GRANT_SPUS=0", "RDKAFKA_SESSION_TIMEOUT_MS=6000", NULL };
+	const char *clean[] = { "FREE_GRANT_SPUS=0", "RDKAFKA_SESSION_TIMEOUT_MS=6000", NULL };
 	json_t *ev, *doc, *all;
 	int rc;
 

@@ -20,8 +20,8 @@ static void crash_then_recover(const char *step)
 	char fault[96];
 	/* A crashed member holds its partitions until its session times out: keep it short. */
 	const char *crash_env[] = { fault, "BATCH_MAX=10", "BATCH_WAIT_MS=50",
-				    "KAFKA_SESSION_TIMEOUT_MS=6000", NULL };
-	const char *calm_env[] = { "BATCH_MAX=10", "KAFKA_SESSION_TIMEOUT_MS=6000", NULL };
+				    "RDKAFKA_SESSION_TIMEOUT_MS=6000", NULL };
+	const char *calm_env[] = { "BATCH_MAX=10", "RDKAFKA_SESSION_TIMEOUT_MS=6000", NULL };
 	int distinct = 0;
 
 	uk_env_init(&env, "usage_crash", 2);

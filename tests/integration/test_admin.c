@@ -1,11 +1,13 @@
 /* Integration tests of bw-admin against the real broker and MongoDB-wire server, with the
  * real usage and stripe worker binaries: audit names a corrupted counter, an adjustment
  * applies once per key and survives the usage worker's next write, a DLQ replay of a usage
- * event and of a Stripe event is processed exactly once (a second replay is refused), the
+ * event and of a Stripe event is processed exactly once (a second replay is refused), a DLQ
+ * record sent by reference (no value) is refused and skipped by --all, the
  * balance is the results' balances object, tick publishes a schema-shaped tick, doctor names
  * duplicate org documents and a missing topic. */
 #include <check.h>
 #include <fcntl.h>
+#include <librdkafka/rdkafka.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -405,6 +407,72 @@ START_TEST(usage_dlq_replay_is_processed_once)
 }
 END_TEST
 
+/* Produces to dlq_topic a DLQ record of src_topic as shared/dlq.c writes one: by reference
+ * (empty value, headers dlq.body and dlq.source.size) when by_ref, else with value. */
+static void produce_dlq_record(const char *dlq_topic, const char *src_topic, int by_ref,
+			       const char *value)
+{
+	char errstr[512];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
+	rd_kafka_t *rk;
+
+	ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", tk_brokers(), errstr,
+				    sizeof(errstr)) == RD_KAFKA_CONF_OK);
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	ck_assert_msg(rk != NULL, "rd_kafka_new: %s", errstr);
+	rd_kafka_header_add(hdrs, "dlq.reason", -1, "test", -1);
+	rd_kafka_header_add(hdrs, "dlq.source.topic", -1, src_topic, -1);
+	if (by_ref) {
+		rd_kafka_header_add(hdrs, "dlq.body", -1, "omitted: 2000000 bytes", -1);
+		rd_kafka_header_add(hdrs, "dlq.source.size", -1, "2000000", -1);
+	}
+	ck_assert(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(dlq_topic), RD_KAFKA_V_KEY("k", 1),
+				    RD_KAFKA_V_VALUE(by_ref ? NULL : (void *)value,
+						     by_ref ? 0 : strlen(value)),
+				    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+				    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END) ==
+		  RD_KAFKA_RESP_ERR_NO_ERROR);
+	ck_assert_int_eq(rd_kafka_flush(rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+	rd_kafka_destroy(rk);
+}
+
+START_TEST(dlq_replay_refuses_a_record_sent_by_reference)
+{
+	struct uk_env env;
+	struct target t;
+	struct tk_msg *msgs = NULL;
+	json_t *out, *markers;
+	char dlq[300];
+
+	uk_env_init(&env, "admin_dlq_byref", 1);
+	t = (struct target){ env.db, env.topic, NULL, NULL };
+	snprintf(dlq, sizeof(dlq), "%s.dlq", env.topic);
+	produce_dlq_record(dlq, env.topic, 1, NULL);           /* offset 0: by reference */
+	produce_dlq_record(dlq, env.topic, 0, "{\"v\":1}"); /* offset 1: with its bytes */
+
+	ck_assert_int_eq(admin(&t, &out, "dlq", "replay", env.topic, "--offset", "0", NULL), 3);
+	ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(out, "error")),
+				     "by reference"));
+	ck_assert_int_eq(json_array_size(json_object_get(out, "replayed")), 0);
+	json_decref(out);
+	/* --all sends the other one, lists the skipped one, and still says it refused one. */
+	ck_assert_int_eq(admin(&t, &out, "dlq", "replay", env.topic, "--all", NULL), 3);
+	ck_assert_int_eq(json_array_size(json_object_get(out, "replayed")), 1);
+	ck_assert_int_eq(json_array_size(json_object_get(out, "skipped_by_reference")), 1);
+	ck_assert_int_eq(tk_int(json_array_get(json_object_get(out, "skipped_by_reference"), 0),
+				"offset"), 0);
+	json_decref(out);
+	ck_assert_uint_eq(tk_consume(env.topic, 2, 3000, &msgs), 1); /* only the one with bytes */
+	ck_assert_str_eq(msgs[0].value, "{\"v\":1}");
+	tk_msgs_free(msgs, 1);
+	markers = tk_mongo_find(env.db, "payments_dlq_replays", "{}");
+	ck_assert_uint_eq(json_array_size(markers), 1);
+	json_decref(markers);
+	tk_mongo_drop(env.db);
+}
+END_TEST
+
 static json_t *checkout(const char *id, const char *org, const char *cus, const char *sid,
 			const char *credits)
 {
@@ -525,6 +593,7 @@ int main(void)
 	tcase_add_test(tc, adjustment_interrupted_before_its_row_is_recorded_once);
 	tcase_add_test(tc, usage_dlq_replay_is_processed_once);
 	tcase_add_test(tc, stripe_dlq_replay_is_processed_once);
+	tcase_add_test(tc, dlq_replay_refuses_a_record_sent_by_reference);
 	tcase_add_test(tc, tick_and_doctor);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "stripe_sig.h"
-#include "tcp_proxy.h"
+#include "mongo_proxy.h"
 #include "usage_kit.h"
 
 /* What Kubernetes injects for a Service named "kafka" in the namespace. */
@@ -256,31 +256,31 @@ END_TEST
 START_TEST(readyz_follows_the_database)
 {
 	struct uk_env env;
-	struct tp_proxy *proxy = tp_start();
-	char port_var[32], uri_var[96], uri[64], *text;
+	struct mp_proxy *proxy = mp_start();
+	char port_var[32], uri_var[320], uri[300], *text;
 	int port = free_port();
 	const char *extra[] = { port_var, uri_var, NULL };
 	pid_t pid;
 
 	uk_env_init(&env, "ops_ready", 1);
-	tp_uri(proxy, uri, sizeof(uri));
+	mp_uri(proxy, uri, sizeof(uri));
 	snprintf(uri_var, sizeof(uri_var), "MONGO_URI=%s", uri);
 	snprintf(port_var, sizeof(port_var), "METRICS_PORT=%d", port);
 	pid = uk_start_worker(&env, extra);
 	free(wait_status(port, "/readyz", 200, 30000));
 
-	tp_set_down(proxy, 1);
+	mp_set_down(proxy, 1);
 	text = wait_status(port, "/readyz", 503, 20000);
 	ck_assert_msg(strstr(text, "\"mongodb\"") != NULL, "not the database: %s", text);
 	free(text);
 	free(wait_status(port, "/healthz", 200, 1000)); /* the loop itself is alive */
 
-	tp_set_down(proxy, 0);
+	mp_set_down(proxy, 0);
 	free(wait_status(port, "/readyz", 200, 30000));
 
 	kill(pid, SIGTERM);
 	ck_assert_int_eq(tk_wait(pid, 30000), 0);
-	tp_stop(proxy);
+	mp_stop(proxy);
 	tk_mongo_drop(env.db);
 }
 END_TEST

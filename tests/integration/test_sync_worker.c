@@ -2,7 +2,8 @@
  * server and the Stripe API stub (tests/stub/stripe_stub.py): prices through every page into
  * payments_prices, a changed included_spus changing the stored tier on the next tick,
  * customers created with a stable Idempotency-Key, subscriptions reconciled, Stripe errors
- * in the result, bad ticks to the DLQ, bounded transient failures, and local-only mode. */
+ * in the result, bad ticks to the DLQ, bounded transient failures, local-only mode, and a
+ * start refused with exit 2 on two customer documents for one org. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,9 +37,9 @@ static void env_done(struct env *e)
 	unlink(e->log);
 }
 
-/* Runs the worker until it is idle; extra is a NULL-terminated "K=V" list (may be NULL).
- * with_key 0: local-only mode (no STRIPE_SECRET_KEY). */
-static void run_worker(struct env *e, int with_key, const char *const *extra)
+/* Runs the worker until it is idle or exits; extra is a NULL-terminated "K=V" list (may be
+ * NULL). with_key 0: local-only mode (no STRIPE_SECRET_KEY). Returns its exit status. */
+static int run_worker_status(struct env *e, int with_key, const char *const *extra)
 {
 	char v[8][200];
 	const char *envp[24];
@@ -63,7 +64,13 @@ static void run_worker(struct env *e, int with_key, const char *const *extra)
 		envp[n++] = *x;
 	envp[n] = NULL;
 	pid_t pid = tk_spawn(BW_SYNC_WORKER_PATH, envp, e->log);
-	ck_assert_int_eq(tk_wait(pid, 50000), 0);
+	return tk_wait(pid, 50000);
+}
+
+/* Runs the worker until it is idle; it must exit 0. */
+static void run_worker(struct env *e, int with_key, const char *const *extra)
+{
+	ck_assert_int_eq(run_worker_status(e, with_key, extra), 0);
 }
 
 static json_t *results(struct env *e, size_t want)
@@ -444,6 +451,29 @@ START_TEST(local_only_mode_skips_and_calls_nothing)
 }
 END_TEST
 
+/* Two customer documents for one org: a start refusal that needs an operator, exit 2 (the
+ * code of a configuration error), naming the org; no tick is read. */
+START_TEST(duplicate_customer_documents_stop_the_worker_with_exit_2)
+{
+	struct env e;
+	char buf[1 << 15];
+	FILE *f;
+	size_t n;
+
+	env_init(&e, "sync_dup_customers", stub_fixture());
+	tk_mongo_insert(e.db, "payments_customers", "{\"org_id\":\"dup-org\"}");
+	tk_mongo_insert(e.db, "payments_customers", "{\"org_id\":\"dup-org\"}");
+	ck_assert_int_eq(run_worker_status(&e, 0, NULL), 2);
+	f = fopen(e.log, "r");
+	ck_assert_ptr_nonnull(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	ck_assert_msg(strstr(buf, "dup-org") != NULL, "the org is not named: %s", buf);
+	env_done(&e);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("sync_worker");
@@ -455,6 +485,7 @@ int main(void)
 	tcase_add_test(tc, all_scope_and_a_stripe_outage_never_blocks_the_partition);
 	tcase_add_test(tc, a_webhook_newer_than_the_api_read_is_not_overwritten);
 	tcase_add_test(tc, local_only_mode_skips_and_calls_nothing);
+	tcase_add_test(tc, duplicate_customer_documents_stop_the_worker_with_exit_2);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

@@ -132,9 +132,9 @@ START_TEST(redelivery_after_a_crash_after_the_record_answers_applied)
 {
 	struct uk_env env;
 	struct uk_org org = { .cap = { 0, 0, 100 } };
-	const char *crash_env[] = { "BW_FAULT_AT=after_records:1", "KAFKA_SESSION_TIMEOUT_MS=6000",
+	const char *crash_env[] = { "BW_FAULT_AT=after_records:1", "RDKAFKA_SESSION_TIMEOUT_MS=6000",
 				    NULL };
-	const char *calm_env[] = { "KAFKA_SESSION_TIMEOUT_MS=6000", NULL };
+	const char *calm_env[] = { "RDKAFKA_SESSION_TIMEOUT_MS=6000", NULL };
 	json_t *all, *r;
 
 	uk_env_init(&env, "usage_crash_applied", 1);

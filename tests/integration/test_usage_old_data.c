@@ -314,9 +314,9 @@ START_TEST(an_opening_interrupted_by_a_crash_is_recorded_by_the_next_batch)
 {
 	struct uk_env e;
 	char buf[512];
-	const char *crash[] = { "BW_FAULT_AT=after_db_write:1", "KAFKA_SESSION_TIMEOUT_MS=6000",
+	const char *crash[] = { "BW_FAULT_AT=after_db_write:1", "RDKAFKA_SESSION_TIMEOUT_MS=6000",
 				NULL };
-	const char *calm[] = { "KAFKA_SESSION_TIMEOUT_MS=6000", NULL };
+	const char *calm[] = { "RDKAFKA_SESSION_TIMEOUT_MS=6000", NULL };
 
 	uk_env_init(&e, "usage_open_crash", 1);
 	tk_mongo_insert(e.db, "payments_customers",

@@ -302,8 +302,8 @@ START_TEST(a_worker_killed_mid_stream_loses_and_doubles_nothing)
 	enum { N = 3000 };
 	const char **values = calloc(N, sizeof(*values));
 	const char **keys = calloc(N, sizeof(*keys));
-	const char *extra[] = { "BATCH_MAX=25", "KAFKA_SESSION_TIMEOUT_MS=6000", NULL };
-	const char *survivor_extra[] = { "BATCH_MAX=25", "KAFKA_SESSION_TIMEOUT_MS=6000",
+	const char *extra[] = { "BATCH_MAX=25", "RDKAFKA_SESSION_TIMEOUT_MS=6000", NULL };
+	const char *survivor_extra[] = { "BATCH_MAX=25", "RDKAFKA_SESSION_TIMEOUT_MS=6000",
 					 "IDLE_EXIT_MS=12000", NULL };
 	struct tk_msg *msgs = NULL;
 	size_t n;

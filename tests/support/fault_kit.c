@@ -23,11 +23,14 @@ unsigned fk_rand(unsigned *state)
 
 enum { MAX_TRACKED = 64 };
 static pid_t tracked[MAX_TRACKED];
+static pid_t tracked_by[MAX_TRACKED]; /* the process that started it */
 
+/* At exit, kills what this process started: a Check test child (fork mode) inherits the
+ * table and the handler, and must not kill what its parent's fixture started. */
 static void kill_tracked(void)
 {
 	for (int i = 0; i < MAX_TRACKED; i++)
-		if (tracked[i] > 0) {
+		if (tracked[i] > 0 && tracked_by[i] == getpid()) {
 			kill(tracked[i], SIGKILL);
 			waitpid(tracked[i], NULL, 0);
 			tracked[i] = 0;
@@ -45,6 +48,7 @@ void fk_track(pid_t pid)
 	for (int i = 0; i < MAX_TRACKED; i++)
 		if (tracked[i] <= 0) {
 			tracked[i] = pid;
+			tracked_by[i] = getpid();
 			return;
 		}
 	ck_abort_msg("more than %d tracked processes", MAX_TRACKED);

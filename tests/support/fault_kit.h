@@ -1,6 +1,6 @@
 /* fault_kit: what the fault suite (tests/fault/) shares.
  *  - A private stack (fault_stack.h); a MongoDB proxy that drops the connection of a chosen
- *    write (fault_proxy.h); the webhook ingress as a process (ingress_kit.h).
+ *    write (mongo_proxy.h); the webhook ingress as a process (ingress_kit.h).
  *  - Worker processes tracked, so a failed test leaves none running.
  *  - A producer that records where every message landed (partition, offset), with explicit
  *    partitions and raw bytes (NUL inside, invalid UTF-8, up to the broker's limit).

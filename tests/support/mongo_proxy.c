@@ -32,6 +32,7 @@ struct conn {
 	pthread_mutex_t mark_mu;
 	int32_t marked[MAX_MARKED];          /* requestIDs whose reply gets a write concern error */
 	int nmarked;
+	atomic_int ended;                    /* threads of this connection that returned */
 };
 
 struct mp_proxy {
@@ -39,7 +40,7 @@ struct mp_proxy {
 	char host[128], tail[256];
 	int target_port;
 	pthread_t acceptor;
-	atomic_int stop;
+	atomic_int stop, down;
 	pthread_mutex_t mu;                  /* rule and conns */
 	char command[32], collection[128];
 	enum mp_action action;
@@ -204,6 +205,7 @@ static void *upstream(void *arg)
 	}
 	shutdown(c->cfd, SHUT_RDWR);
 	shutdown(c->sfd, SHUT_RDWR);
+	atomic_fetch_add(&c->ended, 1);
 	return NULL;
 }
 
@@ -264,6 +266,7 @@ static void *downstream(void *arg)
 	}
 	shutdown(c->cfd, SHUT_RDWR);
 	shutdown(c->sfd, SHUT_RDWR);
+	atomic_fetch_add(&c->ended, 1);
 	return NULL;
 }
 
@@ -284,21 +287,54 @@ static int connect_target(const struct mp_proxy *p)
 	return fd;
 }
 
+static void conn_free(struct conn *c)
+{
+	pthread_join(c->up, NULL);
+	pthread_join(c->down, NULL);
+	close(c->cfd);
+	close(c->sfd);
+	pthread_mutex_destroy(&c->write_mu);
+	pthread_mutex_destroy(&c->mark_mu);
+	free(c);
+}
+
+/* Frees the connections whose both threads returned, so that reconnects after drops and
+ * outages do not fill the table. Under p->mu. */
+static void reap(struct mp_proxy *p)
+{
+	for (int i = 0; i < p->nconns;) {
+		if (atomic_load(&p->conns[i]->ended) == 2) {
+			conn_free(p->conns[i]);
+			p->conns[i] = p->conns[--p->nconns];
+		} else {
+			i++;
+		}
+	}
+}
+
 static void *acceptor(void *arg)
 {
 	struct mp_proxy *p = arg;
 
 	while (!atomic_load(&p->stop)) {
 		struct pollfd pfd = { p->lfd, POLLIN, 0 };
-		if (poll(&pfd, 1, 100) <= 0)
+		int ready = poll(&pfd, 1, 100);
+		pthread_mutex_lock(&p->mu);
+		reap(p);
+		pthread_mutex_unlock(&p->mu);
+		if (ready <= 0)
 			continue;
 		int cfd = accept(p->lfd, NULL, NULL);
 		if (cfd < 0)
 			continue;
+		if (atomic_load(&p->down)) {
+			close(cfd);
+			continue;
+		}
 		int sfd = connect_target(p);
 		struct conn *c = sfd >= 0 ? calloc(1, sizeof(*c)) : NULL;
 		pthread_mutex_lock(&p->mu);
-		if (!c || p->nconns == MAX_CONNS) {
+		if (!c || p->nconns == MAX_CONNS || atomic_load(&p->down)) {
 			pthread_mutex_unlock(&p->mu);
 			close(cfd);
 			if (sfd >= 0)
@@ -321,17 +357,22 @@ static void *acceptor(void *arg)
 
 struct mp_proxy *mp_start(void)
 {
+	return mp_start_uri(tk_mongo_uri());
+}
+
+struct mp_proxy *mp_start_uri(const char *uri)
+{
 	struct mp_proxy *p = calloc(1, sizeof(*p));
-	const char *uri = tk_mongo_uri(), *h, *colon, *end;
+	const char *h, *colon, *end;
 	struct sockaddr_in sa;
 	socklen_t salen = sizeof(sa);
 
 	ck_assert(p != NULL);
 	h = strstr(uri, "://");
-	ck_assert_msg(h != NULL, "MONGO_URI without scheme");
+	ck_assert_msg(h != NULL, "mongo_proxy: %s: no scheme", uri);
 	h += 3;
 	colon = strchr(h, ':');
-	ck_assert_msg(colon != NULL, "MONGO_URI without a port");
+	ck_assert_msg(colon != NULL, "mongo_proxy: %s: no port", uri);
 	ck_assert((size_t)(colon - h) < sizeof(p->host));
 	memcpy(p->host, h, (size_t)(colon - h));
 	if (strcmp(p->host, "localhost") == 0)
@@ -376,6 +417,18 @@ int mp_fired(struct mp_proxy *p)
 	return n;
 }
 
+void mp_set_down(struct mp_proxy *p, int down)
+{
+	pthread_mutex_lock(&p->mu);
+	atomic_store(&p->down, down);
+	if (down)
+		for (int i = 0; i < p->nconns; i++) {
+			shutdown(p->conns[i]->cfd, SHUT_RDWR);
+			shutdown(p->conns[i]->sfd, SHUT_RDWR);
+		}
+	pthread_mutex_unlock(&p->mu);
+}
+
 void mp_stop(struct mp_proxy *p)
 {
 	if (!p)
@@ -387,13 +440,7 @@ void mp_stop(struct mp_proxy *p)
 		struct conn *c = p->conns[i];
 		shutdown(c->cfd, SHUT_RDWR);
 		shutdown(c->sfd, SHUT_RDWR);
-		pthread_join(c->up, NULL);
-		pthread_join(c->down, NULL);
-		close(c->cfd);
-		close(c->sfd);
-		pthread_mutex_destroy(&c->write_mu);
-		pthread_mutex_destroy(&c->mark_mu);
-		free(c);
+		conn_free(c);
 	}
 	pthread_mutex_destroy(&p->mu);
 	free(p);

@@ -14,6 +14,9 @@
  *      between 1 and 4 leaves it "sending" and a replay is refused: check the source topic
  *      for the bw.replay.* headers, then delete the marker to send again
  *      (docs/OPERATIONS.md "DLQ replay").
+ * A record sent by reference (header dlq.body, no value: shared/dlq.h) has no bytes to send
+ * back: replay refuses it (exit 3) before touching the database; --all goes on past it and
+ * lists it under "skipped_by_reference".
  * The workers' own dedupe (usage records, Stripe event records) still holds behind this. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -35,6 +38,7 @@ struct dlq_run {
 	enum dlq_cmd cmd;
 	char topic[300];
 	json_t *records;       /* ls/show: the records; replay: what was replayed */
+	json_t *by_reference;  /* replay: records skipped because they carry no value */
 	json_t *markers;       /* ls/show: replay markers by "<partition>:<offset>" */
 	int64_t skipped;       /* replay --all: already replayed */
 	int code;              /* first failure of a replay */
@@ -176,7 +180,7 @@ static int clear_stripe_record(struct bw_mongo *m, mongoc_client_t *client,
 static int replay_one(struct dlq_run *r, const rd_kafka_message_t *msg)
 {
 	struct bw_admin *a = r->a;
-	struct bw_mongo *m = bw_admin_mongo(a);
+	struct bw_mongo *m = NULL;
 	struct bw_producer *p;
 	mongoc_client_t *client = NULL;
 	mongoc_collection_t *coll = NULL;
@@ -185,10 +189,25 @@ static int replay_one(struct dlq_run *r, const rd_kafka_message_t *msg)
 	bson_error_t error;
 	rd_kafka_headers_t *hdrs = NULL;
 	char *src = header(msg, "dlq.source.topic"), part[16], off[32];
+	char *body = header(msg, "dlq.body");
 	int64_t cleared = 0;
 	int code = BW_ADMIN_OK, marked = 0;
 
-	if (!m) {
+	if (body) {
+		/* Replaying the empty value would send a message that is not the original. */
+		json_t *o = json_object();
+		json_object_set_new(o, "partition", json_integer(msg->partition));
+		json_object_set_new(o, "offset", json_integer(msg->offset));
+		json_array_append_new(r->by_reference, o);
+		code = bw_admin_fail_with(a, BW_ADMIN_REFUSED, BW_ERR_INVALID,
+					  "refused: %s %" PRId32 ":%" PRId64 " was recorded by "
+					  "reference (dlq.body: %s): the DLQ does not hold the "
+					  "original bytes; re-send it from dlq.source.topic %s",
+					  r->topic, msg->partition, msg->offset, body,
+					  src ? src : "(none)");
+		goto done;
+	}
+	if (!(m = bw_admin_mongo(a))) {
 		code = bw_admin_fail(a);
 		goto done;
 	}
@@ -266,6 +285,7 @@ done:
 		       "marker could not be removed: %s", r->topic, msg->partition, msg->offset,
 		       error.message);
 	free(src);
+	free(body);
 	bson_destroy(update);
 	bson_destroy(&mk);
 	bson_destroy(&id);
@@ -441,6 +461,7 @@ int bw_admin_dlq(struct bw_admin *a)
 		part = 0;
 	r.records = json_array();
 	r.markers = json_object();
+	r.by_reference = json_array();
 	/* The replay state is part of the listing: without the database, say so and stop. */
 	if (r.cmd != DLQ_REPLAY && load_markers(&r) != 0)
 		code = bw_admin_fail(a);
@@ -453,7 +474,9 @@ int bw_admin_dlq(struct bw_admin *a)
 	if (r.cmd == DLQ_REPLAY) {
 		json_object_set_new(a->out, "replayed", r.records);
 		json_object_set_new(a->out, "already_replayed", json_integer(r.skipped));
+		json_object_set_new(a->out, "skipped_by_reference", r.by_reference);
 	} else {
+		json_decref(r.by_reference);
 		json_object_set_new(a->out, r.cmd == DLQ_SHOW ? "record" : "records",
 				    r.cmd == DLQ_SHOW ? json_incref(json_array_get(r.records, 0))
 						      : json_incref(r.records));

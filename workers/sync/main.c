@@ -139,11 +139,15 @@ int main(void)
 			.rate_limit_rps = (int)cfg.rate_limit_rps,
 		};
 		api = bw_stripe_api_new(&aconf, &err);
-		if (!api)
+		if (!api) {
+			exit_code = bw_worker_start_exit_code(&err);
 			goto fail;
+		}
 	}
-	if (bw_worker_runtime_open(&rt, &common, "bw-sync-worker", &err) != 0)
+	if (bw_worker_runtime_open(&rt, &common, "bw-sync-worker", &err) != 0) {
+		exit_code = bw_worker_start_exit_code(&err);
 		goto fail;
+	}
 	ctx.mongo = rt.mongo;
 	ctx.producer = rt.producer;
 	ctx.api = api;
@@ -160,8 +164,10 @@ int main(void)
 		prices_at_start(&ctx);
 	/* One tick per batch: a rewind redoes exactly that tick. */
 	struct bw_worker_input in = { cfg.topic, cfg.group_id, 1, (int)cfg.backoff_max_ms };
-	if (bw_worker_runtime_subscribe(&rt, &common, &in, &err) != 0)
+	if (bw_worker_runtime_subscribe(&rt, &common, &in, &err) != 0) {
+		exit_code = bw_worker_start_exit_code(&err);
 		goto fail;
+	}
 	if (bw_consumer_run(rt.consumer, bw_sync_process_batch, &ctx, stop, &err) != 0)
 		goto fail;
 	exit_code = 0;

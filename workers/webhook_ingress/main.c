@@ -15,6 +15,7 @@
 #include "ops_http.h"
 #include "signals.h"
 #include "worker_config.h"
+#include "worker_runtime.h"
 
 struct ingress_cfg {
 	int64_t port;
@@ -130,8 +131,10 @@ int main(void)
 	if (cfg.max_body == 0)
 		cfg.max_body = (int64_t)limit;
 	pub = bw_acked_publisher_new(common.kafka_brokers, (int)cfg.publish_timeout_ms, 1, &err);
-	if (!pub)
+	if (!pub) {
+		exit_code = bw_worker_start_exit_code(&err);
 		goto fail;
+	}
 	struct bw_ingress_http_cfg hcfg = {
 		.bind = cfg.bind,
 		.port = (int)cfg.port,
@@ -145,8 +148,10 @@ int main(void)
 	};
 	bw_metrics_set_labels(NULL, cfg.topic);
 	srv = bw_ingress_server_start(&hcfg, pub, &err);
-	if (!srv)
+	if (!srv) {
+		exit_code = bw_worker_start_exit_code(&err);
 		goto fail;
+	}
 	bw_log(BW_LOG_INFO, NULL, "listening on %s:%d, POST %s -> %s, max body %lld, tolerance %llds",
 	       cfg.bind, bw_ingress_server_port(srv), cfg.path, cfg.topic,
 	       (long long)cfg.max_body, (long long)cfg.tolerance_s);
@@ -154,8 +159,10 @@ int main(void)
 		struct bw_ops_conf oconf = { common.metrics_bind, (int)common.metrics_port,
 					     common.health_stall_ms, NULL, 0, 0 };
 		ops = bw_ops_server_start(&oconf, &err);
-		if (!ops)
+		if (!ops) {
+			exit_code = bw_worker_start_exit_code(&err);
 			goto fail;
+		}
 		bw_ops_server_set_check(ops, "publisher", publisher_ok, pub);
 	}
 	while (!*stop && !bw_acked_publisher_failed(pub)) {
