@@ -21,6 +21,10 @@
 
 int BW_FUZZ_ENTRY(const uint8_t *data, size_t size);
 
+/* The message size limit the targets pass to the parsers: below tests/fuzz/run's -max_len
+ * (16384), so the fuzzer also reaches the "too big" path. */
+#define BW_FUZZ_MAX_MESSAGE 12288
+
 static inline void fuzz_fail(const char *file, int line, const char *cond)
 {
 	fprintf(stderr, "%s:%d: fuzz property failed: %s\n", file, line, cond);

@@ -104,7 +104,7 @@ int BW_FUZZ_ENTRY(const uint8_t *data, size_t size)
 	struct bw_err err;
 
 	bw_err_clear(&err);
-	if (bw_stripe_event_parse(data, size, 1 << 20, &ev, &err) == 0) {
+	if (bw_stripe_event_parse(data, size, BW_FUZZ_MAX_MESSAGE, &ev, &err) == 0) {
 		check_parsed(&ev);
 	} else {
 		FUZZ_CHECK(err.kind == BW_ERR_INVALID && err.msg[0] != '\0');

@@ -60,7 +60,7 @@ int BW_FUZZ_ENTRY(const uint8_t *data, size_t size)
 	char *raw = NULL;
 
 	bw_err_clear(&err);
-	if (bw_sync_tick_parse(data, size, 1 << 20, &tick, &raw, &err) == 0) {
+	if (bw_sync_tick_parse(data, size, BW_FUZZ_MAX_MESSAGE, &tick, &raw, &err) == 0) {
 		FUZZ_CHECK(tick.root != NULL);
 		check_opt(tick.tick_id, 128);
 		FUZZ_CHECK(tick.tick_id != NULL);

@@ -79,7 +79,8 @@ int BW_FUZZ_ENTRY(const uint8_t *data, size_t size)
 	char *event_id = NULL, *org_id = NULL, *s;
 
 	bw_err_clear(&err);
-	if (bw_usage_event_parse(data, size, 65536, &ev, &event_id, &org_id, &err) == 0) {
+	if (bw_usage_event_parse(data, size, BW_FUZZ_MAX_MESSAGE, &ev, &event_id, &org_id,
+				 &err) == 0) {
 		check_event(&ev);
 		FUZZ_CHECK(event_id && strcmp(event_id, ev.event_id) == 0);
 		FUZZ_CHECK(org_id && strcmp(org_id, ev.org_id) == 0);
