@@ -1,4 +1,5 @@
-/* fuzz_stripe_event: the Stripe event parser (workers/stripe/stripe_event.c).
+/* fuzz_stripe_event: the Stripe event parser (workers/stripe/stripe_event.c) and the webhook
+ * ingress's reading of the same body (workers/webhook_ingress/ingress_event.c).
  *
  * Input: one stripe.events message (a raw webhook body). Properties:
  *  - a parsed event's kind is its type's, every borrowed string is a readable non-empty
@@ -6,6 +7,8 @@
  *  - a rejected event has an INVALID reason, and the id/type it still names (for the result
  *    and the DLQ record) are readable and encodable as JSON strings;
  *  - the sync tick made from an event is valid JSON carrying the same ids;
+ *  - the ingress accepts every event the worker parses, with the same id and type, and keys
+ *    it by the same customer (one customer's events stay in one partition, in order);
  *  - a metadata count given as a JSON string parses exactly when it is 1..19 decimal digits
  *    within the range, to the value strtoll gives. */
 #include <errno.h>
@@ -13,6 +16,7 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "ingress_event.h"
 #include "stripe_event.h"
 
 static void check_str(const char *s)
@@ -98,14 +102,29 @@ static void check_count(const uint8_t *data, size_t size)
 	json_decref(v);
 }
 
+/* What the ingress made of the body that the worker parsed as ev. */
+static void check_ingress(const struct bw_stripe_event *ev, const uint8_t *data, size_t size)
+{
+	struct bw_ingress_event iev;
+	struct bw_err err;
+
+	bw_err_clear(&err);
+	FUZZ_CHECK(bw_ingress_event_inspect(data, size, BW_FUZZ_MAX_MESSAGE, &iev, &err) == 0);
+	FUZZ_CHECK(strcmp(iev.id, ev->id) == 0 && strcmp(iev.type, ev->type) == 0);
+	if (ev->customer_id)
+		FUZZ_CHECK(iev.key_is_customer && strcmp(iev.key, ev->customer_id) == 0);
+}
+
 int BW_FUZZ_ENTRY(const uint8_t *data, size_t size)
 {
 	struct bw_stripe_event ev;
+	struct bw_ingress_event iev;
 	struct bw_err err;
 
 	bw_err_clear(&err);
 	if (bw_stripe_event_parse(data, size, BW_FUZZ_MAX_MESSAGE, &ev, &err) == 0) {
 		check_parsed(&ev);
+		check_ingress(&ev, data, size);
 	} else {
 		FUZZ_CHECK(err.kind == BW_ERR_INVALID && err.msg[0] != '\0');
 		check_json_str(ev.id);
@@ -113,6 +132,12 @@ int BW_FUZZ_ENTRY(const uint8_t *data, size_t size)
 	}
 	bw_stripe_event_cleanup(&ev);
 	FUZZ_CHECK(ev.root == NULL && ev.id == NULL);
+	/* Any body: the ingress either reads bounded ids or says why not. */
+	bw_err_clear(&err);
+	if (bw_ingress_event_inspect(data, size, BW_FUZZ_MAX_MESSAGE, &iev, &err) == 0)
+		FUZZ_CHECK(iev.error == NULL && iev.id[0] && iev.type[0] && iev.key[0]);
+	else
+		FUZZ_CHECK(iev.error != NULL && err.kind == BW_ERR_INVALID);
 	if (size <= 64)
 		check_count(data, size);
 	return 0;
