@@ -1,5 +1,7 @@
-/* fuzz_stripe_event: the Stripe event parser (workers/stripe/stripe_event.c) and the webhook
- * ingress's reading of the same body (workers/webhook_ingress/ingress_event.c).
+/* fuzz_stripe_event: the Stripe event parser (workers/stripe/stripe_event.c), the webhook
+ * ingress's reading of the same body (workers/webhook_ingress/ingress_event.c), and the
+ * subscription period and base-item rules both the stripe and the sync worker apply to Stripe
+ * objects (shared/sub_period.c, shared/sub_policy.c).
  *
  * Input: one stripe.events message (a raw webhook body). Properties:
  *  - a parsed event's kind is its type's, every borrowed string is a readable non-empty
@@ -10,7 +12,10 @@
  *  - the ingress accepts every event the worker parses, with the same id and type, and keys
  *    it by the same customer (one customer's events stay in one partition, in order);
  *  - a metadata count given as a JSON string parses exactly when it is 1..19 decimal digits
- *    within the range, to the value strtoll gives. */
+ *    within the range, to the value strtoll gives;
+ *  - a period read from any object (data.object, else the whole body) as a subscription or
+ *    an invoice lies within 0..9999-12-31 and does not end before it starts; the base item is
+ *    an item of the subscription. */
 #include <errno.h>
 #include <jansson.h>
 #include <string.h>
@@ -18,6 +23,8 @@
 #include "fuzz.h"
 #include "ingress_event.h"
 #include "stripe_event.h"
+#include "sub_period.h"
+#include "sub_policy.h"
 
 static void check_str(const char *s)
 {
@@ -115,6 +122,37 @@ static void check_ingress(const struct bw_stripe_event *ev, const uint8_t *data,
 		FUZZ_CHECK(iev.key_is_customer && strcmp(iev.key, ev->customer_id) == 0);
 }
 
+static void check_period(const struct bw_period *p)
+{
+	FUZZ_CHECK(p->start >= 0 && p->start <= p->end && p->end <= BW_SUB_PERIOD_MAX_S);
+}
+
+/* The period rules on the event's object, or on the body itself as a bare Stripe object (the
+ * sync worker reads subscriptions and invoices from the API in these shapes). */
+static void check_periods(const uint8_t *data, size_t size)
+{
+	json_t *root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
+	const json_t *obj = json_object_get(json_object_get(root, "data"), "object");
+	const json_t *base, *item;
+	struct bw_period p;
+	int is_item = 0;
+	size_t i;
+
+	if (!json_is_object(obj))
+		obj = root;
+	if (bw_sub_period_of_subscription(obj, &p))
+		check_period(&p);
+	if (bw_sub_period_of_invoice(obj, NULL, &p))
+		check_period(&p);
+	(void)bw_sub_period_invoice_paid(obj);
+	(void)bw_sub_period_invoice_subscription(obj);
+	base = bw_sub_policy_base_item(obj);
+	json_array_foreach(json_object_get(json_object_get(obj, "items"), "data"), i, item)
+		is_item |= item == base;
+	FUZZ_CHECK(!base || is_item);
+	json_decref(root);
+}
+
 int BW_FUZZ_ENTRY(const uint8_t *data, size_t size)
 {
 	struct bw_stripe_event ev;
@@ -138,6 +176,7 @@ int BW_FUZZ_ENTRY(const uint8_t *data, size_t size)
 		FUZZ_CHECK(iev.error == NULL && iev.id[0] && iev.type[0] && iev.key[0]);
 	else
 		FUZZ_CHECK(iev.error != NULL && err.kind == BW_ERR_INVALID);
+	check_periods(data, size);
 	if (size <= 64)
 		check_count(data, size);
 	return 0;
