@@ -8,7 +8,7 @@ set(BW_FUZZ_LIBS_sync_tick bw_sync_logic)
 # stripe_event also reads the body as the webhook ingress does (ingress_event.c). The fuzz
 # build compiles that one file into the target (SOURCES); the replay links the ingress library
 # it belongs to (REPLAY_LIBS). bw_ingress_logic is not linked in the fuzz build: its HTTP half
-# is not fuzzed and does not build with clang's -Wformat-nonliteral.
+# (libmicrohttpd) is not fuzzed.
 set(BW_FUZZ_SOURCES_stripe_event
   ${CMAKE_CURRENT_LIST_DIR}/../../workers/webhook_ingress/ingress_event.c)
 set(BW_FUZZ_INCLUDES_stripe_event ${CMAKE_CURRENT_LIST_DIR}/../../workers/webhook_ingress)
