@@ -136,7 +136,7 @@ struct commit_run {
 	const char *topic;
 	int handled[PARTS][2 * MSGS];
 	rd_kafka_mock_cluster_t *mc; /* NULL: no coordinator move */
-	const char *group;
+	const char *group, *brokers;
 	int moved_at;         /* messages handled when the coordinator moved to broker 2 */
 	int total, batches, early_commits, want;
 	long long done_at;    /* when total reached want */
@@ -144,15 +144,18 @@ struct commit_run {
 	volatile sig_atomic_t stop;
 };
 
-/* Half way, once broker 1 has answered all its errors, the coordinator moves to broker 2
- * (the next commit sent to broker 1 gets NOT_COORDINATOR from the mock) and broker 2 gets
- * the same errors. Done once every message is handled and broker 2 answered them too. */
+/* Once the first half is handled and broker 1 has answered all its errors, the coordinator
+ * moves to broker 2 (the next commit sent to broker 1 gets NOT_COORDINATOR from the mock),
+ * broker 2 gets the same errors and the second half is produced. Done once every message is
+ * handled and broker 2 answered its errors too. */
 static void maybe_move(struct commit_run *r)
 {
 	if (r->mc && !r->moved_at && r->total >= r->want / 2 && stack_left(r->mc, 1) == 0) {
 		ck_assert_int_eq(rd_kafka_mock_coordinator_set(r->mc, "group", r->group, 2), 0);
 		push_errors(r->mc, 2);
 		r->moved_at = r->total;
+		/* The second half arrives now: its commits must go through broker 2. */
+		produce(r->brokers, r->topic, PARTS, MSGS / 2, MSGS / 2);
 	}
 	if (r->total >= r->want && !r->done_at &&
 	    (!r->mc || (r->moved_at && stack_left(r->mc, 2) == 0)))
@@ -223,9 +226,10 @@ START_TEST(commit_errors)
 	tk_unique(group, sizeof(group), "mock-commit-g");
 	ck_assert_int_eq(rd_kafka_mock_topic_create(m.mc, topic, PARTS, 1), 0);
 	ck_assert_int_eq(rd_kafka_mock_coordinator_set(m.mc, "group", group, 1), 0);
-	produce(m.brokers, topic, PARTS, 0, MSGS);
+	produce(m.brokers, topic, PARTS, 0, MSGS / 2);
 
 	memset(&r, 0, sizeof(r));
+	r.brokers = m.brokers;
 	r.reader = group_reader(m.brokers, group);
 	r.topic = topic;
 	r.want = MSGS;
