@@ -15,11 +15,13 @@
  * Each case prints a FIGURES line. */
 #define _GNU_SOURCE
 #include <check.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fault_kit.h"
 #include "kafka_consumer.h"
@@ -27,7 +29,7 @@
 #include "testkit.h"
 
 #define PARTS 4
-#define MAX_MSGS 1200
+#define MAX_MSGS 4000
 
 struct shared {
 	pthread_mutex_t lock;
@@ -76,13 +78,14 @@ static void *member_main(void *arg)
 }
 
 static void member_start(struct member *m, struct shared *sh, const char *group,
-			 const char *topic, const char *instance, int delay_ms)
+			 const char *topic, const char *instance, int delay_ms, int batch_max,
+			 int batch_wait_ms)
 {
 	static const char *const props[] = { "session.timeout.ms=10000",
 					     "heartbeat.interval.ms=1000", NULL };
 	struct bw_consumer_conf cc = {
-		.brokers = tk_brokers(), .group_id = group, .topic = topic, .batch_max = 50,
-		.batch_wait_ms = 200, .idle_exit_ms = 0, .backoff_max_ms = 1000,
+		.brokers = tk_brokers(), .group_id = group, .topic = topic, .batch_max = batch_max,
+		.batch_wait_ms = batch_wait_ms, .idle_exit_ms = 0, .backoff_max_ms = 1000,
 		.extra_props = props,
 	};
 
@@ -178,38 +181,114 @@ static void count(const struct shared *sh, int n, int *lost, int *dup)
 	}
 }
 
+/* Produces "v<from>".."v<from+n-1>" one by one, about one per millisecond, so a consumer's
+ * local queue never runs dry and its batches fill for batch_wait_ms. */
+struct trickle {
+	const char *topic;
+	int from, n;
+	pthread_t thread;
+};
+
+static void *trickle_main(void *arg)
+{
+	struct trickle *t = arg;
+	char errstr[256], val[32], key[32];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+
+	rd_kafka_conf_set(conf, "bootstrap.servers", tk_brokers(), errstr, sizeof(errstr));
+	rd_kafka_conf_set(conf, "linger.ms", "0", errstr, sizeof(errstr));
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (!rk)
+		return NULL;
+	for (int i = t->from; i < t->from + t->n; i++) {
+		int vl = snprintf(val, sizeof(val), "v%d", i);
+		int kl = snprintf(key, sizeof(key), "k%d", i);
+		rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(t->topic), RD_KAFKA_V_KEY(key, (size_t)kl),
+				  RD_KAFKA_V_VALUE(val, (size_t)vl),
+				  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+		rd_kafka_poll(rk, 0);
+		nanosleep(&(struct timespec){ 0, 1000000L }, NULL);
+	}
+	rd_kafka_flush(rk, 30000);
+	rd_kafka_destroy(rk);
+	return NULL;
+}
+
+/* The loop logs "revoking N partitions; settling M buffered" (kafka_consumer.c): the largest
+ * M of the log at path, with the number of revokes. */
+static int settled_buffered(const char *path, int *revokes)
+{
+	FILE *f = fopen(path, "r");
+	char line[2048];
+	int max = 0;
+
+	*revokes = 0;
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		const char *p = strstr(line, "; settling ");
+		if (!p)
+			continue;
+		(*revokes)++;
+		int m = atoi(p + strlen("; settling "));
+		if (m > max)
+			max = m;
+	}
+	fclose(f);
+	return max;
+}
+
 START_TEST(join_mid_batch)
 {
 	static struct shared sh = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	static struct member a, b;
-	char topic[96], group[96], fig[512];
-	int lost, dup, n = MAX_MSGS;
+	struct trickle tr;
+	char topic[96], group[96], fig[640], logpath[256];
+	int lost, dups, n = MAX_MSGS, revokes = 0;
 	long long t0 = tk_now_ms();
 
 	tk_unique(topic, sizeof(topic), "grp.join");
 	tk_unique(group, sizeof(group), "grp-join");
 	tk_create_topic(topic, PARTS, 0);
-	produce(topic, 0, n);
+	snprintf(logpath, sizeof(logpath), "%s/group-join-%d.log", BW_BINARY_DIR, (int)getpid());
+	/* The loop's log goes to stderr; keep it to read the revokes' "settling M buffered". */
+	fflush(stderr);
+	int saved = dup(2), fd = open(logpath, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	ck_assert(saved >= 0 && fd >= 0);
+	dup2(fd, 2);
+	close(fd);
 
-	member_start(&a, &sh, group, topic, NULL, 250);
-	ck_assert_msg(wait_total(&sh, 100, 60000), "A never handled two batches");
+	/* A fills batches of up to 500 for up to 1 s from a steady trickle, so most of its time
+	 * is spent with a batch in hand; B joins once A has handled 500 messages. */
+	tr = (struct trickle){ .topic = topic, .from = 0, .n = n };
+	ck_assert_int_eq(pthread_create(&tr.thread, NULL, trickle_main, &tr), 0);
+	member_start(&a, &sh, group, topic, NULL, 20, 500, 1000);
+	int ok = wait_total(&sh, 500, 60000);
 	int joined_at = total(&sh);
-	member_start(&b, &sh, group, topic, NULL, 250);
-	ck_assert_msg(wait_total(&sh, n, 120000), "handled %d of %d", total(&sh), n);
+	if (ok)
+		member_start(&b, &sh, group, topic, NULL, 20, 500, 1000);
+	pthread_join(tr.thread, NULL);
+	ok = ok && wait_total(&sh, n, 120000);
 	nanosleep(&(struct timespec){ 1, 500000000L }, NULL); /* redeliveries would show now */
-	members_stop((struct member *const[]){ &a, &b }, 2);
-	count(&sh, n, &lost, &dup);
+	members_stop((struct member *const[]){ &a, &b }, b.c ? 2 : 1);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	ck_assert_msg(ok, "handled %d of %d", total(&sh), n);
+	int settled = settled_buffered(logpath, &revokes);
+	count(&sh, n, &lost, &dups);
 	int at_end = committed_to_end(group, topic);
 
 	snprintf(fig, sizeof(fig),
 		 "FIGURES group_join_mid_batch sent=%d applied=%d duplicates=%d dlq=0 lost=%d "
 		 "double_applied=%d; B joined at %d handled, batches A=%d B=%d, partitions A=%#x "
-		 "B=%#x, committed to the end %d/%d, %.1f s",
-		 n, sh.total, dup, lost, dup, joined_at, a.batches, b.batches, a.parts_seen,
-		 b.parts_seen, at_end, PARTS, (tk_now_ms() - t0) / 1000.0);
+		 "B=%#x, largest batch settled in a revoke %d (of %d revokes), committed to the "
+		 "end %d/%d, %.1f s (log %s)",
+		 n, sh.total, dups, lost, dups, joined_at, a.batches, b.batches, a.parts_seen,
+		 b.parts_seen, settled, revokes, at_end, PARTS, (tk_now_ms() - t0) / 1000.0,
+		 logpath);
 	fk_figures_line(fig);
 	ck_assert_int_eq(lost, 0);
-	ck_assert_int_eq(dup, 0);
+	ck_assert_int_eq(dups, 0);
 	ck_assert_int_gt(b.batches, 0); /* B really took partitions over */
 	ck_assert_int_eq(at_end, PARTS);
 }
@@ -249,8 +328,8 @@ static void restart_case(const char *ia, const char *ib, struct restart_figures 
 	tk_unique(group, sizeof(group), "grp-static");
 	tk_create_topic(topic, PARTS, 0);
 
-	member_start(&a, &sh, group, topic, ia, 0);
-	member_start(&b, &sh, group, topic, ib, 0);
+	member_start(&a, &sh, group, topic, ia, 0, 50, 200);
+	member_start(&b, &sh, group, topic, ib, 0, 50, 200);
 	produce(topic, 0, 200);
 	ck_assert_msg(wait_total(&sh, 200, 60000), "phase 1: %d of 200", total(&sh));
 	/* Both members settled (the second join may still rebalance): wait for a quiet group. */
@@ -270,7 +349,7 @@ static void restart_case(const char *ia, const char *ib, struct restart_figures 
 	pthread_mutex_lock(&sh.lock);
 	b.parts_seen = 0;
 	pthread_mutex_unlock(&sh.lock);
-	member_start(&a, &sh, group, topic, ia, 0);
+	member_start(&a, &sh, group, topic, ia, 0, 50, 200);
 	produce(topic, 400, 200);
 	ck_assert_msg(wait_total(&sh, 600, 60000), "phase 3: %d of 600", total(&sh));
 	f->restart_s = (tk_now_ms() - t) / 1000.0;
