@@ -54,7 +54,8 @@ int bw_ops_http_sockaddr(const char *bind, int port, struct sockaddr_storage *ss
 
 /* microhttpd's external logger (MHD_OPTION_EXTERNAL_LOGGER): one bw_log warning per message,
  * prefixed with cls (a const char *, e.g. "microhttpd"). */
-void bw_ops_http_mhd_log(void *cls, const char *fmt, va_list ap);
+void bw_ops_http_mhd_log(void *cls, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 
 /* The client address of conn (numeric), or "?". Shared by the HTTP fronts' refusal logs. */
 struct MHD_Connection;
