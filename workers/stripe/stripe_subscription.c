@@ -97,10 +97,8 @@ int bw_stripe_subscription_apply(struct bw_stripe_apply_ctx *ax)
 	if (!deleted) {
 		BSON_APPEND_UTF8(&set, "stripe_subscription_id", ev->subscription_id);
 		if (ev->has_period) {
-			BSON_APPEND_DATE_TIME(&set, "stripe_current_billing_period_start",
-					      ev->period_start * 1000);
-			BSON_APPEND_DATE_TIME(&set, "stripe_current_billing_period_end",
-					      ev->period_end * 1000);
+			/* unix seconds: the old contract the backend reads */
+			bw_customer_append_period(&set, ev->period_start, ev->period_end);
 		}
 	}
 	BSON_APPEND_INT64(&set, "stripe_subscription_event_created", ev->created);
