@@ -10,6 +10,7 @@
 #include "customer_doc.h"
 #include "org_enterprise.h"
 #include "stripe_handlers.h"
+#include "stripe_opening.h"
 #include "stripe_store.h"
 
 /* Tier and allowance of the subscription's price: its metadata, else payments_prices. */
@@ -83,6 +84,9 @@ int bw_stripe_subscription_apply(struct bw_stripe_apply_ctx *ax)
 	}
 	if (v.effect == BW_SUB_PLAN &&
 	    price_plan(m, client, ev, tier, sizeof(tier), &allowance, err) != 0)
+		goto done;
+	/* an old org's overdraft is its opening balance, not repaid by a new allowance */
+	if (bw_stripe_open_old_org(m, client, out->org_id, ax->cfg->free_grant, err) != 0)
 		goto done;
 	BSON_APPEND_UTF8(&filter, "org_id", out->org_id);
 	if (deleted)
