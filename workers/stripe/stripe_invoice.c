@@ -52,8 +52,9 @@ int bw_stripe_invoice_paid_apply(struct bw_stripe_apply_ctx *ax)
 			  "subscription_spus_reset_event_id", BCON_UTF8(ev->id),
 			  "subscription_spus_reset_invoice_id", BCON_UTF8(ev->object_id),
 			  BW_CUST_PERIOD_START, BCON_INT64(ev->period_start),
-			  BW_CUST_PERIOD_END, BCON_INT64(ev->period_end), "updated_at", BCON_DATE_TIME(now), "}", "$inc", "{", "balance_version",
-			  BCON_INT64(1), "}");
+			  BW_CUST_PERIOD_END, BCON_INT64(ev->period_end), "updated_at",
+			  BCON_DATE_TIME(now), "}", "$inc", "{", "balance_version", BCON_INT64(1),
+			  "}");
 	if (bw_stripe_update_one(m, client, BW_COLL_CUSTOMERS, filter, update, 0, &matched,
 				 err) != 0)
 		goto done;
