@@ -19,21 +19,14 @@ static int present(const bson_t *doc, const char *key)
 	return bson_iter_init_find(&it, doc, key) && !BSON_ITER_HOLDS_NULL(&it);
 }
 
-/* The period start in milliseconds: a date as stored by these workers, or the unix seconds
- * the original integration stored as a number. */
+/* The period start in milliseconds; 0 when none. */
 static int64_t period_start_ms(const bson_t *doc)
 {
-	bson_iter_t it;
 	int64_t v = 0;
 
-	if (!bson_iter_init_find(&it, doc, BW_CUST_PERIOD_START))
+	if (!bw_customer_period_ms(doc, BW_CUST_PERIOD_START, &v) || v <= 0)
 		return 0;
-	if (BSON_ITER_HOLDS_DATE_TIME(&it))
-		return bson_iter_date_time(&it);
-	if (!bw_mongo_get_int64(doc, BW_CUST_PERIOD_START, &v) || v <= 0)
-		return 0;
-	/* seconds until the year 5138; a number above is already milliseconds */
-	return v < 100000000000LL && v <= INT64_MAX / 1000 ? v * 1000 : v;
+	return v;
 }
 
 void bw_customer_read(const bson_t *doc, int64_t free_grant, struct bw_customer *c)
@@ -165,4 +158,64 @@ int bw_customer_org_oid(const char *org_id, bson_oid_t *oid)
 			return 0;
 	bson_oid_init_from_string(oid, org_id);
 	return 1;
+}
+
+int bw_customer_period_ms(const bson_t *doc, const char *key, int64_t *ms)
+{
+	bson_iter_t it;
+	int64_t v = 0;
+
+	*ms = 0;
+	if (!bson_iter_init_find(&it, doc, key))
+		return 0;
+	if (BSON_ITER_HOLDS_DATE_TIME(&it)) {
+		*ms = bson_iter_date_time(&it);
+		return 1;
+	}
+	if (!bw_mongo_get_int64(doc, key, &v))
+		return 0;
+	/* seconds until the year 5138; a number beyond that is already milliseconds */
+	*ms = v < 100000000000LL && v > -100000000000LL ? v * 1000 : v;
+	return 1;
+}
+
+void bw_customer_append_period(bson_t *set, int64_t start_s, int64_t end_s)
+{
+	BSON_APPEND_INT64(set, BW_CUST_PERIOD_START, start_s);
+	BSON_APPEND_INT64(set, BW_CUST_PERIOD_END, end_s);
+}
+
+/* Appends {key: {op: value}} as element *i of arr. */
+static void append_clause(bson_t *arr, uint32_t *i, const char *key, const char *op,
+			  const bson_value_t *value)
+{
+	const char *idx;
+	char buf[16];
+	bson_t clause, cmp;
+
+	bson_uint32_to_string((*i)++, &idx, buf, sizeof(buf));
+	BSON_APPEND_DOCUMENT_BEGIN(arr, idx, &clause);
+	BSON_APPEND_DOCUMENT_BEGIN(&clause, key, &cmp);
+	bson_append_value(&cmp, op, -1, value);
+	bson_append_document_end(&clause, &cmp);
+	bson_append_document_end(arr, &clause);
+}
+
+void bw_customer_append_period_lte(bson_t *or_array, uint32_t *i, const char *key,
+				   int64_t at_s)
+{
+	bson_value_t v;
+
+	/* MongoDB compares numbers across int32, int64 and double, never a number with a date */
+	v.value_type = BSON_TYPE_INT64;
+	v.value.v_int64 = at_s;
+	append_clause(or_array, i, key, "$lte", &v);
+	v.value_type = BSON_TYPE_DATE_TIME;
+	v.value.v_datetime = at_s * 1000;
+	append_clause(or_array, i, key, "$lte", &v);
+	v.value_type = BSON_TYPE_NULL; /* null as the old code wrote it, or missing */
+	append_clause(or_array, i, key, "$eq", &v);
+	v.value_type = BSON_TYPE_BOOL;
+	v.value.v_bool = false;
+	append_clause(or_array, i, key, "$exists", &v);
 }

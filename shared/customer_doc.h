@@ -108,4 +108,23 @@ void bw_customer_append_opening(bson_t *set, const struct bw_customer *c,
 /* 1 when org_id is a 24-hex string (an organizations _id); oid then holds it. */
 int bw_customer_org_oid(const char *org_id, bson_oid_t *oid);
 
+/* The billing period (stripe_current_billing_period_start|end): the old contract, which the
+ * backend's pages read, is unix seconds as an integer (or null). Written as int64 seconds;
+ * read from that, from int32 or an integral double (the old Python code), or from a date
+ * (earlier versions of these workers wrote one). A filter comparing the field must cover
+ * both types: bw_customer_append_period_lte(). */
+#define BW_CUST_PERIOD_END "stripe_current_billing_period_end"
+
+/* The period field key (start or end) of doc in milliseconds. 1 when present and readable
+ * (*ms then holds it), else 0 with *ms = 0 (missing, null, another type). */
+int bw_customer_period_ms(const bson_t *doc, const char *key, int64_t *ms);
+
+/* Appends both period fields to a $set document as int64 unix seconds. */
+void bw_customer_append_period(bson_t *set, int64_t start_s, int64_t end_s);
+
+/* Appends to an open $or array (next index *i) the clauses "key <= at_s" for both stored
+ * forms (a number of seconds, a date) and "key null or missing". */
+void bw_customer_append_period_lte(bson_t *or_array, uint32_t *i, const char *key,
+				   int64_t at_s);
+
 #endif

@@ -27,7 +27,8 @@ static void record_sums(const char *db, const char *org, long long period_ms, lo
 		sum[1] += tk_int(r, "from_purchased");
 		sum[2] += tk_int(r, "from_granted");
 		sum[3] += tk_int(r, "from_paid");
-		sum[4] += tk_int(r, "spus");
+		if (json_object_get(r, "spus")) /* the opening row has none */
+			sum[4] += tk_int(r, "spus");
 	}
 	json_decref(recs);
 }
@@ -206,8 +207,8 @@ START_TEST(a_period_is_reset_once_by_sync_or_invoice)
 	stub_stop(&st);
 	d = sk_customer(&sk, "org_alpha");
 	ck_assert_int_eq(tk_int(d, "subscription_spus_used"), 0);
-	ck_assert_int_eq(sk_date_ms(json_object_get(d, "stripe_current_billing_period_start")),
-			 p1 * 1000);
+	ck_assert_int_eq(tk_int(d, "stripe_current_billing_period_start"),
+			 p1);
 	json_decref(d);
 
 	/* usage in the new period, then the period's invoice: no second reset */
@@ -231,10 +232,65 @@ START_TEST(a_period_is_reset_once_by_sync_or_invoice)
 	ck_assert_int_eq(uk_run_worker(&uk, NULL, 3000), 0);
 	d = sk_customer(&sk, "org_alpha");
 	ck_assert_int_eq(tk_int(d, "subscription_spus_used"), 7);
-	long long current = sk_date_ms(json_object_get(d, "stripe_current_billing_period_start"));
+	long long current = tk_int(d, "stripe_current_billing_period_start") * 1000;
 	json_decref(d);
 	record_sums(uk.db, "org_alpha", current, sum);
 	ck_assert_int_eq(sum[0], 7);
+	tk_mongo_drop(uk.db);
+}
+END_TEST
+
+/* An old org (no opening_balance marker, no balance_version) whose granted and purchased
+ * credits the original integration overdrew (150 used of 100 each) buys 500 credits before
+ * any usage event touches it: the overdrafts are its opening balance (overage), not repaid by
+ * the purchase. A usage event of 10 then charges purchased credits and 490 of the 600 remain
+ * (not 440); the opening row and the event's record sum to the used counters (invariant 2). */
+START_TEST(a_purchase_does_not_repay_an_old_overdraft)
+{
+	struct uk_env uk;
+	struct sk_env sk;
+	const char *org = "cross-old-overdrawn";
+	char buf[512];
+	const char *values[1] = { buf }, *keys[1] = { org };
+	long long sum[5];
+	json_t *doc, *ev;
+
+	uk_env_init(&uk, "cross_open", 1);
+	sk_env_init(&sk, "cross_open_stripe", BW_STRIPE_WORKER_PATH);
+	snprintf(sk.db, sizeof(sk.db), "%s", uk.db); /* one database for both workers */
+	snprintf(buf, sizeof(buf),
+		 "{\"org_id\":\"%s\",\"user_id\":\"u1\",\"granted_credits\":100,"
+		 "\"granted_credits_used\":150,\"purchased_credits\":100,"
+		 "\"purchased_credits_used\":150,\"subscription_spus_used\":0}", org);
+	tk_mongo_insert(uk.db, "payments_customers", buf);
+	ev = sk_fixture("checkout_session_completed.json");
+	sk_set_str(ev, "id", "evt_open_buy");
+	sk_set_str(ev, "data.object.id", "cs_open_buy");
+	sk_set_str(ev, "data.object.metadata.org_id", org);
+	sk_set_str(ev, "data.object.metadata.credits", "500");
+	sk_produce(&sk, ev);
+	json_decref(ev);
+	ck_assert_int_eq(sk_run_worker(&sk, NULL, 2500), 0);
+
+	uk_event_json(buf, sizeof(buf), "open-use-1", org, 10);
+	tk_produce_many(uk.topic, keys, values, 1);
+	ck_assert_int_eq(uk_run_worker(&uk, NULL, 2500), 0);
+
+	doc = sk_customer(&sk, org);
+	ck_assert_int_eq(tk_int(doc, "purchased_credits"), 600);
+	ck_assert_int_eq(tk_int(doc, "purchased_credits_used"), 110); /* 490 remain */
+	ck_assert_int_eq(tk_int(doc, "granted_credits_used"), 100);   /* opened at its total */
+	ck_assert_int_eq(tk_int(doc, "paid_spus_used"), 100);         /* the excess: overage */
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(doc, "opening_balance"),
+							   "source")),
+			 "original_integration");
+	record_sums(uk.db, org, 0, sum);
+	ck_assert_int_eq(sum[0], tk_int(doc, "subscription_spus_used"));
+	ck_assert_int_eq(sum[1], tk_int(doc, "purchased_credits_used"));
+	ck_assert_int_eq(sum[2], tk_int(doc, "granted_credits_used"));
+	ck_assert_int_eq(sum[3], tk_int(doc, "paid_spus_used"));
+	ck_assert_int_eq(sum[4], 10); /* the opening row has no spus */
+	json_decref(doc);
 	tk_mongo_drop(uk.db);
 }
 END_TEST
@@ -247,6 +303,7 @@ int main(void)
 	tcase_set_timeout(tc, 280);
 	tcase_add_test(tc, credits_bought_while_usage_flows_are_never_lost);
 	tcase_add_test(tc, a_period_is_reset_once_by_sync_or_invoice);
+	tcase_add_test(tc, a_purchase_does_not_repay_an_old_overdraft);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

@@ -204,6 +204,48 @@ START_TEST(old_stripe_events_are_not_applied_again)
 }
 END_TEST
 
+/* The billing period is the old contract: unix seconds as an integer, which the backend's
+ * pages read. A subscription event and the renewal invoice on an old document (its period in
+ * seconds) store the new period in seconds, not as a date, and the renewal resets the
+ * period's usage exactly once: the second event of the same invoice does not. */
+START_TEST(period_stays_unix_seconds)
+{
+	struct sk_env env;
+	json_t *doc, *ev, *all;
+
+	sk_env_init(&env, "stripe_old_period", BW_STRIPE_WORKER_PATH);
+	seed_old_customer(&env, "org-op", p3);
+	ev = event("customer_subscription_updated.json", "evt_op_sub");
+	sk_set_int(ev, "created", p4 + 5);
+	sk_set_str(ev, "data.object.id", "sub_old");
+	sk_set_str(ev, "data.object.customer", "cus_old");
+	sk_set_int(ev, "data.object.items.data.0.current_period_start", p4);
+	sk_set_int(ev, "data.object.items.data.0.current_period_end", p4 + 2678400);
+	produce_and_free(&env, ev);
+	produce_and_free(&env, invoice("evt_op_renewal", p4, p4 + 2678400));
+	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
+	doc = sk_customer(&env, "org-op");
+	ck_assert_int_eq(tk_int(doc, "stripe_current_billing_period_start"), p4);
+	ck_assert_int_eq(tk_int(doc, "stripe_current_billing_period_end"), p4 + 2678400);
+	ck_assert_int_eq(tk_int(doc, "subscription_spus_used"), 0);
+	json_decref(doc);
+
+	sk_set_customer_int(&env, "org-op", "subscription_spus_used", 42); /* usage meanwhile */
+	produce_and_free(&env, invoice("evt_op_renewal_again", p4, p4 + 2678400));
+	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
+	doc = sk_customer(&env, "org-op");
+	ck_assert_int_eq(tk_int(doc, "subscription_spus_used"), 42); /* not reset again */
+	ck_assert_int_eq(tk_int(doc, "stripe_current_billing_period_start"), p4);
+	json_decref(doc);
+
+	all = sk_read_json(env.results, 3);
+	expect_status(all, "evt_op_sub", "applied");
+	expect_status(all, "evt_op_renewal", "applied");
+	json_decref(all);
+	tk_mongo_drop(env.db);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("stripe_olddata");
@@ -212,6 +254,7 @@ int main(void)
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, old_ledger_session_is_not_credited_again);
 	tcase_add_test(tc, old_stripe_events_are_not_applied_again);
+	tcase_add_test(tc, period_stays_unix_seconds);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

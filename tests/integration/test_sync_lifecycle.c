@@ -119,8 +119,8 @@ START_TEST(sync_applies_the_policy_with_stripes_clock)
 	/* a new period resets only when its invoice is paid */
 	d = sk_customer(&e.sk, "org_open");
 	ck_assert_int_eq(tk_int(d, "subscription_spus_used"), 300);
-	ck_assert_int_eq(sk_date_ms(json_object_get(d, "stripe_current_billing_period_start")),
-			 P1 * 1000);
+	ck_assert_int_eq(tk_int(d, "stripe_current_billing_period_start"),
+			 P1);
 	json_decref(d);
 	d = sk_customer(&e.sk, "org_paid");
 	ck_assert_int_eq(tk_int(d, "subscription_spus_used"), 0);

@@ -144,7 +144,8 @@ void lc_seed_period(const struct lc *e, const char *org, const char *cus, const 
 		 "\"stripe_current_billing_period_start\":{\"$date\":{\"$numberLong\":\"%lld\"}},"
 		 "\"subscription_spus_reset_period_start\":{\"$date\":{\"$numberLong\":\"%lld\"}},"
 		 "\"purchased_credits\":0,\"granted_credits\":100,"
-		 "\"balance_version\":{\"$numberLong\":\"%lld\"}}",
+		 "\"balance_version\":{\"$numberLong\":\"%lld\"},"
+		 "\"opening_balance\":{\"source\":\"none\"}}",
 		 org, cus, type, allowance, used, org, period_s * 1000, period_s * 1000, version);
 	tk_mongo_insert(e->sk.db, "payments_customers", doc);
 }

@@ -181,7 +181,8 @@ void sk_seed_customer(const struct sk_env *env, const char *org, const char *cus
 		 "\"subscription_spu_allowance\":0,\"subscription_spus_used\":%lld,"
 		 "\"purchased_credits\":%lld,\"purchased_credits_used\":0,"
 		 "\"granted_credits\":100,\"granted_credits_used\":0,\"paid_spus_used\":0,"
-		 "\"balance_version\":1}", org, cus, used, purchased);
+		 "\"balance_version\":1,\"opening_balance\":{\"source\":\"none\"}}", org, cus, used,
+		 purchased);
 	tk_mongo_insert(env->db, "payments_customers", doc);
 }
 

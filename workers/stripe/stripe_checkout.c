@@ -9,6 +9,7 @@
 #include "customer_doc.h"
 #include "metrics.h"
 #include "stripe_handlers.h"
+#include "stripe_opening.h"
 #include "stripe_store.h"
 
 /* The credit step's filter: the session is not in the org's window of credited sessions,
@@ -225,6 +226,9 @@ int bw_stripe_checkout_apply(struct bw_stripe_apply_ctx *ax)
 	if (strcmp(row_state, "applied") != 0) {
 		if (other_org && bw_stripe_cust_ensure(m, client, ax->cfg->free_grant, row_org,
 						       NULL, NULL, err) != 0)
+			goto done;
+		/* an old org's overdraft is its opening balance, not repaid by the credit */
+		if (bw_stripe_open_old_org(m, client, row_org, ax->cfg->free_grant, err) != 0)
 			goto done;
 		filter = credit_filter(row_org, sid, credits);
 		update = credit_update(sid, credits, ax->cfg->applied_sessions_keep, now);

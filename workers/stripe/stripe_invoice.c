@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "customer_doc.h"
 #include "stripe_handlers.h"
 #include "stripe_store.h"
 
@@ -22,8 +23,9 @@ int bw_stripe_invoice_paid_apply(struct bw_stripe_apply_ctx *ax)
 	struct bw_stripe_outcome *out = ax->out;
 	struct bw_err *err = ax->err;
 	int64_t now = bw_mongo_now_ms(), matched = 0, start_ms = ev->period_start * 1000;
-	bson_t *filter = NULL, *update = NULL;
+	bson_t *filter = NULL, *update = NULL, period_or = BSON_INITIALIZER;
 	struct bw_stripe_cust again;
+	uint32_t n_or = 0;
 	int rc = -1;
 
 	bw_stripe_detail_str(out, "invoice_id", ev->object_id);
@@ -36,27 +38,23 @@ int bw_stripe_invoice_paid_apply(struct bw_stripe_apply_ctx *ax)
 	/* Besides the marker, the stored period must not be newer than the invoice's: a late
 	 * invoice of an older period, before any marker exists, would otherwise wipe the
 	 * current period's usage and move the period back. The original integration stored
-	 * the period in unix seconds (a number, which a date comparison never matches). */
+	 * the period in unix seconds (a number, which a date comparison never matches), and so do
+	 * we (the old contract); earlier versions of this worker stored a date. */
+	bw_customer_append_period_lte(&period_or, &n_or, BW_CUST_PERIOD_START, ev->period_start);
 	filter = BCON_NEW("org_id", BCON_UTF8(out->org_id), "stripe_subscription_id",
 			  BCON_UTF8(ev->subscription_id), "$and", "[", "{", "$or", "[", "{",
 			  "subscription_spus_reset_period_start", "{", "$lt",
 			  BCON_DATE_TIME(start_ms), "}", "}", "{",
 			  "subscription_spus_reset_period_start", "{", "$exists", BCON_BOOL(false),
-			  "}", "}", "]", "}", "{", "$or", "[", "{",
-			  "stripe_current_billing_period_start", "{", "$lte",
-			  BCON_DATE_TIME(start_ms), "}", "}", "{",
-			  "stripe_current_billing_period_start", "{", "$lte",
-			  BCON_INT64(ev->period_start), "}", "}", "{",
-			  "stripe_current_billing_period_start", "{", "$exists", BCON_BOOL(false),
-			  "}", "}", "]", "}", "]");
+			  "}", "}", "]", "}", "{", "$or", BCON_ARRAY(&period_or), "}", "]");
 	update = BCON_NEW("$set", "{", "subscription_spus_used", BCON_INT64(0),
 			  "subscription_spus_reset_period_start", BCON_DATE_TIME(start_ms),
 			  "subscription_spus_reset_event_id", BCON_UTF8(ev->id),
 			  "subscription_spus_reset_invoice_id", BCON_UTF8(ev->object_id),
-			  "stripe_current_billing_period_start", BCON_DATE_TIME(start_ms),
-			  "stripe_current_billing_period_end", BCON_DATE_TIME(ev->period_end * 1000),
-			  "updated_at", BCON_DATE_TIME(now), "}", "$inc", "{", "balance_version",
-			  BCON_INT64(1), "}");
+			  BW_CUST_PERIOD_START, BCON_INT64(ev->period_start),
+			  BW_CUST_PERIOD_END, BCON_INT64(ev->period_end), "updated_at",
+			  BCON_DATE_TIME(now), "}", "$inc", "{", "balance_version", BCON_INT64(1),
+			  "}");
 	if (bw_stripe_update_one(m, client, BW_COLL_CUSTOMERS, filter, update, 0, &matched,
 				 err) != 0)
 		goto done;
@@ -71,6 +69,7 @@ int bw_stripe_invoice_paid_apply(struct bw_stripe_apply_ctx *ax)
 	bw_stripe_invoice_missed(&again, ev, out);
 	rc = 0;
 done:
+	bson_destroy(&period_or);
 	bson_destroy(filter);
 	bson_destroy(update);
 	return rc;

@@ -23,6 +23,7 @@
 #include "customer_doc.h"
 #include "fault.h"
 #include "stripe_handlers.h"
+#include "stripe_opening.h"
 #include "stripe_store.h"
 
 /* Clawback entries kept in a ledger row's history. */
@@ -172,6 +173,10 @@ static int take_back(struct bw_stripe_apply_ctx *ax, const char *org_id, const c
 
 	*cust = NULL;
 	if (delta != 0) {
+		/* an old org's overdraft is its opening balance, before the clawback */
+		if (bw_stripe_open_old_org(ax->m, ax->client, org_id, ax->cfg->free_grant,
+					   ax->err) != 0)
+			goto done;
 		BCON_APPEND(filter, "applied_clawbacks", "{", "$ne", BCON_UTF8(adj), "}");
 		/* The result stays inside int64 (mongo-java-server would wrap silently). */
 		if (delta > 0)

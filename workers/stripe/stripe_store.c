@@ -131,8 +131,6 @@ int bw_stripe_find_and_modify(struct bw_mongo *m, mongoc_client_t *client,
 
 void bw_stripe_cust_from_doc(const bson_t *doc, struct bw_stripe_cust *c)
 {
-	bson_iter_t it;
-
 	memset(c, 0, sizeof(*c));
 	c->found = 1;
 	c->fresh = 1;
@@ -147,14 +145,8 @@ void bw_stripe_cust_from_doc(const bson_t *doc, struct bw_stripe_cust *c)
 	bw_stripe_copy_utf8(doc, "subscription_spus_reset_event_id", c->reset_event_id,
 		  sizeof(c->reset_event_id));
 	c->has_reset = bw_mongo_get_int64(doc, "subscription_spus_reset_period_start", &c->reset_ms);
-	c->has_period = bw_mongo_get_int64(doc, "stripe_current_billing_period_start",
-					   &c->period_ms);
-	/* The original integration wrote unix seconds (a number), we write a date. */
-	if (c->has_period && bson_iter_init_find(&it, doc, "stripe_current_billing_period_start") &&
-	    !BSON_ITER_HOLDS_DATE_TIME(&it))
-		c->period_ms = c->period_ms > INT64_MAX / 1000   ? INT64_MAX
-			       : c->period_ms < INT64_MIN / 1000 ? INT64_MIN
-								 : c->period_ms * 1000;
+	/* unix seconds as the old code and we write it, or a date of earlier versions */
+	c->has_period = bw_customer_period_ms(doc, BW_CUST_PERIOD_START, &c->period_ms);
 	bw_mongo_get_int64(doc, "purchased_credits", &c->purchased_credits);
 	bw_mongo_get_int64(doc, "balance_version", &c->balance_version);
 }

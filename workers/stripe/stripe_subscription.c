@@ -10,6 +10,7 @@
 #include "customer_doc.h"
 #include "org_enterprise.h"
 #include "stripe_handlers.h"
+#include "stripe_opening.h"
 #include "stripe_store.h"
 
 /* Tier and allowance of the subscription's price: its metadata, else payments_prices. */
@@ -84,6 +85,9 @@ int bw_stripe_subscription_apply(struct bw_stripe_apply_ctx *ax)
 	if (v.effect == BW_SUB_PLAN &&
 	    price_plan(m, client, ev, tier, sizeof(tier), &allowance, err) != 0)
 		goto done;
+	/* an old org's overdraft is its opening balance, not repaid by a new allowance */
+	if (bw_stripe_open_old_org(m, client, out->org_id, ax->cfg->free_grant, err) != 0)
+		goto done;
 	BSON_APPEND_UTF8(&filter, "org_id", out->org_id);
 	if (deleted)
 		BSON_APPEND_UTF8(&filter, "stripe_subscription_id", ev->subscription_id);
@@ -97,10 +101,8 @@ int bw_stripe_subscription_apply(struct bw_stripe_apply_ctx *ax)
 	if (!deleted) {
 		BSON_APPEND_UTF8(&set, "stripe_subscription_id", ev->subscription_id);
 		if (ev->has_period) {
-			BSON_APPEND_DATE_TIME(&set, "stripe_current_billing_period_start",
-					      ev->period_start * 1000);
-			BSON_APPEND_DATE_TIME(&set, "stripe_current_billing_period_end",
-					      ev->period_end * 1000);
+			/* unix seconds: the old contract the backend reads */
+			bw_customer_append_period(&set, ev->period_start, ev->period_end);
 		}
 	}
 	BSON_APPEND_INT64(&set, "stripe_subscription_event_created", ev->created);

@@ -11,7 +11,7 @@
  * Writes (one conditional update on balance_version, retried on a miss):
  *   $set subscription_type, subscription_spu_allowance, stripe_subscription_id,
  *        stripe_subscription_status, stripe_subscription_price_id,
- *        stripe_current_billing_period_start/_end (dates), stripe_subscription_event_created
+ *        stripe_current_billing_period_start/_end (unix seconds), stripe_subscription_event_created
  *        (Stripe's clock at the read: the Date of the customer answer; webhook events created
  *        before it are stale), stripe_synced_at, updated_at
  *   subscription_spus_used = 0 only when the subscription's latest_invoice is paid and

@@ -64,8 +64,8 @@ int bw_sync_doc_load(mongoc_collection_t *coll, const char *key, const char *val
 		d->subscription_type = bw_sync_dup_str(doc, "subscription_type");
 		d->has_version = bw_mongo_get_int64(doc, "balance_version", &d->version);
 		bw_mongo_get_int64(doc, "subscription_spu_allowance", &d->allowance);
-		d->periods.has_period = get_time_ms(doc, "stripe_current_billing_period_start",
-						    &d->periods.period_ms);
+		d->periods.has_period = bw_customer_period_ms(doc, BW_CUST_PERIOD_START,
+							      &d->periods.period_ms);
 		d->periods.has_reset = get_time_ms(doc, "subscription_spus_reset_period_start",
 						   &d->periods.reset_ms);
 		d->enterprise = bw_sub_policy_is_enterprise_type(d->subscription_type);
@@ -113,9 +113,9 @@ static void append_sub(bson_t *set, const struct bw_sync_write *w, const struct 
 	if (st->price_id)
 		BSON_APPEND_UTF8(set, "stripe_subscription_price_id", st->price_id);
 	if (st->has_period) {
-		int64_t start_ms = st->period_start_s * 1000, end_ms = st->period_end_s * 1000;
-		BSON_APPEND_DATE_TIME(set, "stripe_current_billing_period_start", start_ms);
-		BSON_APPEND_DATE_TIME(set, "stripe_current_billing_period_end", end_ms);
+		int64_t start_ms = st->period_start_s * 1000;
+		/* unix seconds: the old contract the backend reads */
+		bw_customer_append_period(set, st->period_start_s, st->period_end_s);
 		if (d->exists && bw_sync_reset_due(st, &d->periods)) {
 			/* The period's invoice is paid: its allowance starts unused. The marker
 			 * is the one the stripe worker's invoice reset checks, so whichever of
