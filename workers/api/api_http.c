@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "api_balance.h"
+#include "api_plans.h"
 #include "api_usage.h"
 #include "config.h"
 #include "log.h"
@@ -24,6 +25,7 @@
 #define ORGS_PREFIX "/v1/orgs/"
 #define BALANCE_SUFFIX "/balance"
 #define USAGE_PATH "/v1/usage"
+#define PLANS_PATH "/v1/plans"
 
 struct bw_api_server {
 	struct MHD_Daemon *daemon;
@@ -40,9 +42,11 @@ struct bw_api_server {
 /* State of one request, from its headers to its completion: the body of a POST /v1/usage,
  * or the GET to answer on the next call (answering on the first call, before microhttpd
  * finished reading the request, makes it close the connection: no keep-alive). */
+enum route { R_USAGE, R_BALANCE, R_PLANS, R_SUBSCRIPTION };
+
 struct request {
-	int is_balance;
-	size_t idlen;           /* balance: length of the org id in the URL */
+	enum route route;
+	size_t idlen;           /* org routes: length of the org id in the URL */
 	unsigned char *body;
 	size_t len, cap;
 };
@@ -108,28 +112,39 @@ static int authorized(struct bw_api_server *srv, struct MHD_Connection *conn)
 							     MHD_HTTP_HEADER_AUTHORIZATION));
 }
 
-/* GET /v1/orgs/{org_id}/balance[?spus=N]; org_id is url[sizeof(ORGS_PREFIX)-1 .. idlen). */
+/* GET /v1/orgs/{org_id}/balance[?spus=N]; org_id checked by the caller. */
 static enum MHD_Result handle_balance(struct bw_api_server *srv, struct MHD_Connection *conn,
-				      const char *url, size_t idlen)
+				      const char *org_id)
 {
 	const char *spus_text = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "spus");
-	char org_id[BW_USAGE_ID_MAX + 1];
 	int64_t spus = -1;
 	char *body = NULL;
 	struct bw_err err;
 
 	bw_err_clear(&err);
-	if (idlen == 0 || idlen > BW_USAGE_ID_MAX)
-		return refuse(srv, conn, 400, "invalid_org_id", NULL,
-			      "org id of %zu bytes (1 to %d)", idlen, BW_USAGE_ID_MAX);
-	memcpy(org_id, url + strlen(ORGS_PREFIX), idlen);
-	org_id[idlen] = '\0';
 	if (spus_text && bw_parse_int64(spus_text, 1, INT64_MAX, &spus) != 0)
 		return refuse(srv, conn, 400, "invalid_spus", NULL,
 			      "spus must be an integer from 1 to 9223372036854775807");
 	if (bw_api_balance_json(srv->mongo, srv->cache, org_id, srv->cfg.free_grant, spus, &body, &err) != 0)
 		return refuse(srv, conn, 503, "unavailable", NULL, "balance of %s: %s", org_id,
 			      err.msg);
+	return respond(srv, conn, 200, body, NULL);
+}
+
+/* GET /v1/plans and GET /v1/orgs/{org_id}/subscription (org_id NULL for the plans). */
+static enum MHD_Result handle_plans_read(struct bw_api_server *srv, struct MHD_Connection *conn,
+					 const char *org_id)
+{
+	char *body = NULL;
+	struct bw_err err;
+	int rc;
+
+	bw_err_clear(&err);
+	rc = org_id ? bw_api_subscription_json(srv->mongo, org_id, &body, &err)
+		    : bw_api_plans_json(srv->mongo, &body, &err);
+	if (rc != 0)
+		return refuse(srv, conn, 503, "unavailable", NULL, "%s: %s",
+			      org_id ? "subscription" : "plans", err.msg);
 	return respond(srv, conn, 200, body, NULL);
 }
 
@@ -217,12 +232,25 @@ static enum MHD_Result append_body(struct bw_api_server *srv, struct MHD_Connect
 	return MHD_YES;
 }
 
+/* The routes after /v1/orgs/{org_id} (suffix NULL: GET /v1/plans). */
+struct org_route {
+	const char *suffix;
+	enum route route;
+	const char *allow;
+};
+
+static const struct org_route org_routes[] = {
+	{ BALANCE_SUFFIX, R_BALANCE, "GET, HEAD" },
+	{ "/subscription", R_SUBSCRIPTION, "GET, HEAD" },
+	{ NULL, R_PLANS, "GET, HEAD" },
+};
+
 /* The first call of a request: route, authorise, answer a GET at once, or set up the body of
  * a POST /v1/usage (413 before reading an announced oversized body). */
 static enum MHD_Result start_request(struct bw_api_server *srv, struct MHD_Connection *conn,
 				     const char *url, const char *method, void **con_cls)
 {
-	size_t ulen = strlen(url), plen = strlen(ORGS_PREFIX), slen = strlen(BALANCE_SUFFIX);
+	size_t ulen = strlen(url), plen = strlen(ORGS_PREFIX);
 	int is_get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
 	struct request *req;
 
@@ -249,24 +277,36 @@ static enum MHD_Result start_request(struct bw_api_server *srv, struct MHD_Conne
 		*con_cls = req;
 		return MHD_YES;
 	}
-	if (ulen > plen + slen && !strncmp(url, ORGS_PREFIX, plen) &&
-	    !strcmp(url + ulen - slen, BALANCE_SUFFIX) &&
-	    !memchr(url + plen, '/', ulen - plen - slen)) {
+	if (!strcmp(url, PLANS_PATH) || (ulen > plen && !strncmp(url, ORGS_PREFIX, plen))) {
+		const char *slash = strchr(url + plen, '/');
+		const struct org_route *rt = NULL;
+		size_t idlen = slash ? (size_t)(slash - (url + plen)) : 0;
+		for (size_t i = 0; i < sizeof(org_routes) / sizeof(org_routes[0]); i++) {
+			if (!org_routes[i].suffix ? !strcmp(url, PLANS_PATH)
+						  : slash && !strcmp(slash, org_routes[i].suffix))
+				rt = &org_routes[i];
+		}
+		if (!rt)
+			goto not_found;
 		if (!is_get)
-			return refuse(srv, conn, 405, "method_not_allowed", "GET, HEAD", "%.16s %s",
+			return refuse(srv, conn, 405, "method_not_allowed", rt->allow, "%.16s %s",
 				      method, url);
 		if (!authorized(srv, conn))
 			return refuse(srv, conn, 401, "unauthorized", NULL,
 				      "missing or unknown API key");
+		if (rt->suffix && (idlen == 0 || idlen > BW_USAGE_ID_MAX))
+			return refuse(srv, conn, 400, "invalid_org_id", NULL,
+				      "org id of %zu bytes (1 to %d)", idlen, BW_USAGE_ID_MAX);
 		req = calloc(1, sizeof(*req));
 		if (!req)
 			return MHD_NO;
-		req->is_balance = 1;
-		req->idlen = ulen - plen - slen;
+		req->route = rt->route;
+		req->idlen = idlen;
 		atomic_fetch_add(&srv->in_flight, 1);
 		*con_cls = req;
 		return MHD_YES;
 	}
+not_found:
 	return refuse(srv, conn, 404, "not_found", NULL, "%.16s %.200s", method, url);
 }
 
@@ -281,9 +321,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	(void)version;
 	if (!req)
 		return start_request(srv, conn, url, method, con_cls);
-	if (req->is_balance) {
+	if (req->route != R_USAGE) {
+		char org_id[BW_USAGE_ID_MAX + 1] = "";
 		*upload_data_size = 0; /* a GET body is ignored */
-		return handle_balance(srv, conn, url, req->idlen);
+		memcpy(org_id, url + strlen(ORGS_PREFIX), req->route == R_PLANS ? 0 : req->idlen);
+		org_id[req->route == R_PLANS ? 0 : req->idlen] = '\0';
+		if (req->route == R_BALANCE)
+			return handle_balance(srv, conn, org_id);
+		return handle_plans_read(srv, conn, req->route == R_PLANS ? NULL : org_id);
 	}
 	if (*upload_data_size > 0) {
 		enum MHD_Result r = append_body(srv, conn, req, upload_data, *upload_data_size);

@@ -1,0 +1,165 @@
+/* bw-api's payment flows (issue 14) against the real local MongoDB and the Stripe API stub:
+ * prices are stored by the sync worker's own code (bw_sync_prices over the stub's fixture),
+ * bw-api is started as a process with STRIPE_API_BASE at the stub, and the exact requests the
+ * stub received are asserted. */
+#include <check.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../stub/stripe_stub.h"
+#include "api_kit.h"
+#include "mongo.h"
+#include "stripe_api.h"
+#include "sync_prices.h"
+#include "testkit.h"
+#include "usage_kit.h"
+
+struct pay_env {
+	struct uk_env env;
+	struct stub stub;
+	struct ak_api api;
+};
+
+/* Stores the fixture's prices in db with the sync worker's code. */
+static void sync_prices(const char *db, const struct stub *stub)
+{
+	struct bw_stripe_api_conf conf = { stub->url, "sk_test_pay", BW_STRIPE_API_VERSION_DEFAULT,
+					   2000, 5000, 1 << 20, 1, 10, 50, 0 };
+	struct bw_err err;
+	struct bw_stripe_error serr;
+	struct bw_sync_counts counts;
+	struct bw_stripe_api *api;
+	struct bw_mongo *m;
+
+	memset(&counts, 0, sizeof(counts));
+	bw_err_clear(&err);
+	api = bw_stripe_api_new(&conf, &err);
+	ck_assert(api != NULL);
+	m = bw_mongo_new(tk_mongo_uri(), db, "test-api-pay", &err);
+	ck_assert(m != NULL);
+	ck_assert_msg(bw_sync_prices(api, m, "doc_router", "run-1", &counts, &serr, &err) == 0,
+		      "sync prices: %s", err.msg);
+	bw_mongo_destroy(m);
+	bw_stripe_api_destroy(api);
+}
+
+/* Env, stub on the fixture state, prices synced, bw-api started (with_key: Stripe mode). */
+static void pay_start(struct pay_env *pe, const char *name, int with_key)
+{
+	char base[128];
+	json_t *st = stub_fixture();
+
+	uk_env_init(&pe->env, name, 1);
+	stub_start(&pe->stub, st);
+	json_decref(st);
+	sync_prices(pe->env.db, &pe->stub);
+	stub_clear_requests(&pe->stub);
+	snprintf(base, sizeof(base), "STRIPE_API_BASE=%s", pe->stub.url);
+	const char *const extra[] = { base, "STRIPE_RETRY_BASE_MS=10", "STRIPE_RETRY_MAX_MS=50",
+				      with_key ? "STRIPE_SECRET_KEY=sk_test_pay" : NULL, NULL };
+	ak_start(&pe->api, tk_brokers(), pe->env.topic, pe->env.db, extra);
+}
+
+static void pay_stop(struct pay_env *pe)
+{
+	ak_stop(&pe->api);
+	stub_stop(&pe->stub);
+	tk_mongo_drop(pe->env.db);
+}
+
+/* A request expected to answer status; returns the parsed body (new reference). */
+static json_t *call(const struct pay_env *pe, const char *method, const char *path,
+		    const char *body, long status)
+{
+	struct ak_resp r;
+	json_t *j;
+
+	ak_http(&pe->api, method, path, AK_KEY, body, &r);
+	ck_assert_msg(r.status == status && r.json, "%s %s: %ld %s (expected %ld)", method, path,
+		      r.status, r.body ? r.body : "", status);
+	j = json_incref(r.json);
+	ak_resp_free(&r);
+	return j;
+}
+
+static const char *str(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	ck_assert_msg(s != NULL, "no string %s", key);
+	return s;
+}
+
+START_TEST(test_plans_and_subscription_reads)
+{
+	struct pay_env pe;
+	json_t *j, *t, *c;
+	size_t i;
+	int seen = 0;
+
+	pay_start(&pe, "it_api_pay_reads", 0);
+	tk_mongo_insert(pe.env.db, "payments_customers",
+			"{\"org_id\":\"org-sub\",\"subscription_type\":\"team\","
+			"\"stripe_subscription_status\":\"active\",\"stripe_subscription_id\":\"sub_x\","
+			"\"stripe_current_billing_period_start\":1700000000,"
+			"\"stripe_current_billing_period_end\":1702592000,"
+			"\"subscription_cancel_at_period_end\":true}");
+	/* Local-only mode (no STRIPE_SECRET_KEY): the reads work. */
+	j = call(&pe, "GET", "/v1/plans", NULL, 200);
+	c = json_object_get(j, "credit");
+	ck_assert_str_eq(str(c, "price_id"), "price_credit");
+	ck_assert_int_eq(tk_int(c, "unit_amount"), 100);
+	ck_assert_int_eq(tk_int(c, "credits_per_unit"), 10);
+	ck_assert_str_eq(str(c, "price_per_credit"), "10");
+	ck_assert_str_eq(str(c, "currency"), "usd");
+	ck_assert_int_eq(tk_int(c, "min_credits"), 500);
+	ck_assert_int_eq(tk_int(c, "max_credits"), 100000);
+	json_array_foreach(json_object_get(j, "tiers"), i, t) {
+		const char *tier = str(t, "tier");
+		ck_assert_msg(strcmp(tier, "individual") == 0 || strcmp(tier, "team") == 0 ||
+				      strcmp(tier, "enterprise") == 0 || strcmp(tier, "pro") == 0,
+			      "tier %s", tier);
+		if (!strcmp(tier, "team")) {
+			/* The active team price only (price_old_team is inactive). */
+			ck_assert_str_eq(str(t, "price_id"), "price_team");
+			ck_assert_int_eq(tk_int(t, "unit_amount"), 4900);
+			ck_assert_int_eq(tk_int(t, "included_spus"), 5000);
+			ck_assert_str_eq(str(t, "interval"), "month");
+			seen++;
+		}
+	}
+	ck_assert_int_eq(seen, 1);
+	json_decref(j);
+
+	j = call(&pe, "GET", "/v1/orgs/org-sub/subscription", NULL, 200);
+	ck_assert_str_eq(str(j, "plan"), "team");
+	ck_assert_str_eq(str(j, "status"), "active");
+	ck_assert(json_is_true(json_object_get(j, "live")));
+	ck_assert_int_eq(tk_int(j, "current_period_start"), 1700000000);
+	ck_assert_int_eq(tk_int(j, "current_period_end"), 1702592000);
+	ck_assert(json_is_true(json_object_get(j, "cancel_at_period_end")));
+	json_decref(j);
+	j = call(&pe, "GET", "/v1/orgs/org-none/subscription", NULL, 200);
+	ck_assert(json_is_null(json_object_get(j, "plan")));
+	ck_assert(json_is_false(json_object_get(j, "live")));
+	json_decref(j);
+	/* No Stripe call on the read path. */
+	j = stub_requests(&pe.stub);
+	ck_assert_int_eq(json_array_size(j), 0);
+	json_decref(j);
+	pay_stop(&pe);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("api_pay");
+	TCase *tc = tcase_create("pay");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_plans_and_subscription_reads);
+	suite_add_tcase(s, tc);
+	return tk_run_suite(s);
+}
