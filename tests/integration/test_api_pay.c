@@ -92,6 +92,145 @@ static const char *str(const json_t *o, const char *key)
 	return s;
 }
 
+/* The requests of method to path (exact), as a new array. */
+static json_t *posts_to(const struct pay_env *pe, const char *method, const char *path)
+{
+	json_t *all = stub_requests(&pe->stub), *out = json_array(), *r;
+	size_t i;
+
+	json_array_foreach(all, i, r) {
+		if (!strcmp(str(r, "method"), method) && !strcmp(str(r, "path"), path))
+			json_array_append(out, r);
+	}
+	json_decref(all);
+	return out;
+}
+
+#define CREDITS_BODY                                                                        \
+	"{\"credits\":%lld,\"success_url\":\"https://app.test/ok\","                          \
+	"\"cancel_url\":\"https://app.test/no\"}"
+#define ENC_URLS "success_url=https%%3A%%2F%%2Fapp.test%%2Fok&cancel_url=https%%3A%%2F%%2Fapp.test%%2Fno"
+
+START_TEST(test_checkout_credits)
+{
+	struct pay_env pe;
+	json_t *j, *reqs, *r;
+	char body[256], form[512], path[] = "/v1/orgs/org-buy/checkout/credits";
+	const char *id1;
+	const long long cases[][2] = { { 499, 400 }, { 500, 200 }, { 100000, 200 },
+				       { 100001, 400 } };
+
+	pay_start(&pe, "it_api_pay_credits", 1);
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(body, sizeof(body), CREDITS_BODY, cases[i][0]);
+		j = call(&pe, "POST", path, body, cases[i][1]);
+		if (cases[i][1] == 400) {
+			ck_assert_str_eq(str(j, "error"), "invalid_request");
+			ck_assert_msg(strstr(str(j, "detail"), "from 500 to 100000") != NULL, "%s",
+				      str(j, "detail"));
+		} else {
+			ck_assert(!strncmp(str(j, "url"), "https://checkout.stripe.test/", 29));
+			ck_assert(!strncmp(str(j, "id"), "cs_test_", 8));
+		}
+		json_decref(j);
+	}
+	/* The customer was created once, with the sync worker's key and metadata, and stored. */
+	reqs = posts_to(&pe, "POST", "/v1/customers");
+	ck_assert_int_eq(json_array_size(reqs), 1);
+	r = json_array_get(reqs, 0);
+	ck_assert_str_eq(str(r, "idempotency_key"), "bw-sync-customer-org-buy");
+	ck_assert_str_eq(str(r, "body"), "metadata%5Borg_id%5D=org-buy&metadata%5Bproduct%5D=doc_router");
+	json_decref(reqs);
+	j = tk_mongo_find_one(pe.env.db, "payments_customers", "{\"org_id\":\"org-buy\"}");
+	ck_assert_str_eq(str(j, "stripe_customer_id"), "cus_for_org-buy");
+	json_decref(j);
+	/* The exact sessions Stripe received: min and max, nothing for the refused amounts. */
+	reqs = posts_to(&pe, "POST", "/v1/checkout/sessions");
+	ck_assert_int_eq(json_array_size(reqs), 2);
+	for (size_t i = 0; i < 2; i++) {
+		long long n = i ? 100000 : 500;
+		r = json_array_get(reqs, i);
+		snprintf(form, sizeof(form),
+			 "mode=payment&customer=cus_for_org-buy&line_items%%5B0%%5D%%5Bprice%%5D="
+			 "price_credit&line_items%%5B0%%5D%%5Bquantity%%5D=%lld&" ENC_URLS
+			 "&metadata%%5Borg_id%%5D=org-buy&metadata%%5Bcredits%%5D=%lld", n, n);
+		ck_assert_str_eq(str(r, "body"), form);
+		ck_assert(!strncmp(str(r, "idempotency_key"), "bw-api-checkout-credits-org-buy-", 32));
+		ck_assert_str_eq(str(r, "authorization"), "Bearer sk_test_pay");
+	}
+	json_decref(reqs);
+	/* A retried request (same body): the same key, Stripe's first session again. */
+	stub_clear_requests(&pe.stub);
+	snprintf(body, sizeof(body), CREDITS_BODY, 700LL);
+	j = call(&pe, "POST", path, body, 200);
+	json_t *j2 = call(&pe, "POST", path, body, 200);
+	id1 = str(j, "id");
+	ck_assert_str_eq(str(j2, "id"), id1);
+	ck_assert_str_eq(str(j2, "url"), str(j, "url"));
+	reqs = posts_to(&pe, "POST", "/v1/checkout/sessions");
+	ck_assert_int_eq(json_array_size(reqs), 2);
+	ck_assert_str_eq(str(json_array_get(reqs, 0), "idempotency_key"),
+			 str(json_array_get(reqs, 1), "idempotency_key"));
+	json_decref(reqs);
+	json_decref(j2);
+	json_decref(j);
+	/* Another amount is another session; a malformed body is refused before Stripe. */
+	snprintf(body, sizeof(body), CREDITS_BODY, 701LL);
+	j = call(&pe, "POST", path, body, 200);
+	ck_assert_str_ne(str(j, "id"), "cs_test_3");
+	json_decref(j);
+	j = call(&pe, "POST", path, "{\"credits\":\"12\"}", 400);
+	json_decref(j);
+	pay_stop(&pe);
+}
+END_TEST
+
+START_TEST(test_local_only_and_stripe_errors)
+{
+	struct pay_env pe;
+	json_t *j, *st;
+	char body[256];
+
+	pay_start(&pe, "it_api_pay_local", 0);
+	snprintf(body, sizeof(body), CREDITS_BODY, 600LL);
+	j = call(&pe, "POST", "/v1/orgs/org-l/checkout/credits", body, 409);
+	ck_assert_str_eq(str(j, "error"), "local_only");
+	ck_assert(strstr(str(j, "detail"), "STRIPE_SECRET_KEY") != NULL);
+	json_decref(j);
+	j = stub_requests(&pe.stub);
+	ck_assert_int_eq(json_array_size(j), 0);
+	json_decref(j);
+	ak_stop(&pe.api);
+	/* Stripe mode; Stripe refuses the session (400 card-less invalid request): passed on. */
+	st = stub_fixture();
+	json_array_append_new(json_object_get(st, "faults"),
+			      json_pack("{s:s s:s s:i s:i s:{s:{s:s s:s s:s}}}", "method", "POST",
+					"path", "/v1/checkout/sessions", "status", 400, "times", 1,
+					"body", "error", "type", "invalid_request_error", "code",
+					"url_invalid", "message", "Not a valid URL"));
+	json_array_append_new(json_object_get(st, "faults"),
+			      json_pack("{s:s s:s s:i s:i}", "method", "POST", "path",
+					"/v1/checkout/sessions", "status", 503, "times", -1));
+	stub_set_state(&pe.stub, st);
+	json_decref(st);
+	char base[128];
+	snprintf(base, sizeof(base), "STRIPE_API_BASE=%s", pe.stub.url);
+	const char *const extra[] = { base, "STRIPE_SECRET_KEY=sk_test_pay", "STRIPE_MAX_RETRIES=1",
+				      "STRIPE_RETRY_BASE_MS=10", "STRIPE_RETRY_MAX_MS=20", NULL };
+	ak_start(&pe.api, tk_brokers(), pe.env.topic, pe.env.db, extra);
+	j = call(&pe, "POST", "/v1/orgs/org-l/checkout/credits", body, 400);
+	ck_assert_str_eq(str(j, "error"), "stripe_refused");
+	ck_assert_str_eq(str(json_object_get(j, "stripe"), "type"), "invalid_request_error");
+	ck_assert_str_eq(str(json_object_get(j, "stripe"), "message"), "Not a valid URL");
+	json_decref(j);
+	j = call(&pe, "POST", "/v1/orgs/org-l/checkout/credits", body, 502);
+	ck_assert_str_eq(str(j, "error"), "stripe_unavailable");
+	ck_assert_str_eq(str(json_object_get(j, "stripe"), "type"), "api_error");
+	json_decref(j);
+	pay_stop(&pe);
+}
+END_TEST
+
 START_TEST(test_plans_and_subscription_reads)
 {
 	struct pay_env pe;
@@ -160,6 +299,8 @@ int main(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_plans_and_subscription_reads);
+	tcase_add_test(tc, test_checkout_credits);
+	tcase_add_test(tc, test_local_only_and_stripe_errors);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

@@ -24,6 +24,12 @@ body). The port is written to DIR/port once listening (binds port 0: a free port
 POST /v1/customers honours Idempotency-Key like Stripe (same key: same answer) and creates
 "cus_for_<metadata[org_id]>" (then "..._2", "..._3" when that id exists: a re-created customer),
 with the form's metadata. Errors have Stripe's shape {"error": {type, code, message}}.
+Payment flows (bw-api): every POST honours Idempotency-Key (same key and body: the first
+answer again; same key, another body: 400 idempotency_error, as Stripe). POST
+/v1/checkout/sessions creates "cs_test_<n>" (url https://checkout.stripe.test/c/pay/<id>)
+from the form; GET/POST /v1/subscriptions/<id> read and update a state subscription (updates
+kept in memory over the state: items[i][id|price|deleted], cancel_at_period_end,
+proration_behavior, metadata[k]); POST /v1/billing_portal/sessions creates "bps_<n>".
 """
 import argparse
 import json
@@ -40,6 +46,59 @@ LOCK = threading.Lock()
 STATE = {"key": None, "data": {}, "fault_used": {}}
 CREATED = {}      # customer id -> customer object created by POST
 IDEMPOTENT = {}   # Idempotency-Key -> (status, body)
+IDEM_BODY = {}    # Idempotency-Key -> the form it was first used with
+SESSIONS = []     # checkout and portal sessions created
+SUB_UPDATES = {}  # subscription id -> the subscription as last updated
+
+
+def form_dict(form, prefix):
+    """{k: v} of the form's prefix[k] fields."""
+    return {k[len(prefix) + 1:-1]: v[0] for k, v in form.items()
+            if k.startswith(prefix + "[") and k.endswith("]") and "][" not in k}
+
+
+def find_sub(state, sid):
+    if sid in SUB_UPDATES:
+        return SUB_UPDATES[sid]
+    for s in state.get("subscriptions", []):
+        if s.get("id") == sid:
+            return json.loads(json.dumps(s))
+    return None
+
+
+def update_sub(state, sid, form):
+    s = find_sub(state, sid)
+    if s is None:
+        return stripe_error(404, "invalid_request_error", "No such subscription: '%s'" % sid,
+                            "resource_missing", "id")
+    items = s.setdefault("items", {"object": "list", "has_more": False, "data": []})["data"]
+    i = 0
+    while "items[%d][id]" % i in form or "items[%d][price]" % i in form:
+        iid = form.get("items[%d][id]" % i, [None])[0]
+        price = form.get("items[%d][price]" % i, [None])[0]
+        deleted = form.get("items[%d][deleted]" % i, ["false"])[0] == "true"
+        cur = [it for it in items if it.get("id") == iid] if iid else []
+        if iid and not cur:
+            return stripe_error(400, "invalid_request_error",
+                                "No such subscription item: '%s'" % iid, "resource_missing")
+        if deleted:
+            items[:] = [it for it in items if it.get("id") != iid]
+        elif cur:
+            if price:
+                cur[0]["price"] = price
+        else:
+            items.append({"id": "si_new_%d" % (len(items) + 1), "object": "subscription_item",
+                          "price": price})
+        i += 1
+    if "cancel_at_period_end" in form:
+        s["cancel_at_period_end"] = form["cancel_at_period_end"][0] == "true"
+    if "proration_behavior" in form:
+        s["proration_behavior_last"] = form["proration_behavior"][0]
+    md = form_dict(form, "metadata")
+    if md:
+        s.setdefault("metadata", {}).update(md)
+    SUB_UPDATES[sid] = s
+    return 200, s
 
 
 def load_state(d):
@@ -218,11 +277,48 @@ class Handler(BaseHTTPRequestHandler):
                 return stripe_error(404, "invalid_request_error",
                                     "No such customer: '%s'" % cid, "resource_missing", "id")
             return 200, c
+        key = self.headers.get("Idempotency-Key") if method == "POST" else None
+        if key and key in IDEMPOTENT:
+            if IDEM_BODY.get(key) != body:
+                return stripe_error(400, "idempotency_error",
+                                    "Keys for idempotent requests can only be used with the "
+                                    "same parameters they were first used with.")
+            return IDEMPOTENT[key]
+        res = self.route_new(state, method, path, q, body)
+        if key and res[0] < 500:
+            IDEMPOTENT[key] = res
+            IDEM_BODY[key] = body
+        return res
+
+    def route_new(self, state, method, path, q, body):
+        form = parse_qs(body, keep_blank_values=True)
+        if method == "POST" and path == "/v1/checkout/sessions":
+            sid = "cs_test_%d" % (len(SESSIONS) + 1)
+            cs = {"id": sid, "object": "checkout.session",
+                  "url": "https://checkout.stripe.test/c/pay/" + sid,
+                  "mode": form.get("mode", [None])[0],
+                  "customer": form.get("customer", [None])[0],
+                  "metadata": form_dict(form, "metadata"), "status": "open"}
+            SESSIONS.append(cs)
+            return 200, cs
+        if method == "POST" and path == "/v1/billing_portal/sessions":
+            sid = "bps_%d" % (len(SESSIONS) + 1)
+            ps = {"id": sid, "object": "billing_portal.session",
+                  "url": "https://billing.stripe.test/p/session/" + sid,
+                  "customer": form.get("customer", [None])[0],
+                  "return_url": form.get("return_url", [None])[0]}
+            SESSIONS.append(ps)
+            return 200, ps
+        if path.startswith("/v1/subscriptions/"):
+            sid = path[len("/v1/subscriptions/"):]
+            if method == "POST":
+                return update_sub(state, sid, form)
+            s = find_sub(state, sid)
+            if s is None:
+                return stripe_error(404, "invalid_request_error",
+                                    "No such subscription: '%s'" % sid, "resource_missing")
+            return 200, s
         if method == "POST" and path == "/v1/customers":
-            key = self.headers.get("Idempotency-Key")
-            if key and key in IDEMPOTENT:
-                return IDEMPOTENT[key]
-            form = parse_qs(body, keep_blank_values=True)
             org = form.get("metadata[org_id]", [""])[0]
             cid = "cus_for_" + org if org else "cus_anon_%d" % (len(CREATED) + 1)
             known = all_customers(state)
@@ -236,10 +332,7 @@ class Handler(BaseHTTPRequestHandler):
             c = {"id": cid, "object": "customer", "created": int(time.time()),
                  "metadata": md}
             CREATED[cid] = c
-            res = (200, c)
-            if key:
-                IDEMPOTENT[key] = res
-            return res
+            return 200, c
         return stripe_error(404, "invalid_request_error",
                             "Unrecognized request URL (%s: %s)" % (method, path))
 

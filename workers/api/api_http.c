@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "api_balance.h"
+#include "api_pay.h"
 #include "api_plans.h"
 #include "api_usage.h"
 #include "config.h"
@@ -42,7 +43,7 @@ struct bw_api_server {
 /* State of one request, from its headers to its completion: the body of a POST /v1/usage,
  * or the GET to answer on the next call (answering on the first call, before microhttpd
  * finished reading the request, makes it close the connection: no keep-alive). */
-enum route { R_USAGE, R_BALANCE, R_PLANS, R_SUBSCRIPTION };
+enum route { R_USAGE, R_BALANCE, R_PLANS, R_SUBSCRIPTION, R_CREDITS };
 
 struct request {
 	enum route route;
@@ -201,6 +202,30 @@ done:
 	return ret;
 }
 
+/* The Stripe-backed calls (api_pay) with the whole body in. */
+static enum MHD_Result handle_pay(struct bw_api_server *srv, struct MHD_Connection *conn,
+				  const char *url, struct request *req)
+{
+	char org_id[BW_USAGE_ID_MAX + 1];
+	char *body = NULL;
+	unsigned status;
+
+	memcpy(org_id, url + strlen(ORGS_PREFIX), req->idlen);
+	org_id[req->idlen] = '\0';
+	struct bw_api_pay_req pr = {
+		org_id, req->body, req->len,
+		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key"),
+	};
+	switch (req->route) {
+	case R_CREDITS:
+		status = bw_api_pay_credits(srv->cfg.pay, srv->mongo, &pr, &body);
+		break;
+	default:
+		return refuse(srv, conn, 404, "not_found", NULL, "%s", url);
+	}
+	return respond(srv, conn, status, body, NULL);
+}
+
 /* Appends an upload chunk; MHD_NO (connection closed) past the limit. */
 static enum MHD_Result append_body(struct bw_api_server *srv, struct MHD_Connection *conn,
 				   struct request *req, const char *data, size_t n)
@@ -232,17 +257,20 @@ static enum MHD_Result append_body(struct bw_api_server *srv, struct MHD_Connect
 	return MHD_YES;
 }
 
-/* The routes after /v1/orgs/{org_id} (suffix NULL: GET /v1/plans). */
+/* The routes after /v1/orgs/{org_id} (suffix NULL: GET /v1/plans); allow: every method of
+ * the suffix. */
 struct org_route {
 	const char *suffix;
 	enum route route;
+	const char *method;
 	const char *allow;
 };
 
 static const struct org_route org_routes[] = {
-	{ BALANCE_SUFFIX, R_BALANCE, "GET, HEAD" },
-	{ "/subscription", R_SUBSCRIPTION, "GET, HEAD" },
-	{ NULL, R_PLANS, "GET, HEAD" },
+	{ BALANCE_SUFFIX, R_BALANCE, "GET", "GET, HEAD" },
+	{ "/subscription", R_SUBSCRIPTION, "GET", "GET, HEAD" },
+	{ "/checkout/credits", R_CREDITS, "POST", "POST" },
+	{ NULL, R_PLANS, "GET", "GET, HEAD" },
 };
 
 /* The first call of a request: route, authorise, answer a GET at once, or set up the body of
@@ -281,15 +309,19 @@ static enum MHD_Result start_request(struct bw_api_server *srv, struct MHD_Conne
 		const char *slash = strchr(url + plen, '/');
 		const struct org_route *rt = NULL;
 		size_t idlen = slash ? (size_t)(slash - (url + plen)) : 0;
+		const char *allow = NULL;
 		for (size_t i = 0; i < sizeof(org_routes) / sizeof(org_routes[0]); i++) {
-			if (!org_routes[i].suffix ? !strcmp(url, PLANS_PATH)
-						  : slash && !strcmp(slash, org_routes[i].suffix))
-				rt = &org_routes[i];
+			const struct org_route *o = &org_routes[i];
+			if (!(o->suffix ? slash && !strcmp(slash, o->suffix) : !strcmp(url, PLANS_PATH)))
+				continue;
+			allow = o->allow;
+			if (!strcmp(o->method, "GET") ? is_get : !strcmp(method, o->method))
+				rt = o;
 		}
-		if (!rt)
+		if (!allow)
 			goto not_found;
-		if (!is_get)
-			return refuse(srv, conn, 405, "method_not_allowed", rt->allow, "%.16s %s",
+		if (!rt)
+			return refuse(srv, conn, 405, "method_not_allowed", allow, "%.16s %s",
 				      method, url);
 		if (!authorized(srv, conn))
 			return refuse(srv, conn, 401, "unauthorized", NULL,
@@ -321,6 +353,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	(void)version;
 	if (!req)
 		return start_request(srv, conn, url, method, con_cls);
+	if (req->route >= R_CREDITS) {
+		if (*upload_data_size > 0) {
+			enum MHD_Result r = append_body(srv, conn, req, upload_data,
+							*upload_data_size);
+			*upload_data_size = 0;
+			return r;
+		}
+		return handle_pay(srv, conn, url, req);
+	}
 	if (req->route != R_USAGE) {
 		char org_id[BW_USAGE_ID_MAX + 1] = "";
 		*upload_data_size = 0; /* a GET body is ignored */

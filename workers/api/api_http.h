@@ -21,6 +21,7 @@
 #include "acked_publisher.h"
 #include "api_auth.h"
 #include "api_balance.h"
+#include "api_pay.h"
 #include "err.h"
 #include "mongo.h"
 
@@ -33,6 +34,7 @@ struct bw_api_http_cfg {
 	const char *topic;       /* where usage events go */
 	int64_t free_grant;      /* FREE_GRANT_SPUS: the balance of an org never seen */
 	unsigned max_connections;
+	const struct bw_api_pay_cfg *pay; /* the Stripe-backed calls (api_pay.h) */
 };
 
 struct bw_api_server;

@@ -10,6 +10,7 @@
 #include "acked_publisher.h"
 #include "api_auth.h"
 #include "api_http.h"
+#include "api_pay.h"
 #include "log.h"
 #include "metrics.h"
 #include "mongo.h"
@@ -28,6 +29,8 @@ struct api_cfg {
 	int64_t publish_timeout_ms;
 	int64_t max_connections;
 	int64_t cache_ms;
+	char *secret_key, *api_base, *api_version, *product_tag;
+	int64_t connect_timeout_ms, timeout_ms, max_retries, retry_base_ms, retry_max_ms;
 };
 
 #define OWN(field) offsetof(struct api_cfg, field)
@@ -54,6 +57,25 @@ static const struct bw_cfg_opt api_opts[] = {
 	  "concurrent HTTP connections (one thread each)", NULL },
 	{ "API_BALANCE_CACHE_MS", BW_CFG_INT, "200", 0, 60000, 0, OWN(cache_ms),
 	  "how long a balance read from MongoDB is reused for the same org (0: never)", NULL },
+	{ "STRIPE_SECRET_KEY", BW_CFG_STR, "", 0, 255, 1, OWN(secret_key),
+	  "Stripe secret API key; unset = local-only mode (the Stripe-backed calls answer 409)",
+	  NULL },
+	{ "STRIPE_API_BASE", BW_CFG_STR, "https://api.stripe.com", 8, 1024, 0, OWN(api_base),
+	  "Stripe API base URL (a stub's URL in tests)", NULL },
+	{ "STRIPE_API_VERSION", BW_CFG_STR, BW_STRIPE_API_VERSION_DEFAULT, 10, 64, 0,
+	  OWN(api_version), "pinned Stripe-Version header", NULL },
+	{ "STRIPE_PRODUCT_TAG", BW_CFG_STR, "doc_router", 1, 128, 0, OWN(product_tag),
+	  "product metadata product=<tag> of customers created here (as the sync worker's)", NULL },
+	{ "STRIPE_CONNECT_TIMEOUT_MS", BW_CFG_INT, "5000", 100, 60000, 0,
+	  OWN(connect_timeout_ms), "connect timeout of one Stripe request", NULL },
+	{ "STRIPE_TIMEOUT_MS", BW_CFG_INT, "10000", 100, 300000, 0, OWN(timeout_ms),
+	  "total timeout of one Stripe request attempt (a user is waiting)", NULL },
+	{ "STRIPE_MAX_RETRIES", BW_CFG_INT, "2", 0, 20, 0, OWN(max_retries),
+	  "retries of a Stripe request after a network error, 409, 429 or 5xx", NULL },
+	{ "STRIPE_RETRY_BASE_MS", BW_CFG_INT, "300", 1, 60000, 0, OWN(retry_base_ms),
+	  "first retry backoff (doubles, with jitter)", NULL },
+	{ "STRIPE_RETRY_MAX_MS", BW_CFG_INT, "2000", 1, 300000, 0, OWN(retry_max_ms),
+	  "cap of one backoff and of an honoured Retry-After", NULL },
 };
 
 #define NOPTS (sizeof(api_opts) / sizeof(api_opts[0]))
@@ -96,6 +118,21 @@ int main(void)
 	pub = bw_acked_publisher_new(common.kafka_brokers, (int)cfg.publish_timeout_ms, 5, &err);
 	if (!pub)
 		goto fail;
+	struct bw_api_pay_cfg pay = {
+		.stripe = {
+			.base_url = cfg.api_base,
+			.secret_key = cfg.secret_key,
+			.api_version = cfg.api_version,
+			.connect_timeout_ms = (long)cfg.connect_timeout_ms,
+			.timeout_ms = (long)cfg.timeout_ms,
+			.max_body = 1 << 20,
+			.max_retries = (int)cfg.max_retries,
+			.retry_base_ms = (int)cfg.retry_base_ms,
+			.retry_max_ms = (int)cfg.retry_max_ms,
+		},
+		.product_tag = cfg.product_tag,
+		.free_grant = common.free_grant,
+	};
 	struct bw_api_http_cfg hcfg = {
 		.bind = cfg.bind,
 		.port = (int)cfg.port,
@@ -105,6 +142,7 @@ int main(void)
 		.topic = cfg.topic,
 		.free_grant = common.free_grant,
 		.max_connections = (unsigned)cfg.max_connections,
+		.pay = &pay,
 	};
 	bw_metrics_set_labels(NULL, cfg.topic);
 	cache = bw_api_balance_cache_new(cfg.cache_ms);
@@ -112,8 +150,10 @@ int main(void)
 	if (!srv)
 		goto fail;
 	bw_log(BW_LOG_INFO, NULL, "listening on %s:%d, POST /v1/usage -> %s, max %lld events, "
-	       "max body %lld, balance cache %lld ms", cfg.bind, bw_api_server_port(srv), cfg.topic,
-	       (long long)cfg.max_events, (long long)cfg.max_body, (long long)cfg.cache_ms);
+	       "max body %lld, balance cache %lld ms, %s", cfg.bind, bw_api_server_port(srv),
+	       cfg.topic, (long long)cfg.max_events, (long long)cfg.max_body,
+	       (long long)cfg.cache_ms, cfg.secret_key && cfg.secret_key[0] ? "Stripe API mode" :
+	       "local-only mode (no STRIPE_SECRET_KEY): Stripe-backed calls answer 409");
 	if (common.metrics_port > 0) {
 		struct bw_ops_conf oconf = { common.metrics_bind, (int)common.metrics_port,
 					     common.health_stall_ms, common.mongo_uri, 1000, 0 };

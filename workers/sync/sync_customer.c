@@ -22,9 +22,9 @@ static int collect_sub(void *opaque, json_t *item, struct bw_err *err)
 /* POST /v1/customers for org_id, tagged with our product; *cus_out a new string.
  * generation: how many of the org's Stripe customers were deleted (part of the key, so a
  * customer deleted in Stripe is replaced by a new one, not answered from the old key). */
-static int create_customer(struct bw_stripe_api *api, const char *org_id, const char *tag,
-			   int64_t generation, char **cus_out, struct bw_stripe_error *serr,
-			   struct bw_err *err)
+int bw_sync_create_customer(struct bw_stripe_api *api, const char *org_id, const char *tag,
+			    int64_t generation, char **cus_out, struct bw_stripe_error *serr,
+			    struct bw_err *err)
 {
 	char *esc = bw_stripe_api_escape(api, org_id), *esc_tag = bw_stripe_api_escape(api, tag);
 	char *form = NULL, key[192];
@@ -158,7 +158,7 @@ int bw_sync_customer(struct bw_stripe_api *api, struct bw_mongo *mongo,
 				   org_id ? org_id : "?");
 			goto done;
 		}
-		if (create_customer(api, org_id, cfg->product_tag, d.customers_deleted, &cus, serr,
+		if (bw_sync_create_customer(api, org_id, cfg->product_tag, d.customers_deleted, &cus, serr,
 				    err) != 0)
 			goto done;
 		counts->customers_created++;

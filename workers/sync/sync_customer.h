@@ -51,6 +51,14 @@ struct bw_sync_customer_req {
 	const struct bw_sync_customer_cfg *cfg;  /* borrowed */
 };
 
+/* POST /v1/customers for org_id tagged with product tag, Idempotency-Key
+ * "bw-sync-customer-<org_id>[-g<generation>]" (generation: the org's deleted Stripe customers,
+ * stripe_customers_deleted), so every caller (the sync, bw-api) creates one customer per org.
+ * *cus_out: the new customer id (caller free()). 0, or -1 with err and serr. Shared with bw-api. */
+int bw_sync_create_customer(struct bw_stripe_api *api, const char *org_id, const char *tag,
+			    int64_t generation, char **cus_out, struct bw_stripe_error *serr,
+			    struct bw_err *err);
+
 /* Reconciles one org. Adds to counts. 0, or -1 with err (TRANSIENT: Stripe after retries or
  * MongoDB; INVALID: Stripe 4xx, or nothing to reconcile) and serr. */
 int bw_sync_customer(struct bw_stripe_api *api, struct bw_mongo *mongo,

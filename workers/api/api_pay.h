@@ -1,0 +1,42 @@
+/* api_pay: bw-api's Stripe-backed payment calls (issue 14). Each takes the request (org id,
+ * JSON body, the caller's optional Idempotency-Key header) and answers an HTTP status with a
+ * JSON body (new string, caller free()):
+ *   POST /v1/orgs/{org_id}/checkout/credits  {credits, success_url, cancel_url}
+ * Stripe requests (shared/stripe_api: retries on network errors, 408/409/429/5xx):
+ *   - the org's Stripe customer: the stored stripe_customer_id, else created with the sync
+ *     worker's own call (bw_sync_create_customer: metadata org_id and product, Idempotency-Key
+ *     "bw-sync-customer-<org_id>") and stored at once, as the sync does;
+ *   - every other POST carries Idempotency-Key "bw-api-<call>-<org_id>-<h>", h = the first 32
+ *     hex digits of SHA-256(caller's Idempotency-Key or "", "\n", the raw body): a retried
+ *     request (same body, same header) gets Stripe's first answer, one session and not two.
+ * Answers when it fails: 400 invalid_request (body, bounds: the bounds in the detail),
+ * 409 local_only (no STRIPE_SECRET_KEY), 404 no_price (the sync stored no such price),
+ * 402/400 stripe_refused (Stripe answered 4xx: its status when 402, else 400) and
+ * 502 stripe_unavailable (no answer or 5xx/429 after the retries), each with
+ * "stripe": {http_status, type, code, message}; 503 unavailable (MongoDB). Never a bare 500. */
+#ifndef BW_API_PAY_H
+#define BW_API_PAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mongo.h"
+#include "stripe_api.h"
+
+struct bw_api_pay_cfg {
+	struct bw_stripe_api_conf stripe; /* secret_key NULL or "": local-only mode */
+	const char *product_tag;          /* STRIPE_PRODUCT_TAG */
+	int64_t free_grant;               /* a customer document created here starts with it */
+};
+
+struct bw_api_pay_req {
+	const char *org_id;
+	const unsigned char *body;
+	size_t len;
+	const char *client_key;           /* the caller's Idempotency-Key header, may be NULL */
+};
+
+unsigned bw_api_pay_credits(const struct bw_api_pay_cfg *cfg, struct bw_mongo *m,
+			    const struct bw_api_pay_req *req, char **out);
+
+#endif
