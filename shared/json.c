@@ -146,6 +146,36 @@ int bw_json_check_rfc3339(const char *s)
 	return -1;
 }
 
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian; Howard Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+int bw_json_rfc3339_ms(const char *s, int64_t *ms)
+{
+	size_t i = 19;
+	int64_t frac = 0, scale = 100, off = 0, secs;
+
+	if (bw_json_check_rfc3339(s) != 0)
+		return -1;
+	secs = days_from_civil(num2(s) * 100 + num2(s + 2), num2(s + 5), num2(s + 8)) * 86400 +
+	       num2(s + 11) * 3600 + num2(s + 14) * 60 + num2(s + 17);
+	if (s[i] == '.') {
+		for (i++; isdigit((unsigned char)s[i]); i++, scale /= 10)
+			frac += (s[i] - '0') * scale;
+	}
+	if (s[i] == '+' || s[i] == '-')
+		off = (num2(s + i + 1) * 3600 + num2(s + i + 4) * 60) * (s[i] == '+' ? 1 : -1);
+	*ms = (secs - off) * 1000 + frac;
+	return 0;
+}
+
 const char *bw_json_path_str(const json_t *obj, const char *path)
 {
 	char key[128];

@@ -35,6 +35,10 @@ int bw_json_get_number(const json_t *obj, const char *key, int required, double 
  * Returns 0 or -1. */
 int bw_json_check_rfc3339(const char *s);
 
+/* s (as bw_json_check_rfc3339) as unix milliseconds, UTC (the offset applied, digits past
+ * milliseconds cut). Returns 0 or -1. */
+int bw_json_rfc3339_ms(const char *s, int64_t *ms);
+
 /* SHA-256 of the canonical form of obj (keys sorted, compact), as 64 hex chars + NUL in out.
  * The canonical form is byte for byte what json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS |
  * JSON_ENCODE_ANY) writes, produced without building the string through jansson (it was a

@@ -15,6 +15,7 @@
 #include "api_balance.h"
 #include "api_pay.h"
 #include "api_plans.h"
+#include "api_report.h"
 #include "api_usage.h"
 #include "config.h"
 #include "log.h"
@@ -43,7 +44,7 @@ struct bw_api_server {
 /* State of one request, from its headers to its completion: the body of a POST /v1/usage,
  * or the GET to answer on the next call (answering on the first call, before microhttpd
  * finished reading the request, makes it close the connection: no keep-alive). */
-enum route { R_USAGE, R_BALANCE, R_PLANS, R_SUBSCRIPTION, R_CREDITS };
+enum route { R_USAGE, R_BALANCE, R_PLANS, R_SUBSCRIPTION, R_REPORT, R_CREDITS };
 
 struct request {
 	enum route route;
@@ -147,6 +148,23 @@ static enum MHD_Result handle_plans_read(struct bw_api_server *srv, struct MHD_C
 		return refuse(srv, conn, 503, "unavailable", NULL, "%s: %s",
 			      org_id ? "subscription" : "plans", err.msg);
 	return respond(srv, conn, 200, body, NULL);
+}
+
+/* GET /v1/orgs/{org_id}/usage?from=&to=&group= (api_report). */
+static enum MHD_Result handle_report(struct bw_api_server *srv, struct MHD_Connection *conn,
+				     const char *org_id)
+{
+	struct bw_api_report_req rr = {
+		org_id,
+		MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "from"),
+		MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "to"),
+		MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "group"),
+		srv->cfg.report_max_days, srv->cfg.report_max_records,
+	};
+	char *body = NULL;
+	unsigned status = bw_api_usage_report(srv->mongo, &rr, &body);
+
+	return respond(srv, conn, status, body, NULL);
 }
 
 /* POST /v1/usage with the whole body in: validate every event, publish all or nothing. */
@@ -269,6 +287,7 @@ struct org_route {
 static const struct org_route org_routes[] = {
 	{ BALANCE_SUFFIX, R_BALANCE, "GET", "GET, HEAD" },
 	{ "/subscription", R_SUBSCRIPTION, "GET", "GET, HEAD" },
+	{ "/usage", R_REPORT, "GET", "GET, HEAD" },
 	{ "/checkout/credits", R_CREDITS, "POST", "POST" },
 	{ NULL, R_PLANS, "GET", "GET, HEAD" },
 };
@@ -369,6 +388,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		org_id[req->route == R_PLANS ? 0 : req->idlen] = '\0';
 		if (req->route == R_BALANCE)
 			return handle_balance(srv, conn, org_id);
+		if (req->route == R_REPORT)
+			return handle_report(srv, conn, org_id);
 		return handle_plans_read(srv, conn, req->route == R_PLANS ? NULL : org_id);
 	}
 	if (*upload_data_size > 0) {

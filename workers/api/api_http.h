@@ -35,6 +35,8 @@ struct bw_api_http_cfg {
 	int64_t free_grant;      /* FREE_GRANT_SPUS: the balance of an org never seen */
 	unsigned max_connections;
 	const struct bw_api_pay_cfg *pay; /* the Stripe-backed calls (api_pay.h) */
+	int64_t report_max_days;          /* GET .../usage: longest range */
+	int64_t report_max_records;       /* GET .../usage: most records read */
 };
 
 struct bw_api_server;

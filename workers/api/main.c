@@ -29,6 +29,7 @@ struct api_cfg {
 	int64_t publish_timeout_ms;
 	int64_t max_connections;
 	int64_t cache_ms;
+	int64_t report_max_days, report_max_records;
 	char *secret_key, *api_base, *api_version, *product_tag;
 	int64_t connect_timeout_ms, timeout_ms, max_retries, retry_base_ms, retry_max_ms;
 };
@@ -57,6 +58,10 @@ static const struct bw_cfg_opt api_opts[] = {
 	  "concurrent HTTP connections (one thread each)", NULL },
 	{ "API_BALANCE_CACHE_MS", BW_CFG_INT, "200", 0, 60000, 0, OWN(cache_ms),
 	  "how long a balance read from MongoDB is reused for the same org (0: never)", NULL },
+	{ "API_USAGE_MAX_DAYS", BW_CFG_INT, "366", 1, 3660, 0, OWN(report_max_days),
+	  "longest from..to range of GET /v1/orgs/{org_id}/usage", NULL },
+	{ "API_USAGE_MAX_RECORDS", BW_CFG_INT, "200000", 1, 10000000, 0, OWN(report_max_records),
+	  "most usage records one GET /v1/orgs/{org_id}/usage reads (more: 400)", NULL },
 	{ "STRIPE_SECRET_KEY", BW_CFG_STR, "", 0, 255, 1, OWN(secret_key),
 	  "Stripe secret API key; unset = local-only mode (the Stripe-backed calls answer 409)",
 	  NULL },
@@ -143,6 +148,8 @@ int main(void)
 		.free_grant = common.free_grant,
 		.max_connections = (unsigned)cfg.max_connections,
 		.pay = &pay,
+		.report_max_days = cfg.report_max_days,
+		.report_max_records = cfg.report_max_records,
 	};
 	bw_metrics_set_labels(NULL, cfg.topic);
 	cache = bw_api_balance_cache_new(cfg.cache_ms);
