@@ -86,6 +86,20 @@ static json_t *call(const struct pay_env *pe, const char *method, const char *pa
 	return j;
 }
 
+static json_t *call_hdr(const struct pay_env *pe, const char *method, const char *path,
+			const char *header, const char *body, long status)
+{
+	struct ak_resp r;
+	json_t *j;
+
+	ak_http_hdr(&pe->api, method, path, AK_KEY, header, body, &r);
+	ck_assert_msg(r.status == status && r.json, "%s %s: %ld %s (expected %ld)", method, path,
+		      r.status, r.body ? r.body : "", status);
+	j = json_incref(r.json);
+	ak_resp_free(&r);
+	return j;
+}
+
 static const char *str(const json_t *o, const char *key)
 {
 	const char *s = json_string_value(json_object_get(o, key));
@@ -163,8 +177,8 @@ START_TEST(test_checkout_credits)
 	/* A retried request (same body): the same key, Stripe's first session again. */
 	stub_clear_requests(&pe.stub);
 	snprintf(body, sizeof(body), CREDITS_BODY, 700LL);
-	j = call(&pe, "POST", path, body, 200);
-	json_t *j2 = call(&pe, "POST", path, body, 200);
+	j = call_hdr(&pe, "POST", path, "Idempotency-Key: click-1", body, 200);
+	json_t *j2 = call_hdr(&pe, "POST", path, "Idempotency-Key: click-1", body, 200);
 	id1 = str(j, "id");
 	ck_assert_str_eq(str(j2, "id"), id1);
 	ck_assert_str_eq(str(j2, "url"), str(j, "url"));
@@ -175,10 +189,13 @@ START_TEST(test_checkout_credits)
 	json_decref(reqs);
 	json_decref(j2);
 	json_decref(j);
-	/* Another amount is another session; a malformed body is refused before Stripe. */
+	/* Another user action (another key) is another session, as is another amount. */
+	j = call_hdr(&pe, "POST", path, "Idempotency-Key: click-2", body, 200);
+	ck_assert_str_eq(str(j, "id"), "cs_test_4");
+	json_decref(j);
 	snprintf(body, sizeof(body), CREDITS_BODY, 701LL);
-	j = call(&pe, "POST", path, body, 200);
-	ck_assert_str_ne(str(j, "id"), "cs_test_3");
+	j = call_hdr(&pe, "POST", path, "Idempotency-Key: click-1", body, 200);
+	ck_assert_str_eq(str(j, "id"), "cs_test_5");
 	json_decref(j);
 	j = call(&pe, "POST", path, "{\"credits\":\"12\"}", 400);
 	json_decref(j);
@@ -198,6 +215,12 @@ START_TEST(test_local_only_and_stripe_errors)
 	ck_assert_str_eq(str(j, "error"), "local_only");
 	ck_assert(strstr(str(j, "detail"), "STRIPE_SECRET_KEY") != NULL);
 	json_decref(j);
+	json_decref(call(&pe, "POST", "/v1/orgs/org-l/checkout/plan", "{}", 409));
+	json_decref(call(&pe, "DELETE", "/v1/orgs/org-l/subscription", NULL, 409));
+	json_decref(call(&pe, "POST", "/v1/orgs/org-l/subscription/reactivate", NULL, 409));
+	json_decref(call(&pe, "POST", "/v1/orgs/org-l/portal", "{}", 409));
+	json_decref(call(&pe, "GET", "/v1/orgs/org-l/usage?from=2026-01-01&to=2026-01-02", NULL,
+			 200));
 	j = stub_requests(&pe.stub);
 	ck_assert_int_eq(json_array_size(j), 0);
 	json_decref(j);
@@ -289,6 +312,107 @@ START_TEST(test_plans_and_subscription_reads)
 	j = stub_requests(&pe.stub);
 	ck_assert_int_eq(json_array_size(j), 0);
 	json_decref(j);
+	pay_stop(&pe);
+}
+END_TEST
+
+#define PLAN_BODY                                                                           \
+	"{\"tier\":\"%s\",\"success_url\":\"https://app.test/ok\","                         \
+	"\"cancel_url\":\"https://app.test/no\"}"
+
+/* The body of the only request of method to path. */
+static void expect_one(const struct pay_env *pe, const char *method, const char *path,
+		       const char *form)
+{
+	json_t *reqs = posts_to(pe, method, path);
+
+	ck_assert_msg(json_array_size(reqs) == 1, "%zu requests to %s", json_array_size(reqs),
+		      path);
+	ck_assert_str_eq(str(json_array_get(reqs, 0), "body"), form);
+	ck_assert(!strncmp(str(json_array_get(reqs, 0), "idempotency_key"), "bw-api-", 7));
+	json_decref(reqs);
+}
+
+START_TEST(test_plan_change_cancel_portal)
+{
+	struct pay_env pe;
+	json_t *j;
+	char body[256];
+
+	pay_start(&pe, "it_api_pay_plan", 1);
+	/* Without a subscription: a subscription-mode Checkout Session for the tier's price. */
+	snprintf(body, sizeof(body), PLAN_BODY, "team");
+	j = call(&pe, "POST", "/v1/orgs/org-new/checkout/plan", body, 200);
+	ck_assert_str_eq(str(j, "mode"), "subscription");
+	ck_assert(!strncmp(str(j, "url"), "https://checkout.stripe.test/", 29));
+	json_decref(j);
+	expect_one(&pe, "POST", "/v1/checkout/sessions",
+		   "mode=subscription&customer=cus_for_org-new&line_items%5B0%5D%5Bprice%5D="
+		   "price_team&line_items%5B0%5D%5Bquantity%5D=1&success_url=https%3A%2F%2F"
+		   "app.test%2Fok&cancel_url=https%3A%2F%2Fapp.test%2Fno&metadata%5Borg_id%5D="
+		   "org-new&subscription_data%5Bmetadata%5D%5Borg_id%5D=org-new");
+	/* Enterprise and unknown tiers: 400 before Stripe. */
+	stub_clear_requests(&pe.stub);
+	snprintf(body, sizeof(body), PLAN_BODY, "enterprise");
+	json_decref(call(&pe, "POST", "/v1/orgs/org-new/checkout/plan", body, 400));
+	snprintf(body, sizeof(body), PLAN_BODY, "gold");
+	json_decref(call(&pe, "POST", "/v1/orgs/org-new/checkout/plan", body, 400));
+	j = stub_requests(&pe.stub);
+	ck_assert_int_eq(json_array_size(j), 0);
+	json_decref(j);
+
+	/* With a live subscription (the fixture's sub_alpha, team, item si_a1): a plan change. */
+	tk_mongo_insert(pe.env.db, "payments_customers",
+			"{\"org_id\":\"org_alpha\",\"stripe_customer_id\":\"cus_alpha\","
+			"\"subscription_type\":\"team\",\"stripe_subscription_id\":\"sub_alpha\","
+			"\"stripe_subscription_status\":\"active\"}");
+	snprintf(body, sizeof(body), PLAN_BODY, "individual");
+	j = call(&pe, "POST", "/v1/orgs/org_alpha/checkout/plan", body, 200);
+	ck_assert_str_eq(str(j, "plan"), "individual");
+	ck_assert_str_eq(str(j, "price_id"), "price_individual");
+	ck_assert_str_eq(str(j, "subscription_id"), "sub_alpha");
+	ck_assert(json_is_false(json_object_get(j, "cancel_at_period_end")));
+	ck_assert_int_eq(tk_int(j, "current_period_end"), 1702592000);
+	json_decref(j);
+	expect_one(&pe, "POST", "/v1/subscriptions/sub_alpha",
+		   "items%5B0%5D%5Bid%5D=si_a1&items%5B0%5D%5Bprice%5D=price_individual&"
+		   "proration_behavior=create_prorations&cancel_at_period_end=false&"
+		   "metadata%5Borg_id%5D=org_alpha");
+	ck_assert_int_eq(stub_count(&pe.stub, "POST", "/v1/checkout/sessions"), 0);
+	ck_assert_int_eq(stub_count(&pe.stub, "POST", "/v1/customers"), 0);
+
+	/* Cancel at period end, reactivate, cancel again: each reaches Stripe. */
+	stub_clear_requests(&pe.stub);
+	j = call(&pe, "DELETE", "/v1/orgs/org_alpha/subscription", NULL, 200);
+	ck_assert(json_is_true(json_object_get(j, "cancel_at_period_end")));
+	ck_assert_str_eq(str(j, "plan"), "individual");
+	json_decref(j);
+	expect_one(&pe, "POST", "/v1/subscriptions/sub_alpha", "cancel_at_period_end=true");
+	j = call(&pe, "POST", "/v1/orgs/org_alpha/subscription/reactivate", NULL, 200);
+	ck_assert(json_is_false(json_object_get(j, "cancel_at_period_end")));
+	json_decref(j);
+	j = call(&pe, "DELETE", "/v1/orgs/org_alpha/subscription", NULL, 200);
+	ck_assert(json_is_true(json_object_get(j, "cancel_at_period_end")));
+	json_decref(j);
+	j = posts_to(&pe, "POST", "/v1/subscriptions/sub_alpha");
+	ck_assert_int_eq(json_array_size(j), 3);
+	ck_assert_str_ne(str(json_array_get(j, 0), "idempotency_key"),
+			 str(json_array_get(j, 2), "idempotency_key"));
+	json_decref(j);
+	/* No live subscription: nothing to cancel. */
+	j = call(&pe, "DELETE", "/v1/orgs/org-new/subscription", NULL, 404);
+	ck_assert_str_eq(str(j, "error"), "no_subscription");
+	json_decref(j);
+
+	/* The billing portal for the org's customer. */
+	stub_clear_requests(&pe.stub);
+	j = call(&pe, "POST", "/v1/orgs/org_alpha/portal",
+		 "{\"return_url\":\"https://app.test/billing\"}", 200);
+	ck_assert(!strncmp(str(j, "url"), "https://billing.stripe.test/", 28));
+	json_decref(j);
+	expect_one(&pe, "POST", "/v1/billing_portal/sessions",
+		   "customer=cus_alpha&return_url=https%3A%2F%2Fapp.test%2Fbilling");
+	json_decref(call(&pe, "POST", "/v1/orgs/org_alpha/portal", "{}", 400));
 	pay_stop(&pe);
 }
 END_TEST
@@ -455,6 +579,7 @@ int main(void)
 	tcase_add_test(tc, test_checkout_credits);
 	tcase_add_test(tc, test_local_only_and_stripe_errors);
 	tcase_add_test(tc, test_usage_report);
+	tcase_add_test(tc, test_plan_change_cancel_portal);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

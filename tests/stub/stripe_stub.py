@@ -98,7 +98,17 @@ def update_sub(state, sid, form):
     if md:
         s.setdefault("metadata", {}).update(md)
     SUB_UPDATES[sid] = s
-    return 200, s
+    return 200, expand_items(state, s)
+
+
+def expand_items(state, s):
+    """A copy of subscription s with its items' prices as objects (as Stripe answers)."""
+    prices = {p["id"]: p for p in state.get("prices", [])}
+    s = json.loads(json.dumps(s))
+    for it in s.get("items", {}).get("data", []):
+        if isinstance(it.get("price"), str):
+            it["price"] = prices.get(it["price"], {"id": it["price"]})
+    return s
 
 
 def load_state(d):
@@ -317,7 +327,7 @@ class Handler(BaseHTTPRequestHandler):
             if s is None:
                 return stripe_error(404, "invalid_request_error",
                                     "No such subscription: '%s'" % sid, "resource_missing")
-            return 200, s
+            return 200, expand_items(state, s)
         if method == "POST" and path == "/v1/customers":
             org = form.get("metadata[org_id]", [""])[0]
             cid = "cus_for_" + org if org else "cus_anon_%d" % (len(CREATED) + 1)

@@ -51,7 +51,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 }
 
 static int try_http(const struct ak_api *api, const char *method, const char *path,
-		    const char *key, const char *body, struct ak_resp *out)
+		    const char *key, const char *header, const char *body, struct ak_resp *out)
 {
 	char url[512], auth[200];
 	struct curl_slist *hdrs = curl_slist_append(NULL, "Expect:");
@@ -71,6 +71,8 @@ static int try_http(const struct ak_api *api, const char *method, const char *pa
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
 		hdrs = curl_slist_append(hdrs, auth);
 	}
+	if (header)
+		hdrs = curl_slist_append(hdrs, header);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	if (body) {
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -90,8 +92,15 @@ static int try_http(const struct ak_api *api, const char *method, const char *pa
 void ak_http(const struct ak_api *api, const char *method, const char *path, const char *key,
 	     const char *body, struct ak_resp *out)
 {
-	ck_assert_msg(try_http(api, method, path, key, body, out) == 0, "%s %s failed, see %s",
-		      method, path, api->log);
+	ck_assert_msg(try_http(api, method, path, key, NULL, body, out) == 0,
+		      "%s %s failed, see %s", method, path, api->log);
+}
+
+void ak_http_hdr(const struct ak_api *api, const char *method, const char *path,
+		 const char *key, const char *header, const char *body, struct ak_resp *out)
+{
+	ck_assert_msg(try_http(api, method, path, key, header, body, out) == 0,
+		      "%s %s failed, see %s", method, path, api->log);
 }
 
 static size_t discard(char *p, size_t size, size_t n, void *arg)
@@ -160,7 +169,7 @@ void ak_start(struct ak_api *api, const char *brokers, const char *topic, const 
 	snprintf(api->log, sizeof(api->log), "%s/%s.api.log", BW_BINARY_DIR, topic);
 	api->pid = tk_spawn(BW_API_PATH, envp, api->log);
 	/* Up once it answers anything (a 404 for an unknown path). */
-	while (try_http(api, "GET", "/", NULL, NULL, &r) != 0) {
+	while (try_http(api, "GET", "/", NULL, NULL, NULL, &r) != 0) {
 		ak_resp_free(&r);
 		ck_assert_msg(tk_now_ms() < deadline, "bw-api did not start, see %s", api->log);
 		usleep(50000);

@@ -35,6 +35,10 @@ void ak_http(const struct ak_api *api, const char *method, const char *path, con
 	     const char *body, struct ak_resp *out);
 void ak_resp_free(struct ak_resp *r);
 
+/* As ak_http with one more request header ("Name: value", may be NULL). */
+void ak_http_hdr(const struct ak_api *api, const char *method, const char *path,
+		 const char *key, const char *header, const char *body, struct ak_resp *out);
+
 /* GETs path twice with the key on one curl handle; returns how many new connections the second
  * request opened (0: the connection was kept alive). */
 long ak_new_connections_on_reuse(const struct ak_api *api, const char *path, const char *key);

@@ -44,7 +44,8 @@ struct bw_api_server {
 /* State of one request, from its headers to its completion: the body of a POST /v1/usage,
  * or the GET to answer on the next call (answering on the first call, before microhttpd
  * finished reading the request, makes it close the connection: no keep-alive). */
-enum route { R_USAGE, R_BALANCE, R_PLANS, R_SUBSCRIPTION, R_REPORT, R_CREDITS };
+enum route { R_USAGE, R_BALANCE, R_PLANS, R_SUBSCRIPTION, R_REPORT, R_CREDITS, R_PLAN,
+	     R_CANCEL, R_REACTIVATE, R_PORTAL };
 
 struct request {
 	enum route route;
@@ -238,6 +239,17 @@ static enum MHD_Result handle_pay(struct bw_api_server *srv, struct MHD_Connecti
 	case R_CREDITS:
 		status = bw_api_pay_credits(srv->cfg.pay, srv->mongo, &pr, &body);
 		break;
+	case R_PLAN:
+		status = bw_api_pay_plan(srv->cfg.pay, srv->mongo, &pr, &body);
+		break;
+	case R_CANCEL:
+	case R_REACTIVATE:
+		status = bw_api_pay_cancel(srv->cfg.pay, srv->mongo, &pr, req->route == R_CANCEL,
+					   &body);
+		break;
+	case R_PORTAL:
+		status = bw_api_pay_portal(srv->cfg.pay, srv->mongo, &pr, &body);
+		break;
 	default:
 		return refuse(srv, conn, 404, "not_found", NULL, "%s", url);
 	}
@@ -286,7 +298,11 @@ struct org_route {
 
 static const struct org_route org_routes[] = {
 	{ BALANCE_SUFFIX, R_BALANCE, "GET", "GET, HEAD" },
-	{ "/subscription", R_SUBSCRIPTION, "GET", "GET, HEAD" },
+	{ "/subscription", R_SUBSCRIPTION, "GET", "GET, HEAD, DELETE" },
+	{ "/subscription", R_CANCEL, "DELETE", "GET, HEAD, DELETE" },
+	{ "/subscription/reactivate", R_REACTIVATE, "POST", "POST" },
+	{ "/checkout/plan", R_PLAN, "POST", "POST" },
+	{ "/portal", R_PORTAL, "POST", "POST" },
 	{ "/usage", R_REPORT, "GET", "GET, HEAD" },
 	{ "/checkout/credits", R_CREDITS, "POST", "POST" },
 	{ NULL, R_PLANS, "GET", "GET, HEAD" },

@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <stdatomic.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "sync_customer.h"
@@ -140,17 +143,33 @@ void pay_form(struct pay_call *c, const char *key, const char *value)
 	free(v);
 }
 
-void pay_key(const struct pay_call *c, const char *call, char key[BW_PAY_KEY_MAX])
+void pay_key(const struct pay_call *c, const char *call, const char *state,
+	     char key[BW_PAY_KEY_MAX])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
-	char hex[33];
+	char hex[33], who[300];
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	const char *ck = c->req->client_key ? c->req->client_key : "";
 
+	/* The caller's key when it sent one; else the ten minutes the request falls in. */
+	if (c->req->client_key) {
+		snprintf(who, sizeof(who), "c:%.256s", c->req->client_key);
+	} else if (state) {
+		/* An update sets values (a retry changes nothing more): this attempt's own key,
+		 * so a later identical change (cancel, reactivate, cancel) is never a replay. */
+		struct timespec ts;
+		static atomic_uint_fast64_t seq;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		snprintf(who, sizeof(who), "n:%lld.%09ld.%llu.%ld", (long long)ts.tv_sec,
+			 ts.tv_nsec, (unsigned long long)atomic_fetch_add(&seq, 1), (long)getpid());
+	} else {
+		snprintf(who, sizeof(who), "t:%lld", (long long)(time(NULL) / BW_PAY_KEY_WINDOW_S));
+	}
 	memset(md, 0, sizeof(md));
 	if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1) {
-		EVP_DigestUpdate(ctx, ck, strlen(ck));
+		EVP_DigestUpdate(ctx, who, strlen(who));
+		EVP_DigestUpdate(ctx, "\n", 1);
+		EVP_DigestUpdate(ctx, state ? state : "", state ? strlen(state) : 0);
 		EVP_DigestUpdate(ctx, "\n", 1);
 		EVP_DigestUpdate(ctx, c->req->body ? (const void *)c->req->body : "", c->req->len);
 		EVP_DigestFinal_ex(ctx, md, &mdlen);

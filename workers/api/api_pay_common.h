@@ -50,8 +50,16 @@ unsigned pay_answer(char **out, unsigned status, json_t *ans);
 /* Appends key=value (both URL-encoded here) to the form; value NULL is skipped. */
 void pay_form(struct pay_call *c, const char *key, const char *value);
 
-/* "bw-api-<call>-<org_id>-<32 hex of SHA-256(client key, \n, body)>" into key. */
-void pay_key(const struct pay_call *c, const char *call, char key[BW_PAY_KEY_MAX]);
+/* A request without the caller's Idempotency-Key is deduplicated within this window. */
+#define BW_PAY_KEY_WINDOW_S 600
+
+/* "bw-api-<call>-<org_id>-<h>", h the first 32 hex digits of SHA-256(who, \n, state, \n,
+ * body), who "c:<the caller's Idempotency-Key>", else for a creation (state NULL)
+ * "t:<unix time / BW_PAY_KEY_WINDOW_S>", else for an update (state: the subscription it
+ * starts from) a nonce of this request: setting the same values twice is harmless, and a
+ * later identical change (cancel, reactivate, cancel) must not replay the first answer. */
+void pay_key(const struct pay_call *c, const char *call, const char *state,
+	     char key[BW_PAY_KEY_MAX]);
 
 /* POSTs the form to path with key; resets the form. The answer (new reference) or NULL. */
 json_t *pay_post(struct pay_call *c, const char *path, const char *key);

@@ -1,0 +1,262 @@
+/* api_pay_sub: the subscription calls of api_pay.h (plan checkout or change, cancel at period
+ * end, reactivate) and the billing portal. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_pay.h"
+#include "api_pay_common.h"
+#include "api_plans.h"
+
+/* The org's live subscription as stored (its id in *sub_id, new string) or NULL. */
+static unsigned stored_sub(struct pay_call *c, struct bw_mongo *m, char **sub_id, char **out)
+{
+	json_t *cust = NULL;
+	const char *id, *status;
+
+	*sub_id = NULL;
+	if (bw_api_customer_doc(m, c->req->org_id, &cust, &c->err) != 0)
+		return pay_fail(out, 503, "unavailable", NULL, "customer of %s: %s",
+				c->req->org_id, c->err.msg);
+	id = json_string_value(json_object_get(cust, "stripe_subscription_id"));
+	status = json_string_value(json_object_get(cust, "stripe_subscription_status"));
+	if (id && *id && bw_api_sub_live(status))
+		*sub_id = strdup(id);
+	json_decref(cust);
+	return 0;
+}
+
+static const char *price_id_of(const json_t *item)
+{
+	const json_t *p = json_object_get(item, "price");
+	return json_is_string(p) ? json_string_value(p)
+				 : json_string_value(json_object_get(p, "id"));
+}
+
+/* The subscription's base item: the one whose price metadata says price_type base, else the
+ * first. */
+static const json_t *base_item(const json_t *sub)
+{
+	const json_t *items = json_object_get(json_object_get(sub, "items"), "data"), *it;
+	size_t i;
+
+	json_array_foreach(items, i, it) {
+		const json_t *md = json_object_get(json_object_get(it, "price"), "metadata");
+		const char *t = json_string_value(json_object_get(md, "price_type"));
+		if (t && !strcmp(t, "base"))
+			return it;
+	}
+	return json_array_get(items, 0);
+}
+
+/* The answer's subscription state from Stripe's subscription object. */
+static json_t *sub_state(const char *org_id, const json_t *sub, const char *tier)
+{
+	const json_t *item = base_item(sub);
+	const char *price = item ? price_id_of(item) : NULL;
+	const json_t *md = json_object_get(json_object_get(item, "price"), "metadata");
+	const char *t = tier ? tier : json_string_value(json_object_get(md, "tier"));
+	json_t *ps = json_object_get(sub, "current_period_start");
+	json_t *pe = json_object_get(sub, "current_period_end");
+
+	return json_pack("{s:s s:O s:O s:o s:o s:b s:o s:o}", "org_id", org_id,
+			 "subscription_id", json_object_get(sub, "id"), "status",
+			 json_object_get(sub, "status"), "plan", t ? json_string(t) : json_null(),
+			 "price_id", price ? json_string(price) : json_null(),
+			 "cancel_at_period_end",
+			 json_is_true(json_object_get(sub, "cancel_at_period_end")),
+			 "current_period_start", json_is_integer(ps) ? json_incref(ps) : json_null(),
+			 "current_period_end", json_is_integer(pe) ? json_incref(pe) : json_null());
+}
+
+/* GET /v1/subscriptions/<id> (new reference) or NULL with c->err. */
+static json_t *get_sub(struct pay_call *c, const char *sub_id)
+{
+	char path[300];
+
+	snprintf(path, sizeof(path), "/v1/subscriptions/%.250s", sub_id);
+	return bw_stripe_api_get(c->api, path, &c->serr, &c->err);
+}
+
+/* The Stripe subscription behind the stored live one: *sub NULL when none is live. */
+static unsigned live_sub(struct pay_call *c, struct bw_mongo *m, json_t **sub, char **out)
+{
+	char *sub_id = NULL;
+	unsigned status = stored_sub(c, m, &sub_id, out);
+
+	*sub = NULL;
+	if (status || !sub_id)
+		goto done;
+	*sub = get_sub(c, sub_id);
+	if (!*sub) {
+		status = pay_stripe_fail(c, out, "read subscription");
+		goto done;
+	}
+	if (!bw_api_sub_live(json_string_value(json_object_get(*sub, "status")))) {
+		json_decref(*sub);
+		*sub = NULL;
+	}
+done:
+	free(sub_id);
+	return status;
+}
+
+/* POSTs the form to the subscription (key from call and its state); answers the new state. */
+static unsigned update_sub(struct pay_call *c, const json_t *sub, const char *call,
+			   const char *tier, char **out)
+{
+	char path[300], key[BW_PAY_KEY_MAX], state[400];
+	const json_t *item = base_item(sub);
+	const char *sid = json_string_value(json_object_get(sub, "id"));
+	json_t *res;
+
+	snprintf(state, sizeof(state), "%s/%s/%d", sid ? sid : "",
+		 item && price_id_of(item) ? price_id_of(item) : "",
+		 json_is_true(json_object_get(sub, "cancel_at_period_end")));
+	pay_key(c, call, state, key);
+	snprintf(path, sizeof(path), "/v1/subscriptions/%.250s", sid ? sid : "");
+	res = pay_post(c, path, key);
+	if (!res)
+		return pay_stripe_fail(c, out, call);
+	json_t *ans = sub_state(c->req->org_id, res, tier);
+	json_decref(res);
+	return pay_answer(out, 200, ans);
+}
+
+unsigned bw_api_pay_plan(const struct bw_api_pay_cfg *cfg, struct bw_mongo *m,
+			 const struct bw_api_pay_req *req, char **out)
+{
+	struct pay_call c;
+	json_t *price = NULL, *sub = NULL, *session = NULL;
+	const char *tier, *success, *cancel, *price_id;
+	char key[BW_PAY_KEY_MAX];
+	unsigned status = pay_begin(&c, cfg, req, "checkout-plan", out);
+
+	if (status)
+		return status;
+	tier = json_string_value(json_object_get(c.body, "tier"));
+	success = pay_url(c.body, "success_url");
+	cancel = pay_url(c.body, "cancel_url");
+	if (!tier || !success || !cancel) {
+		status = pay_fail(out, 400, "invalid_request", NULL,
+				  "body must be {\"tier\": <plan tier>, \"success_url\": <http(s) "
+				  "URL>, \"cancel_url\": <http(s) URL>}");
+		goto done;
+	}
+	if (!strcmp(tier, "enterprise")) {
+		status = pay_fail(out, 400, "invalid_request", NULL,
+				  "the enterprise plan is not self-served: contact sales");
+		goto done;
+	}
+	if (bw_api_tier_price(m, tier, &price, &c.err) != 0) {
+		status = pay_fail(out, 503, "unavailable", NULL, "tier price: %s", c.err.msg);
+		goto done;
+	}
+	price_id = json_string_value(json_object_get(price, "price_id"));
+	if (!price_id) {
+		status = pay_fail(out, 400, "invalid_request", NULL,
+				  "no active base price of tier '%.64s' (GET /v1/plans lists them)",
+				  tier);
+		goto done;
+	}
+	if ((status = live_sub(&c, m, &sub, out)) != 0)
+		goto done;
+	if (sub) { /* a plan change: the base item swapped, prorated, cancellation cleared */
+		const json_t *item = base_item(sub);
+		pay_form(&c, "items[0][id]",
+			 json_string_value(json_object_get(item, "id")));
+		pay_form(&c, "items[0][price]", price_id);
+		pay_form(&c, "proration_behavior", "create_prorations");
+		pay_form(&c, "cancel_at_period_end", "false");
+		pay_form(&c, "metadata[org_id]", req->org_id);
+		status = update_sub(&c, sub, "change-plan", tier, out);
+		goto done;
+	}
+	if ((status = pay_customer(&c, m, out)) != 0)
+		goto done;
+	pay_form(&c, "mode", "subscription");
+	pay_form(&c, "customer", c.customer);
+	pay_form(&c, "line_items[0][price]", price_id);
+	pay_form(&c, "line_items[0][quantity]", "1");
+	pay_form(&c, "success_url", success);
+	pay_form(&c, "cancel_url", cancel);
+	pay_form(&c, "metadata[org_id]", req->org_id);
+	pay_form(&c, "subscription_data[metadata][org_id]", req->org_id);
+	pay_key(&c, "checkout-plan", NULL, key);
+	session = pay_post(&c, "/v1/checkout/sessions", key);
+	if (!session) {
+		status = pay_stripe_fail(&c, out, "create checkout session");
+		goto done;
+	}
+	status = pay_answer(out, 200, json_pack("{s:O s:O s:s s:s}", "id",
+						json_object_get(session, "id"), "url",
+						json_object_get(session, "url"), "mode",
+						"subscription", "tier", tier));
+done:
+	json_decref(session);
+	json_decref(sub);
+	json_decref(price);
+	pay_end(&c);
+	return status;
+}
+
+unsigned bw_api_pay_cancel(const struct bw_api_pay_cfg *cfg, struct bw_mongo *m,
+			   const struct bw_api_pay_req *req, int cancel, char **out)
+{
+	struct pay_call c;
+	json_t *sub = NULL;
+	const char *call = cancel ? "cancel" : "reactivate";
+	unsigned status = pay_begin(&c, cfg, req, call, out);
+
+	if (status)
+		return status;
+	if ((status = live_sub(&c, m, &sub, out)) != 0)
+		goto done;
+	if (!sub) {
+		status = pay_fail(out, 404, "no_subscription", NULL,
+				  "org %.128s has no live subscription", req->org_id);
+		goto done;
+	}
+	pay_form(&c, "cancel_at_period_end", cancel ? "true" : "false");
+	status = update_sub(&c, sub, call, NULL, out);
+done:
+	json_decref(sub);
+	pay_end(&c);
+	return status;
+}
+
+unsigned bw_api_pay_portal(const struct bw_api_pay_cfg *cfg, struct bw_mongo *m,
+			   const struct bw_api_pay_req *req, char **out)
+{
+	struct pay_call c;
+	json_t *session = NULL;
+	const char *ret;
+	char key[BW_PAY_KEY_MAX];
+	unsigned status = pay_begin(&c, cfg, req, "portal", out);
+
+	if (status)
+		return status;
+	ret = pay_url(c.body, "return_url");
+	if (!ret) {
+		status = pay_fail(out, 400, "invalid_request", NULL,
+				  "body must be {\"return_url\": <http(s) URL>}");
+		goto done;
+	}
+	if ((status = pay_customer(&c, m, out)) != 0)
+		goto done;
+	pay_form(&c, "customer", c.customer);
+	pay_form(&c, "return_url", ret);
+	pay_key(&c, "portal", NULL, key);
+	session = pay_post(&c, "/v1/billing_portal/sessions", key);
+	if (!session) {
+		status = pay_stripe_fail(&c, out, "create portal session");
+		goto done;
+	}
+	status = pay_answer(out, 200, json_pack("{s:O s:O}", "id", json_object_get(session, "id"),
+						"url", json_object_get(session, "url")));
+done:
+	json_decref(session);
+	pay_end(&c);
+	return status;
+}
