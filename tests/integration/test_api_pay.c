@@ -482,11 +482,14 @@ START_TEST(test_usage_report)
 			snprintf(doc, sizeof(doc),
 				 "{\"_id\":{\"org_id\":\"org-u\",\"event_id\":\"e%zu\"},\"org_id\":"
 				 "\"org-u\",\"event_id\":\"e%zu\",\"spus\":%lld,\"operation\":\"%s\","
-				 "\"source\":\"t\",\"timestamp\":\"%s\",\"status\":\"applied\","
+				 "\"source\":\"t\",\"timestamp\":\"%s\",\"status\":\"%s\","
 				 "\"from_subscription\":{\"$numberLong\":\"%lld\"},\"from_granted\":"
 				 "{\"$numberLong\":\"%lld\"},\"from_purchased\":0,\"from_paid\":0,"
 				 "\"prompt_tokens\":%lld}",
-				 i, i, r->spus, r->op, r->ts_text, r->spus / 2, r->spus - r->spus / 2,
+				 i, i, r->spus, r->op, r->ts_text,
+				 /* a charge applied with overage counts too */
+				 i % 8 == 4 ? "insufficient_credits" : "applied", r->spus / 2,
+				 r->spus - r->spus / 2,
 				 r->spus * 10);
 		else {
 			iso_utc(r->ts_ms, ts, sizeof(ts));
@@ -518,13 +521,13 @@ START_TEST(test_usage_report)
 			paid += 3;
 		}
 	}
-	/* Not usage: another org, a refused charge, the opening balance record. */
+	/* Not usage: another org, a rejected event, the opening balance record. */
 	tk_mongo_insert(pe.env.db, "payments_usage_records",
 			"{\"org_id\":\"org-other\",\"spus\":50,\"operation\":\"parse\","
 			"\"timestamp\":{\"$date\":\"2026-03-01T12:00:00Z\"}}");
 	tk_mongo_insert(pe.env.db, "payments_usage_records",
 			"{\"org_id\":\"org-u\",\"spus\":50,\"operation\":\"parse\",\"status\":"
-			"\"insufficient_credits\",\"timestamp\":\"2026-03-01T12:00:00Z\"}");
+			"\"rejected\",\"timestamp\":\"2026-03-01T12:00:00Z\"}");
 	tk_mongo_insert(pe.env.db, "payments_usage_records",
 			"{\"org_id\":\"org-u\",\"operation\":\"opening_balance\",\"status\":"
 			"\"opening_balance\",\"from_granted\":5}");

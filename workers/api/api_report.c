@@ -146,7 +146,9 @@ static int add_record(struct agg *a, const bson_t *doc, int64_t from, int64_t to
 		ts = bson_iter_date_time(&it);
 	else if (!BSON_ITER_HOLDS_UTF8(&it) || bw_json_rfc3339_ms(bson_iter_utf8(&it, NULL), &ts))
 		return 0;
-	if (ts < from || ts >= to || (status && strcmp(status, "applied") != 0))
+	/* insufficient_credits is a charge applied with overage: it counts. */
+	if (ts < from || ts >= to ||
+	    (status && strcmp(status, "applied") != 0 && strcmp(status, "insufficient_credits") != 0))
 		return 0;
 	if (!op)
 		op = "";

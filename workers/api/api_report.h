@@ -4,7 +4,8 @@
  *
  * from, to: "YYYY-MM-DD" (00:00 UTC) or RFC 3339 date-times; the range is [from, to), at most
  * API_USAGE_MAX_DAYS days. group: "day,operation" (default), "day", "operation" or "".
- * Records counted: this project's records (status "applied"; timestamp the event's RFC 3339
+ * Records counted: this project's records (status "applied" or "insufficient_credits", a
+ * charge applied with overage; timestamp the event's RFC 3339
  * string, any offset, read as UTC) and the original integration's (no status; timestamp a
  * UTC datetime). Not counted: other statuses, the opening_balance record, and the old code's
  * "paid_usage" rows, which are the overage already inside a charge row (its page double
