@@ -6,6 +6,12 @@
  *   POST /v1/usage                           one event or an array of up to max_events,
  *                                            published to the usage topic keyed by org_id;
  *                                            202 only after the broker acknowledged all
+ *   GET  /v1/plans, GET /v1/orgs/{org_id}/subscription   (api_plans, MongoDB only)
+ *   GET  /v1/orgs/{org_id}/usage?from=&to=&group=        (api_report)
+ *   POST /v1/orgs/{org_id}/checkout/credits | checkout/plan | portal,
+ *   DELETE /v1/orgs/{org_id}/subscription, POST .../subscription/reactivate
+ *                                            the Stripe-backed calls (api_pay: their own
+ *                                            statuses and errors, see api_pay.h)
  * Every /v1 request needs "Authorization: Bearer <key>" (api_auth), else 401.
  * Refusals (JSON {"error":"<code>", ...} and one log line each): 400 invalid_json /
  * empty_batch / too_many_events / invalid_events / invalid_spus / invalid_org_id,
