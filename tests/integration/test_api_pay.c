@@ -225,7 +225,25 @@ START_TEST(test_local_only_and_stripe_errors)
 	ck_assert_int_eq(json_array_size(j), 0);
 	json_decref(j);
 	ak_stop(&pe.api);
-	/* Stripe mode; Stripe refuses the session (400 card-less invalid request): passed on. */
+	/* Stripe mode: a 429 is retried with the same key (one session); then Stripe refuses
+	 * (400 invalid request: passed on with its type and message), then 503 (502 after the
+	 * retries). */
+	st = stub_fixture();
+	stub_add_fault(st, "POST", "/v1/checkout/sessions", 429, 1, 0, "0", NULL);
+	stub_set_state(&pe.stub, st);
+	json_decref(st);
+	char base[128];
+	snprintf(base, sizeof(base), "STRIPE_API_BASE=%s", pe.stub.url);
+	const char *const extra[] = { base, "STRIPE_SECRET_KEY=sk_test_pay", "STRIPE_MAX_RETRIES=1",
+				      "STRIPE_RETRY_BASE_MS=10", "STRIPE_RETRY_MAX_MS=20", NULL };
+	ak_start(&pe.api, tk_brokers(), pe.env.topic, pe.env.db, extra);
+	j = call(&pe, "POST", "/v1/orgs/org-l/checkout/credits", body, 200);
+	json_decref(j);
+	j = posts_to(&pe, "POST", "/v1/checkout/sessions");
+	ck_assert_int_eq(json_array_size(j), 2); /* the 429, then the retry with the same key */
+	ck_assert_str_eq(str(json_array_get(j, 0), "idempotency_key"),
+			 str(json_array_get(j, 1), "idempotency_key"));
+	json_decref(j);
 	st = stub_fixture();
 	json_array_append_new(json_object_get(st, "faults"),
 			      json_pack("{s:s s:s s:i s:i s:{s:{s:s s:s s:s}}}", "method", "POST",
@@ -237,16 +255,13 @@ START_TEST(test_local_only_and_stripe_errors)
 					"/v1/checkout/sessions", "status", 503, "times", -1));
 	stub_set_state(&pe.stub, st);
 	json_decref(st);
-	char base[128];
-	snprintf(base, sizeof(base), "STRIPE_API_BASE=%s", pe.stub.url);
-	const char *const extra[] = { base, "STRIPE_SECRET_KEY=sk_test_pay", "STRIPE_MAX_RETRIES=1",
-				      "STRIPE_RETRY_BASE_MS=10", "STRIPE_RETRY_MAX_MS=20", NULL };
-	ak_start(&pe.api, tk_brokers(), pe.env.topic, pe.env.db, extra);
+	snprintf(body, sizeof(body), CREDITS_BODY, 601LL); /* another request: another key */
 	j = call(&pe, "POST", "/v1/orgs/org-l/checkout/credits", body, 400);
 	ck_assert_str_eq(str(j, "error"), "stripe_refused");
 	ck_assert_str_eq(str(json_object_get(j, "stripe"), "type"), "invalid_request_error");
 	ck_assert_str_eq(str(json_object_get(j, "stripe"), "message"), "Not a valid URL");
 	json_decref(j);
+	snprintf(body, sizeof(body), CREDITS_BODY, 602LL);
 	j = call(&pe, "POST", "/v1/orgs/org-l/checkout/credits", body, 502);
 	ck_assert_str_eq(str(j, "error"), "stripe_unavailable");
 	ck_assert_str_eq(str(json_object_get(j, "stripe"), "type"), "api_error");
@@ -399,6 +414,19 @@ START_TEST(test_plan_change_cancel_portal)
 	ck_assert_str_ne(str(json_array_get(j, 0), "idempotency_key"),
 			 str(json_array_get(j, 2), "idempotency_key"));
 	json_decref(j);
+	/* Stored as live but canceled at Stripe (a missed webhook): a new Checkout, no update. */
+	tk_mongo_insert(pe.env.db, "payments_customers",
+			"{\"org_id\":\"org_stale\",\"stripe_customer_id\":\"cus_alpha\","
+			"\"subscription_type\":\"individual\",\"stripe_subscription_id\":"
+			"\"sub_alpha_old\",\"stripe_subscription_status\":\"active\"}");
+	stub_clear_requests(&pe.stub);
+	snprintf(body, sizeof(body), PLAN_BODY, "team");
+	j = call(&pe, "POST", "/v1/orgs/org_stale/checkout/plan", body, 200);
+	ck_assert_str_eq(str(j, "mode"), "subscription");
+	json_decref(j);
+	ck_assert_int_eq(stub_count(&pe.stub, "GET", "/v1/subscriptions/sub_alpha_old"), 1);
+	ck_assert_int_eq(stub_count(&pe.stub, "POST", "/v1/subscriptions/"), 0);
+	ck_assert_int_eq(stub_count(&pe.stub, "POST", "/v1/checkout/sessions"), 1);
 	/* No live subscription: nothing to cancel. */
 	j = call(&pe, "DELETE", "/v1/orgs/org-new/subscription", NULL, 404);
 	ck_assert_str_eq(str(j, "error"), "no_subscription");
