@@ -309,7 +309,8 @@ unsigned bw_api_usage_report(struct bw_mongo *m, const struct bw_api_report_req 
 		status = fail(out, 400, "range_too_large", "a sum over the range overflows int64");
 		goto done;
 	}
-	qsort(a.rows, a.n, sizeof(*a.rows), row_cmp);
+	if (a.n > 1)
+		qsort(a.rows, a.n, sizeof(*a.rows), row_cmp);
 	rows = json_array();
 	for (size_t i = 0; i < a.n; i++) {
 		json_t *r = values_json(a.rows[i].v);
