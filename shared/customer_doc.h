@@ -114,6 +114,9 @@ int bw_customer_org_oid(const char *org_id, bson_oid_t *oid);
  * (earlier versions of these workers wrote one). A filter comparing the field must cover
  * both types: bw_customer_append_period_lte(). */
 #define BW_CUST_PERIOD_END "stripe_current_billing_period_end"
+/* Whether the subscription ends at the period's end (not a balance field): written by bw-api
+ * from Stripe's answer to its cancel, reactivate and plan-change calls. */
+#define BW_CUST_CANCEL_AT_END "subscription_cancel_at_period_end"
 
 /* The period field key (start or end) of doc in milliseconds. 1 when present and readable
  * (*ms then holds it), else 0 with *ms = 0 (missing, null, another type). */

@@ -319,6 +319,15 @@ START_TEST(test_plans_and_subscription_reads)
 	ck_assert_int_eq(tk_int(j, "current_period_end"), 1702592000);
 	ck_assert(json_is_true(json_object_get(j, "cancel_at_period_end")));
 	json_decref(j);
+	/* Periods stored by earlier versions (a date) and the old Python code (a double). */
+	tk_mongo_insert(pe.env.db, "payments_customers",
+			"{\"org_id\":\"org-old\",\"subscription_type\":\"individual\","
+			"\"stripe_current_billing_period_start\":{\"$date\":\"2023-11-14T22:13:20Z\"},"
+			"\"stripe_current_billing_period_end\":1702592000.0}");
+	j = call(&pe, "GET", "/v1/orgs/org-old/subscription", NULL, 200);
+	ck_assert_int_eq(tk_int(j, "current_period_start"), 1700000000);
+	ck_assert_int_eq(tk_int(j, "current_period_end"), 1702592000);
+	json_decref(j);
 	j = call(&pe, "GET", "/v1/orgs/org-none/subscription", NULL, 200);
 	ck_assert(json_is_null(json_object_get(j, "plan")));
 	ck_assert(json_is_false(json_object_get(j, "live")));
@@ -403,7 +412,13 @@ START_TEST(test_plan_change_cancel_portal)
 	ck_assert_str_eq(str(j, "plan"), "individual");
 	json_decref(j);
 	expect_one(&pe, "POST", "/v1/subscriptions/sub_alpha", "cancel_at_period_end=true");
+	j = call(&pe, "GET", "/v1/orgs/org_alpha/subscription", NULL, 200);
+	ck_assert(json_is_true(json_object_get(j, "cancel_at_period_end")));
+	json_decref(j);
 	j = call(&pe, "POST", "/v1/orgs/org_alpha/subscription/reactivate", NULL, 200);
+	ck_assert(json_is_false(json_object_get(j, "cancel_at_period_end")));
+	json_decref(j);
+	j = call(&pe, "GET", "/v1/orgs/org_alpha/subscription", NULL, 200);
 	ck_assert(json_is_false(json_object_get(j, "cancel_at_period_end")));
 	json_decref(j);
 	j = call(&pe, "DELETE", "/v1/orgs/org_alpha/subscription", NULL, 200);

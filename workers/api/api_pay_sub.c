@@ -8,6 +8,8 @@
 #include "api_pay.h"
 #include "api_pay_common.h"
 #include "api_plans.h"
+#include "customer_doc.h"
+#include "log.h"
 
 /* The org's live subscription as stored (its id in *sub_id, new string) or NULL. */
 static unsigned stored_sub(struct pay_call *c, struct bw_mongo *m, char **sub_id, char **out)
@@ -102,9 +104,33 @@ done:
 	return status;
 }
 
+/* Stores Stripe's cancel_at_period_end of the org's subscription (not a balance field: no
+ * balance_version bump), so GET .../subscription shows it at once. Logged when it fails:
+ * Stripe has changed already, the answer says so. */
+static void store_cancel_flag(struct bw_mongo *m, const char *org_id, const json_t *sub)
+{
+	mongoc_client_t *client = bw_mongo_pop(m);
+	mongoc_collection_t *coll = bw_mongo_coll(m, client, BW_COLL_CUSTOMERS);
+	const char *sid = json_string_value(json_object_get(sub, "id"));
+	bson_t *filter = BCON_NEW(BW_CUST_ORG_ID, BCON_UTF8(org_id), "stripe_subscription_id",
+				  BCON_UTF8(sid ? sid : ""));
+	bson_t *update = BCON_NEW("$set", "{", BW_CUST_CANCEL_AT_END,
+				  BCON_BOOL(json_is_true(json_object_get(sub, "cancel_at_period_end"))),
+				  "}");
+	bson_error_t error;
+
+	if (!mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error))
+		bw_log(BW_LOG_WARN, NULL, "org %s: cancel_at_period_end not stored: %s", org_id,
+		       error.message);
+	bson_destroy(update);
+	bson_destroy(filter);
+	mongoc_collection_destroy(coll);
+	bw_mongo_push(m, client);
+}
+
 /* POSTs the form to the subscription (key from call and its state); answers the new state. */
-static unsigned update_sub(struct pay_call *c, const json_t *sub, const char *call,
-			   const char *tier, char **out)
+static unsigned update_sub(struct pay_call *c, struct bw_mongo *m, const json_t *sub,
+			   const char *call, const char *tier, char **out)
 {
 	char path[300], key[BW_PAY_KEY_MAX], state[400];
 	const json_t *item = base_item(sub);
@@ -119,6 +145,7 @@ static unsigned update_sub(struct pay_call *c, const json_t *sub, const char *ca
 	res = pay_post(c, path, key);
 	if (!res)
 		return pay_stripe_fail(c, out, call);
+	store_cancel_flag(m, c->req->org_id, res);
 	json_t *ans = sub_state(c->req->org_id, res, tier);
 	json_decref(res);
 	return pay_answer(out, 200, ans);
@@ -170,7 +197,7 @@ unsigned bw_api_pay_plan(const struct bw_api_pay_cfg *cfg, struct bw_mongo *m,
 		pay_form(&c, "proration_behavior", "create_prorations");
 		pay_form(&c, "cancel_at_period_end", "false");
 		pay_form(&c, "metadata[org_id]", req->org_id);
-		status = update_sub(&c, sub, "change-plan", tier, out);
+		status = update_sub(&c, m, sub, "change-plan", tier, out);
 		goto done;
 	}
 	if ((status = pay_customer(&c, m, out)) != 0)
@@ -219,7 +246,7 @@ unsigned bw_api_pay_cancel(const struct bw_api_pay_cfg *cfg, struct bw_mongo *m,
 		goto done;
 	}
 	pay_form(&c, "cancel_at_period_end", cancel ? "true" : "false");
-	status = update_sub(&c, sub, call, NULL, out);
+	status = update_sub(&c, m, sub, call, NULL, out);
 done:
 	json_decref(sub);
 	pay_end(&c);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "customer_doc.h"
+#include "json.h"
 #include "metrics.h"
 
 /* Documents of coll matching filter (at most limit) as a new JSON array in *out. */
@@ -118,6 +119,25 @@ static json_t *int_or_null(const json_t *doc, const char *key)
 	return json_is_integer(v) ? json_integer(json_integer_value(v)) : json_null();
 }
 
+/* A stored period bound as unix seconds: an integer (this project, int64), an integral double
+ * (the old Python code) or a date (earlier versions: relaxed JSON {"$date": "<RFC 3339>"});
+ * else null. */
+static json_t *period_or_null(const json_t *doc, const char *key)
+{
+	const json_t *v = json_object_get(doc, key);
+	const char *iso = json_string_value(json_object_get(v, "$date"));
+	int64_t ms;
+
+	if (json_is_integer(v))
+		return json_integer(json_integer_value(v));
+	if (json_is_real(v) && json_real_value(v) > -9e15 && json_real_value(v) < 9e15 &&
+	    json_real_value(v) == (double)(int64_t)json_real_value(v))
+		return json_integer((json_int_t)json_real_value(v));
+	if (iso && bw_json_rfc3339_ms(iso, &ms) == 0)
+		return json_integer((json_int_t)(ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000)));
+	return json_null();
+}
+
 static json_t *str_or_null(const json_t *doc, const char *key)
 {
 	const json_t *v = json_object_get(doc, key);
@@ -200,10 +220,10 @@ json_t *bw_api_subscription_state(const char *org_id, const json_t *cust)
 			 type ? json_string(type) : json_null(), "status",
 			 status ? json_string(status) : json_null(), "live",
 			 bw_api_sub_live(status), "current_period_start",
-			 int_or_null(cust, BW_CUST_PERIOD_START), "current_period_end",
-			 int_or_null(cust, "stripe_current_billing_period_end"),
+			 period_or_null(cust, BW_CUST_PERIOD_START), "current_period_end",
+			 period_or_null(cust, BW_CUST_PERIOD_END),
 			 "cancel_at_period_end",
-			 json_is_true(json_object_get(cust, "subscription_cancel_at_period_end")),
+			 json_is_true(json_object_get(cust, BW_CUST_CANCEL_AT_END)),
 			 "subscription_id", str_or_null(cust, "stripe_subscription_id"));
 }
 
