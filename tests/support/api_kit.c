@@ -136,6 +136,28 @@ long ak_new_connections_on_reuse(const struct ak_api *api, const char *path, con
 	return conns;
 }
 
+json_t *ak_call(const struct ak_api *api, const char *method, const char *path,
+		const char *header, const char *body, long status)
+{
+	struct ak_resp r;
+	json_t *j;
+
+	ak_http_hdr(api, method, path, AK_KEY, header, body, &r);
+	ck_assert_msg(r.status == status && r.json, "%s %s: %ld %s (expected %ld)", method, path,
+		      r.status, r.body ? r.body : "", status);
+	j = json_incref(r.json);
+	ak_resp_free(&r);
+	return j;
+}
+
+const char *ak_str(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	ck_assert_msg(s != NULL, "no string %s", key);
+	return s;
+}
+
 void ak_resp_free(struct ak_resp *r)
 {
 	free(r->body);

@@ -39,6 +39,14 @@ void ak_resp_free(struct ak_resp *r);
 void ak_http_hdr(const struct ak_api *api, const char *method, const char *path,
 		 const char *key, const char *header, const char *body, struct ak_resp *out);
 
+/* One request with AK_KEY and header (may be NULL) that must answer status with a JSON body:
+ * the body (new reference). */
+json_t *ak_call(const struct ak_api *api, const char *method, const char *path,
+		const char *header, const char *body, long status);
+
+/* o[key], which must be a string. */
+const char *ak_str(const json_t *o, const char *key);
+
 /* GETs path twice with the key on one curl handle; returns how many new connections the second
  * request opened (0: the connection was kept alive). */
 long ak_new_connections_on_reuse(const struct ak_api *api, const char *path, const char *key);
