@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -319,4 +320,21 @@ void bw_ops_http_peer(struct MHD_Connection *conn, char *out, size_t len)
 	else if (sa && sa->sa_family == AF_INET6)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
 			  (socklen_t)len);
+}
+
+void bw_ops_http_drain_stop(struct MHD_Daemon *daemon, atomic_int *draining,
+			    atomic_int *in_flight, int drain_ms)
+{
+	MHD_socket lsock;
+
+	atomic_store(draining, 1);
+	lsock = MHD_quiesce_daemon(daemon);
+	if (lsock != MHD_INVALID_SOCKET)
+		close(lsock);
+	for (int waited = 0; atomic_load(in_flight) > 0 && waited < drain_ms; waited += 20)
+		usleep(20000);
+	if (atomic_load(in_flight) > 0)
+		bw_log(BW_LOG_WARN, NULL, "%d requests still in progress at shutdown",
+		       atomic_load(in_flight));
+	MHD_stop_daemon(daemon);
 }

@@ -14,6 +14,7 @@
 
 #include <librdkafka/rdkafka.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -56,6 +57,14 @@ int bw_ops_http_sockaddr(const char *bind, int port, struct sockaddr_storage *ss
  * prefixed with cls (a const char *, e.g. "microhttpd"). */
 void bw_ops_http_mhd_log(void *cls, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
+
+/* Graceful stop of an HTTP front's microhttpd daemon (the webhook ingress and bw-api): sets
+ * *draining (answers then close their connection), stops accepting (so a load balancer or a
+ * retry goes elsewhere), waits up to drain_ms for *in_flight to reach 0, logs what is left,
+ * then stops the daemon. daemon is consumed. */
+struct MHD_Daemon;
+void bw_ops_http_drain_stop(struct MHD_Daemon *daemon, atomic_int *draining,
+			    atomic_int *in_flight, int drain_ms);
 
 /* The client address of conn (numeric), or "?". Shared by the HTTP fronts' refusal logs. */
 struct MHD_Connection;

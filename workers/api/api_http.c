@@ -489,19 +489,8 @@ int bw_api_server_port(struct bw_api_server *srv)
 
 void bw_api_server_stop(struct bw_api_server *srv, int drain_ms)
 {
-	MHD_socket lsock;
-
 	if (!srv)
 		return;
-	atomic_store(&srv->draining, 1);
-	lsock = MHD_quiesce_daemon(srv->daemon);
-	if (lsock != MHD_INVALID_SOCKET)
-		close(lsock);
-	for (int waited = 0; atomic_load(&srv->in_flight) > 0 && waited < drain_ms; waited += 20)
-		usleep(20000);
-	if (atomic_load(&srv->in_flight) > 0)
-		bw_log(BW_LOG_WARN, NULL, "%d requests still in progress at shutdown",
-		       atomic_load(&srv->in_flight));
-	MHD_stop_daemon(srv->daemon);
+	bw_ops_http_drain_stop(srv->daemon, &srv->draining, &srv->in_flight, drain_ms);
 	free(srv);
 }
