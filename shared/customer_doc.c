@@ -185,6 +185,15 @@ void bw_customer_append_period(bson_t *set, int64_t start_s, int64_t end_s)
 	BSON_APPEND_INT64(set, BW_CUST_PERIOD_END, end_s);
 }
 
+void bw_customer_append_cancel(bson_t *set, int ended, int at_period_end, int64_t cancel_at_s)
+{
+	BSON_APPEND_BOOL(set, BW_CUST_CANCEL_AT_END, !ended && at_period_end);
+	if (!ended && cancel_at_s > 0)
+		BSON_APPEND_INT64(set, BW_CUST_CANCEL_AT, cancel_at_s);
+	else
+		BSON_APPEND_NULL(set, BW_CUST_CANCEL_AT);
+}
+
 /* Appends {key: {op: value}} as element *i of arr. */
 static void append_clause(bson_t *arr, uint32_t *i, const char *key, const char *op,
 			  const bson_value_t *value)

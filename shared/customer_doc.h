@@ -114,9 +114,21 @@ int bw_customer_org_oid(const char *org_id, bson_oid_t *oid);
  * (earlier versions of these workers wrote one). A filter comparing the field must cover
  * both types: bw_customer_append_period_lte(). */
 #define BW_CUST_PERIOD_END "stripe_current_billing_period_end"
-/* Whether the subscription ends at the period's end (not a balance field): written by bw-api
- * from Stripe's answer to its cancel, reactivate and plan-change calls. */
+/* Stripe's pending cancellation of the org's subscription (not balance fields: no
+ * balance_version bump): cancel_at_period_end (bool) and cancel_at (int64 unix seconds, or
+ * null), what bw-api's GET .../subscription answers. Written only through
+ * bw_customer_append_cancel(), by every writer of the subscription state: the stripe worker
+ * (customer.subscription.* events, under its event ordering), the sync worker (the API's
+ * subscription objects, unless a newer event is stored) and bw-api (Stripe's answer to its
+ * cancel, reactivate and plan-change calls). */
 #define BW_CUST_CANCEL_AT_END "subscription_cancel_at_period_end"
+#define BW_CUST_CANCEL_AT "subscription_cancel_at"
+
+/* Appends both cancellation fields to a $set document. ended: the subscription is over
+ * (deleted, or a status bw_sub_policy_ended() names): nothing is pending any more, so false
+ * and null whatever Stripe's object still says. Else at_period_end, and cancel_at_s (unix
+ * seconds; <= 0: none, null). */
+void bw_customer_append_cancel(bson_t *set, int ended, int at_period_end, int64_t cancel_at_s);
 
 /* The period field key (start or end) of doc in milliseconds. 1 when present and readable
  * (*ms then holds it), else 0 with *ms = 0 (missing, null, another type). */

@@ -15,6 +15,11 @@ int bw_sub_policy_grants(const struct bw_sub_policy *p, const char *status)
 	return is(status, "past_due") && p->past_due_keeps_allowance;
 }
 
+int bw_sub_policy_ended(const char *status)
+{
+	return is(status, "canceled") || is(status, "incomplete_expired");
+}
+
 int bw_sub_policy_is_enterprise_type(const char *subscription_type)
 {
 	return is(subscription_type, "enterprise");

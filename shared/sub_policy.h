@@ -58,6 +58,11 @@ int bw_sub_policy_grants(const struct bw_sub_policy *p, const char *status);
 /* The base item of a Stripe subscription object (borrowed), or NULL when it has no items. */
 const json_t *bw_sub_policy_base_item(const json_t *subscription);
 
+/* 1 when a subscription in status is over for good (canceled, incomplete_expired): no
+ * cancellation is pending any more (both workers then store cancel_at_period_end false and
+ * cancel_at null, shared/customer_doc.h). NULL-safe. */
+int bw_sub_policy_ended(const char *status);
+
 /* 1 when subscription_type names an enterprise plan. NULL-safe. */
 int bw_sub_policy_is_enterprise_type(const char *subscription_type);
 

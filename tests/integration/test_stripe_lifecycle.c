@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api_plans.h"
+#include "customer_doc.h"
 #include "lifecycle_kit.h"
 
 /* Every sequence of the issue through the stripe worker, balances asserted (every balance
@@ -227,6 +229,113 @@ START_TEST(another_products_customer_costs_one_tick)
 }
 END_TEST
 
+/* customer.subscription.* with cancel_at_period_end (and cancel_at) as Stripe sends it. */
+static json_t *cancel_event(const char *id, const char *type, long long created, const char *org,
+			    const char *status, int at_period_end, long long cancel_at)
+{
+	char sub[64], cus[64];
+	json_t *ev;
+
+	snprintf(sub, sizeof(sub), "sub_%s", org);
+	snprintf(cus, sizeof(cus), "cus_%s", org);
+	ev = lc_sub_event(id, type, created, sub, cus, org, status, "team", 5000, P0);
+	sk_set(ev, "data.object.cancel_at_period_end", json_boolean(at_period_end));
+	sk_set(ev, "data.object.cancel_at", cancel_at ? json_integer(cancel_at) : json_null());
+	return ev;
+}
+
+/* What GET /v1/orgs/{org}/subscription answers from the org's stored document (bw-api's own
+ * answer function; new reference). */
+static json_t *shown(struct lc *e, const char *org)
+{
+	json_t *d = sk_customer(&e->sk, org), *ans = bw_api_subscription_state(org, d);
+
+	ck_assert_ptr_nonnull(ans);
+	json_decref(d);
+	return ans;
+}
+
+static void expect_cancel(struct lc *e, const char *org, int at_period_end, long long cancel_at)
+{
+	json_t *ans = shown(e, org);
+	json_t *v = json_object_get(ans, "cancel_at_period_end");
+
+	ck_assert_msg(json_is_boolean(v) && json_boolean_value(v) == at_period_end,
+		      "%s: cancel_at_period_end %s, want %d", org, json_is_true(v) ? "true" : "false",
+		      at_period_end);
+	if (cancel_at)
+		ck_assert_int_eq(tk_int(ans, "cancel_at"), cancel_at);
+	else
+		ck_assert_msg(json_is_null(json_object_get(ans, "cancel_at")), "%s: cancel_at set",
+			      org);
+	json_decref(ans);
+}
+
+/* A cancellation made in Stripe (billing portal, dashboard) shows in bw-api's subscription
+ * read: the stripe worker stores cancel_at_period_end and cancel_at from every subscription
+ * event it applies, under its ordering (an older event is stale and changes nothing); an
+ * ended subscription (deleted) has nothing pending: both cleared. */
+START_TEST(cancel_at_period_end_follows_subscription_events)
+{
+	struct lc e;
+	json_t *all;
+	long long T = 1766000000, at = P1 + 86400;
+	const char *orgs[] = { "org_cx_set", "org_cx_clear", "org_cx_old", "org_cx_del",
+			       "org_cx_at" };
+
+	lc_init(&e, "lc_cancel", NULL);
+	for (size_t i = 0; i < sizeof(orgs) / sizeof(orgs[0]); i++) {
+		char cus[64];
+		snprintf(cus, sizeof(cus), "cus_%s", orgs[i]);
+		lc_seed_period(&e, orgs[i], cus, "team", 5000, 10, P0, 1);
+	}
+	/* cancelled in the portal */
+	lc_send(&e, cancel_event("evt_cx1", "customer.subscription.updated", T + 10, "org_cx_set",
+				 "active", 1, 0));
+	/* cancelled, then undone */
+	lc_send(&e, cancel_event("evt_cx2", "customer.subscription.updated", T + 10, "org_cx_clear",
+				 "active", 1, 0));
+	lc_send(&e, cancel_event("evt_cx3", "customer.subscription.updated", T + 20, "org_cx_clear",
+				 "active", 0, 0));
+	/* cancelled, then an older event (before the cancel) arrives late */
+	lc_send(&e, cancel_event("evt_cx4", "customer.subscription.updated", T + 20, "org_cx_old",
+				 "active", 1, 0));
+	lc_send(&e, cancel_event("evt_cx5", "customer.subscription.created", T + 5, "org_cx_old",
+				 "active", 0, 0));
+	/* cancelled at the period's end, then the period ended: deleted (Stripe keeps the flag) */
+	lc_send(&e, cancel_event("evt_cx6", "customer.subscription.updated", T + 10, "org_cx_del",
+				 "active", 1, P1));
+	lc_send(&e, cancel_event("evt_cx7", "customer.subscription.deleted", T + 20, "org_cx_del",
+				 "canceled", 1, P1));
+	/* cancelled on a custom date in the dashboard */
+	lc_send(&e, cancel_event("evt_cx8", "customer.subscription.updated", T + 10, "org_cx_at",
+				 "active", 0, at));
+	lc_run_stripe(&e, NULL);
+	all = sk_read_json(e.sk.results, 8);
+
+	lc_expect(all, "evt_cx1", "applied");
+	expect_cancel(&e, "org_cx_set", 1, 0);
+	lc_expect(all, "evt_cx3", "applied");
+	expect_cancel(&e, "org_cx_clear", 0, 0);
+	lc_expect(all, "evt_cx4", "applied");
+	lc_expect(all, "evt_cx5", "stale");
+	expect_cancel(&e, "org_cx_old", 1, 0);
+	lc_expect(all, "evt_cx7", "applied");
+	expect_cancel(&e, "org_cx_del", 0, 0);
+	json_t *ans = shown(&e, "org_cx_del");
+	ck_assert_str_eq(lc_str(ans, "status"), "canceled");
+	json_decref(ans);
+	lc_expect(all, "evt_cx8", "applied");
+	expect_cancel(&e, "org_cx_at", 0, at);
+	/* the field bw-api reads is the one the worker writes */
+	json_t *d = sk_customer(&e.sk, "org_cx_set");
+	ck_assert(json_is_true(json_object_get(d, BW_CUST_CANCEL_AT_END)));
+	json_decref(d);
+	json_decref(all);
+	lc_done(&e);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("stripe_lifecycle");
@@ -235,6 +344,7 @@ int main(void)
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, stripe_worker_sequences);
 	tcase_add_test(tc, another_products_customer_costs_one_tick);
+	tcase_add_test(tc, cancel_at_period_end_follows_subscription_events);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

@@ -4,9 +4,12 @@
  * (shared/sub_policy), resets a period only when its invoice is paid, and orders with
  * Stripe's clock (issue #10 items 1, 2, 5 and 6). */
 #include <check.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "api_plans.h"
+#include "customer_doc.h"
 #include "lifecycle_kit.h"
 
 /* The sync worker under the shared policy: an incomplete subscription gives nothing; an
@@ -155,6 +158,109 @@ START_TEST(sync_applies_the_policy_with_stripes_clock)
 }
 END_TEST
 
+/* The org's GET /v1/orgs/{org}/subscription answer (bw-api's answer function over the
+ * stored document; new reference). */
+static json_t *shown(struct lc *e, const char *org)
+{
+	json_t *d = sk_customer(&e->sk, org), *ans = bw_api_subscription_state(org, d);
+
+	ck_assert_ptr_nonnull(ans);
+	json_decref(d);
+	return ans;
+}
+
+/* $set of the stored cancel flag (a value an earlier writer left). */
+static void seed_cancel_flag(struct lc *e, const char *org, int v)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd),
+		 "{\"update\":\"payments_customers\",\"updates\":[{\"q\":{\"org_id\":\"%s\"},"
+		 "\"u\":{\"$set\":{\"%s\":%s}}}]}", org, BW_CUST_CANCEL_AT_END,
+		 v ? "true" : "false");
+	json_decref(tk_mongo_command(e->sk.db, cmd));
+}
+
+/* A stub subscription of org's customer with Stripe's cancel fields. */
+static json_t *cancel_sub(const char *org, const char *status, int at_period_end,
+			  long long cancel_at)
+{
+	char sub[64], cus[64];
+	json_t *s;
+
+	snprintf(sub, sizeof(sub), "sub_%s", org);
+	snprintf(cus, sizeof(cus), "cus_%s", org);
+	s = lc_api_sub(sub, cus, status, P0, "price_team", P1, NULL);
+	json_object_set_new(s, "cancel_at_period_end", json_boolean(at_period_end));
+	json_object_set_new(s, "cancel_at", cancel_at ? json_integer(cancel_at) : json_null());
+	return s;
+}
+
+/* The sync reconciles cancel_at_period_end and cancel_at from the API's subscription
+ * objects (a cancellation in the billing portal whose webhook was lost shows after a
+ * customer sync): set, cleared (undone in Stripe), cleared for an ended subscription; a
+ * webhook stored after the API read is newer and kept. */
+START_TEST(sync_reconciles_cancel_at_period_end)
+{
+	struct lc e;
+	json_t *st = stub_fixture(), *subs, *cust, *all, *ans;
+	long long stripe_now = (long long)time(NULL), end = P1 + 2592000;
+	const char *orgs[] = { "org_sx_set", "org_sx_undo", "org_sx_end", "org_sx_new" };
+	const char *tick[] = { "t_sx_set", "t_sx_undo", "t_sx_end", "t_sx_new" };
+
+	lc_add_addon_price(st);
+	json_object_set_new(st, "now", json_integer(stripe_now));
+	subs = json_object_get(st, "subscriptions");
+	cust = json_object_get(st, "customers");
+	for (size_t i = 0; i < 4; i++) {
+		char cus[64];
+		snprintf(cus, sizeof(cus), "cus_%s", orgs[i]);
+		json_object_set_new(cust, cus, json_pack("{sss{ss}}", "id", cus, "metadata",
+							 "org_id", orgs[i]));
+	}
+	json_array_append_new(subs, cancel_sub("org_sx_set", "active", 1, end));
+	json_array_append_new(subs, cancel_sub("org_sx_undo", "active", 0, 0));
+	json_array_append_new(subs, cancel_sub("org_sx_end", "canceled", 1, end));
+	json_array_append_new(subs, cancel_sub("org_sx_new", "active", 0, 0));
+	lc_init(&e, "lc_sync_cancel", st);
+	for (size_t i = 0; i < 4; i++) {
+		char cus[64];
+		snprintf(cus, sizeof(cus), "cus_%s", orgs[i]);
+		lc_seed_period(&e, orgs[i], cus, "team", 5000, 10, P1, 1);
+	}
+	seed_cancel_flag(&e, "org_sx_undo", 1);
+	seed_cancel_flag(&e, "org_sx_end", 1);
+	/* cancelled by a webhook Stripe created after the sync's read */
+	seed_cancel_flag(&e, "org_sx_new", 1);
+	sk_set_customer_int(&e.sk, "org_sx_new", "stripe_subscription_event_created",
+			    stripe_now + 3600);
+	for (size_t i = 0; i < 4; i++)
+		lc_tick(&e, tick[i], orgs[i], NULL);
+	lc_run_sync(&e, NULL);
+	all = sk_read_json(e.sk.results, 4);
+	for (size_t i = 0; i < 4; i++)
+		lc_expect(all, tick[i], "applied");
+	json_decref(all);
+
+	ans = shown(&e, "org_sx_set");
+	ck_assert(json_is_true(json_object_get(ans, "cancel_at_period_end")));
+	ck_assert_int_eq(tk_int(ans, "cancel_at"), end);
+	json_decref(ans);
+	ans = shown(&e, "org_sx_undo");
+	ck_assert(json_is_false(json_object_get(ans, "cancel_at_period_end")));
+	ck_assert(json_is_null(json_object_get(ans, "cancel_at")));
+	json_decref(ans);
+	ans = shown(&e, "org_sx_end");
+	ck_assert_str_eq(lc_str(ans, "status"), "canceled");
+	ck_assert(json_is_false(json_object_get(ans, "cancel_at_period_end")));
+	ck_assert(json_is_null(json_object_get(ans, "cancel_at")));
+	json_decref(ans);
+	ans = shown(&e, "org_sx_new");
+	ck_assert(json_is_true(json_object_get(ans, "cancel_at_period_end")));
+	json_decref(ans);
+	lc_done(&e);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("sync_lifecycle");
@@ -162,6 +268,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, sync_applies_the_policy_with_stripes_clock);
+	tcase_add_test(tc, sync_reconciles_cancel_at_period_end);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

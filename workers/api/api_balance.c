@@ -24,8 +24,8 @@ static int load_subscription(struct bw_mongo *m, mongoc_client_t *client, const 
 				BW_CUST_SUB_TYPE, BCON_INT32(1), "stripe_subscription_status",
 				BCON_INT32(1), BW_CUST_SUB_ALLOWANCE, BCON_INT32(1),
 				BW_CUST_PERIOD_START, BCON_INT32(1),
-				"stripe_current_billing_period_end", BCON_INT32(1),
-				"subscription_cancel_at_period_end", BCON_INT32(1), "}");
+				BW_CUST_PERIOD_END, BCON_INT32(1), BW_CUST_CANCEL_AT_END,
+				BCON_INT32(1), BW_CUST_CANCEL_AT, BCON_INT32(1), "}");
 	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
 	const bson_t *doc;
 	bson_error_t error;

@@ -10,6 +10,7 @@
 #include "api_plans.h"
 #include "customer_doc.h"
 #include "log.h"
+#include "sub_policy.h"
 
 /* The org's live subscription as stored (its id in *sub_id, new string) or NULL. */
 static unsigned stored_sub(struct pay_call *c, struct bw_mongo *m, char **sub_id, char **out)
@@ -104,20 +105,25 @@ done:
 	return status;
 }
 
-/* Stores Stripe's cancel_at_period_end of the org's subscription (not a balance field: no
- * balance_version bump), so GET .../subscription shows it at once. Logged when it fails:
- * Stripe has changed already, the answer says so. */
+/* Stores Stripe's pending cancellation of the org's subscription (cancel_at_period_end,
+ * cancel_at; not balance fields: no balance_version bump), so GET .../subscription shows it
+ * at once. Logged when it fails: Stripe has changed already, the answer says so. */
 static void store_cancel_flag(struct bw_mongo *m, const char *org_id, const json_t *sub)
 {
 	mongoc_client_t *client = bw_mongo_pop(m);
 	mongoc_collection_t *coll = bw_mongo_coll(m, client, BW_COLL_CUSTOMERS);
 	const char *sid = json_string_value(json_object_get(sub, "id"));
+	json_int_t at = json_integer_value(json_object_get(sub, "cancel_at"));
 	bson_t *filter = BCON_NEW(BW_CUST_ORG_ID, BCON_UTF8(org_id), "stripe_subscription_id",
 				  BCON_UTF8(sid ? sid : ""));
-	bson_t *update = BCON_NEW("$set", "{", BW_CUST_CANCEL_AT_END,
-				  BCON_BOOL(json_is_true(json_object_get(sub, "cancel_at_period_end"))),
-				  "}");
+	bson_t *update = bson_new(), set;
 	bson_error_t error;
+
+	BSON_APPEND_DOCUMENT_BEGIN(update, "$set", &set);
+	bw_customer_append_cancel(&set,
+				  bw_sub_policy_ended(json_string_value(json_object_get(sub, "status"))),
+				  json_is_true(json_object_get(sub, "cancel_at_period_end")), at);
+	bson_append_document_end(update, &set);
 
 	if (!mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error))
 		bw_log(BW_LOG_WARN, NULL, "org %s: cancel_at_period_end not stored: %s", org_id,

@@ -216,7 +216,7 @@ json_t *bw_api_subscription_state(const char *org_id, const json_t *cust)
 
 	if (type && (!strcmp(type, BW_CUST_TYPE_NONE) || !*type))
 		type = NULL;
-	return json_pack("{s:s s:o s:o s:b s:o s:o s:b s:o}", "org_id", org_id, "plan",
+	return json_pack("{s:s s:o s:o s:b s:o s:o s:b s:o s:o}", "org_id", org_id, "plan",
 			 type ? json_string(type) : json_null(), "status",
 			 status ? json_string(status) : json_null(), "live",
 			 bw_api_sub_live(status), "current_period_start",
@@ -224,6 +224,7 @@ json_t *bw_api_subscription_state(const char *org_id, const json_t *cust)
 			 period_or_null(cust, BW_CUST_PERIOD_END),
 			 "cancel_at_period_end",
 			 json_is_true(json_object_get(cust, BW_CUST_CANCEL_AT_END)),
+			 "cancel_at", period_or_null(cust, BW_CUST_CANCEL_AT),
 			 "subscription_id", str_or_null(cust, "stripe_subscription_id"));
 }
 

@@ -32,7 +32,8 @@ int bw_api_customer_doc(struct bw_mongo *m, const char *org_id, json_t **out,
 			struct bw_err *err);
 
 /* GET /v1/orgs/{org_id}/subscription: {org_id, plan, status, live, current_period_start,
- * current_period_end (unix s or null), cancel_at_period_end, subscription_id}. */
+ * current_period_end (unix s or null), cancel_at_period_end, cancel_at (unix s or null),
+ * subscription_id}. */
 int bw_api_subscription_json(struct bw_mongo *m, const char *org_id, char **out,
 			     struct bw_err *err);
 

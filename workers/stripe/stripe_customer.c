@@ -87,6 +87,7 @@ static bson_t *deleted_update(const struct bw_stripe_event *ev, int enterprise)
 		BSON_APPEND_UTF8(&set, BW_CUST_SUB_TYPE, BW_CUST_TYPE_NONE);
 		BSON_APPEND_INT64(&set, BW_CUST_SUB_ALLOWANCE, 0);
 		BSON_APPEND_UTF8(&set, "stripe_subscription_status", "canceled");
+		bw_customer_append_cancel(&set, 1, 0, 0); /* ended: nothing pending */
 		BSON_APPEND_INT64(&set, "stripe_subscription_event_created", ev->created);
 		BSON_APPEND_UTF8(&set, "stripe_subscription_event_id", ev->id);
 	}

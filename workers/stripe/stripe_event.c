@@ -153,6 +153,24 @@ static int sub_period(struct bw_stripe_event *ev, const json_t *obj, struct bw_e
 	return 0;
 }
 
+/* The pending cancellation: cancel_at_period_end (a boolean; absent or null: false, Stripe's
+ * default) and cancel_at (unix seconds or null). */
+static int sub_cancel(struct bw_stripe_event *ev, const json_t *obj, struct bw_err *err)
+{
+	const json_t *v = json_object_get(obj, "cancel_at_period_end");
+	int has_at = 0;
+
+	if (v && !json_is_null(v) && !json_is_boolean(v))
+		return bw_err_set(err, BW_ERR_INVALID,
+				  "subscription.cancel_at_period_end: expected a boolean");
+	ev->cancel_at_period_end = json_is_true(v);
+	if (opt_time(obj, "cancel_at", "subscription", &ev->cancel_at, &has_at, err))
+		return -1;
+	if (!has_at)
+		ev->cancel_at = 0;
+	return 0;
+}
+
 static int parse_subscription(struct bw_stripe_event *ev, const json_t *obj, struct bw_err *err)
 {
 	/* The plan is the base item's (sub_policy): an add-on item may come first. */
@@ -175,6 +193,8 @@ static int parse_subscription(struct bw_stripe_event *ev, const json_t *obj, str
 			return -1;
 		ev->has_included_spus = 1;
 	}
+	if (sub_cancel(ev, obj, err) != 0)
+		return -1;
 	return sub_period(ev, obj, err);
 }
 

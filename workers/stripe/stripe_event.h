@@ -54,6 +54,8 @@ struct bw_stripe_event {
 	const char *sub_status, *price_id, *tier;
 	int64_t included_spus;
 	int has_included_spus;
+	int cancel_at_period_end;     /* data.object.cancel_at_period_end (absent, null: false) */
+	int64_t cancel_at;            /* data.object.cancel_at, unix seconds; 0 when none */
 	/* subscription and invoice */
 	const char *subscription_id;
 	int64_t period_start, period_end; /* unix seconds, when has_period */

@@ -1,7 +1,9 @@
 /* stripe_subscription: customer.subscription.created / .updated store the subscription's
  * status and period on the org's customer document, and the tier and allowance the shared
  * policy (sub_policy) gives it: the base item's plan for active / trialing (/ past_due),
- * none otherwise; .deleted of the current subscription clears them. An enterprise org is
+ * none otherwise; .deleted of the current subscription clears them. The pending
+ * cancellation (cancel_at_period_end, cancel_at) is stored from every event applied, cleared
+ * once the subscription has ended (shared/customer_doc.h). An enterprise org is
  * never changed (recorded, ignored). Ordered by the event's `created` (a guard in the
  * update's filter), so an older event never overwrites a newer state. */
 #include <stdio.h>
@@ -12,6 +14,7 @@
 #include "stripe_handlers.h"
 #include "stripe_opening.h"
 #include "stripe_store.h"
+#include "sub_policy.h"
 
 /* Tier and allowance of the subscription's price: its metadata, else payments_prices. */
 static int price_plan(struct bw_mongo *m, mongoc_client_t *client,
@@ -98,6 +101,9 @@ int bw_stripe_subscription_apply(struct bw_stripe_apply_ctx *ax)
 	BSON_APPEND_UTF8(&set, "subscription_type", tier);
 	BSON_APPEND_INT64(&set, "subscription_spu_allowance", allowance);
 	BSON_APPEND_UTF8(&set, "stripe_subscription_status", v.stored_status);
+	/* the pending cancellation, under the same ordering guard: an ended one has none */
+	bw_customer_append_cancel(&set, deleted || bw_sub_policy_ended(v.stored_status),
+				  ev->cancel_at_period_end, ev->cancel_at);
 	if (!deleted) {
 		BSON_APPEND_UTF8(&set, "stripe_subscription_id", ev->subscription_id);
 		if (ev->has_period) {

@@ -11,6 +11,8 @@
  * Writes (one conditional update on balance_version, retried on a miss):
  *   $set subscription_type, subscription_spu_allowance, stripe_subscription_id,
  *        stripe_subscription_status, stripe_subscription_price_id,
+ *        subscription_cancel_at_period_end / subscription_cancel_at (the picked
+ *        subscription's pending cancellation; cleared when it has ended),
  *        stripe_current_billing_period_start/_end (unix seconds), stripe_subscription_event_created
  *        (Stripe's clock at the read: the Date of the customer answer; webhook events created
  *        before it are stale), stripe_synced_at, updated_at

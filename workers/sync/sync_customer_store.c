@@ -112,6 +112,8 @@ static void append_sub(bson_t *set, const struct bw_sync_write *w, const struct 
 		BSON_APPEND_NULL(set, "stripe_subscription_status");
 	if (st->price_id)
 		BSON_APPEND_UTF8(set, "stripe_subscription_price_id", st->price_id);
+	bw_customer_append_cancel(set, bw_sub_policy_ended(st->status), st->cancel_at_period_end,
+				  st->cancel_at_s);
 	if (st->has_period) {
 		int64_t start_ms = st->period_start_s * 1000;
 		/* unix seconds: the old contract the backend reads */

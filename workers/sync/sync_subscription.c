@@ -47,6 +47,9 @@ int bw_sync_pick_subscription(const json_t *subs, const struct bw_sub_policy *po
 		return 0;
 	out->subscription_id = json_string_value(json_object_get(sub, "id"));
 	out->status = json_string_value(json_object_get(sub, "status"));
+	out->cancel_at_period_end = json_is_true(json_object_get(sub, "cancel_at_period_end"));
+	json_int_t at = json_integer_value(json_object_get(sub, "cancel_at"));
+	out->cancel_at_s = at > 0 ? (int64_t)at : 0;
 	bw_sub_policy_decide(policy, &(struct bw_sub_facts){ out->status, 0, 0 }, &v);
 	out->reason = v.reason;
 	if (!live)

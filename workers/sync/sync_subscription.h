@@ -25,6 +25,8 @@ struct bw_sub_state {
 	int live;                        /* a subscription the policy grants the allowance */
 	int period_paid;                 /* its expanded latest_invoice is paid and opens this
 					  * very period: the period may reset */
+	int cancel_at_period_end;        /* its cancel_at_period_end (absent: false) */
+	int64_t cancel_at_s;             /* its cancel_at, unix seconds; 0 when none */
 };
 
 /* Picks the state from an array of Stripe subscription objects (borrowed; items.data[].price
@@ -32,7 +34,7 @@ struct bw_sub_state {
  * recently created subscription whose status the policy grants (sub_policy) and that has a
  * base item; its tier and included_spus. With none: "none", allowance 0, and the latest
  * subscription's id and status. Period from the subscription, or from its items (API
- * 2025-03-31+). Returns 0, or -1 with err (INVALID) when the base price's metadata is
+ * 2025-03-31+); the pending cancellation (cancel_at_period_end, cancel_at) of the one picked. Returns 0, or -1 with err (INVALID) when the base price's metadata is
  * unusable. */
 int bw_sync_pick_subscription(const json_t *subs, const struct bw_sub_policy *policy,
 			      struct bw_sub_state *out, struct bw_err *err);
