@@ -9,6 +9,8 @@
  * | incomplete, incomplete_expired, unpaid,        | none: type "none", allowance 0,    |
  * | paused, canceled, deleted, any other           | the stored status says why         |
  * Enterprise orgs are never changed by Stripe subscription events (answered `ignored`).
+ * A subscription that has ended (deleted, canceled, incomplete_expired: bw_sub_policy_ended)
+ * has no pending cancellation any more (shared/customer_doc.h: bw_customer_append_cancel).
  * A plan change takes the new tier's allowance at once; subscription_spus_used carries over
  * (neither caller writes it on a subscription change; only a new paid period resets it).
  *

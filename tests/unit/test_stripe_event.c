@@ -136,6 +136,33 @@ START_TEST(subscription_new_api_period_from_items)
 }
 END_TEST
 
+/* The pending cancellation: cancel_at_period_end (absent or null: false) and cancel_at. */
+START_TEST(subscription_pending_cancellation)
+{
+	struct bw_stripe_event ev;
+	struct bw_err err;
+
+	parse_fixture("customer_subscription_updated.json", &ev, 1, &err);
+	ck_assert_int_eq(ev.cancel_at_period_end, 0);
+	ck_assert_int_eq(ev.cancel_at, 0);
+	bw_stripe_event_cleanup(&ev);
+	ck_assert_int_eq(parse_text("{\"id\":\"e\",\"type\":\"customer.subscription.updated\","
+				    "\"created\":1,\"data\":{\"object\":{\"id\":\"sub_1\","
+				    "\"status\":\"active\",\"cancel_at_period_end\":true,"
+				    "\"cancel_at\":1720592000}}}", &ev, &err), 0);
+	ck_assert_int_eq(ev.cancel_at_period_end, 1);
+	ck_assert_int_eq(ev.cancel_at, 1720592000);
+	bw_stripe_event_cleanup(&ev);
+	ck_assert_int_eq(parse_text("{\"id\":\"e\",\"type\":\"customer.subscription.updated\","
+				    "\"created\":1,\"data\":{\"object\":{\"id\":\"sub_1\","
+				    "\"status\":\"active\",\"cancel_at_period_end\":null,"
+				    "\"cancel_at\":null}}}", &ev, &err), 0);
+	ck_assert_int_eq(ev.cancel_at_period_end, 0);
+	ck_assert_int_eq(ev.cancel_at, 0);
+	bw_stripe_event_cleanup(&ev);
+}
+END_TEST
+
 START_TEST(invoice_subscription_in_both_api_versions)
 {
 	struct bw_stripe_event ev;
@@ -210,6 +237,12 @@ static const struct {
 	{ "{\"id\":\"e\",\"type\":\"customer.subscription.updated\",\"created\":1,\"data\":"
 	  "{\"object\":{\"id\":\"sub_1\",\"status\":\"active\",\"current_period_start\":\"x\"}}}",
 	  "current_period_start" },
+	{ "{\"id\":\"e\",\"type\":\"customer.subscription.updated\",\"created\":1,\"data\":"
+	  "{\"object\":{\"id\":\"sub_1\",\"status\":\"active\",\"cancel_at_period_end\":\"yes\"}}}",
+	  "cancel_at_period_end" },
+	{ "{\"id\":\"e\",\"type\":\"customer.subscription.updated\",\"created\":1,\"data\":"
+	  "{\"object\":{\"id\":\"sub_1\",\"status\":\"active\",\"cancel_at\":-1}}}",
+	  "cancel_at" },
 	{ "{\"id\":\"e\",\"type\":\"checkout.session.completed\",\"created\":1,\"data\":"
 	  "{\"object\":{\"id\":\"cs_1\",\"mode\":\"payment\",\"payment_status\":\"paid\"}}}",
 	  "metadata.credits" },
@@ -316,6 +349,7 @@ int main(void)
 	tcase_add_test(tc, checkout_bad_credits_is_invalid_with_reason);
 	tcase_add_test(tc, subscription_old_api_period_on_subscription);
 	tcase_add_test(tc, subscription_new_api_period_from_items);
+	tcase_add_test(tc, subscription_pending_cancellation);
 	tcase_add_test(tc, invoice_subscription_in_both_api_versions);
 	tcase_add_test(tc, invoice_period_never_from_the_invoice_fields);
 	tcase_add_test(tc, unknown_type_parses_without_body);

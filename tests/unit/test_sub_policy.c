@@ -54,6 +54,37 @@ START_TEST(policy_table)
 }
 END_TEST
 
+/* Ended for good (no cancellation pending any more): canceled and incomplete_expired only;
+ * the sync's pick carries the picked subscription's cancel_at_period_end and cancel_at. */
+START_TEST(ended_statuses_and_the_pending_cancellation)
+{
+	static const char *const live[] = { "active", "trialing", "past_due", "incomplete",
+					    "unpaid", "paused", "some_future_status", NULL };
+	struct bw_sub_policy p = { 1 };
+	struct bw_sub_state st;
+	struct bw_err err;
+
+	ck_assert_int_eq(bw_sub_policy_ended("canceled"), 1);
+	ck_assert_int_eq(bw_sub_policy_ended("incomplete_expired"), 1);
+	for (size_t i = 0; live[i]; i++)
+		ck_assert_int_eq(bw_sub_policy_ended(live[i]), 0);
+	ck_assert_int_eq(bw_sub_policy_ended(NULL), 0);
+	json_t *subs = json_pack("[{sssssIsbsI}]", "id", "sub_1", "status", "active", "created",
+				 (json_int_t)10, "cancel_at_period_end", 1, "cancel_at",
+				 (json_int_t)2000);
+	ck_assert_int_eq(bw_sync_pick_subscription(subs, &p, &st, &err), 0);
+	ck_assert_int_eq(st.cancel_at_period_end, 1);
+	ck_assert_int_eq(st.cancel_at_s, 2000);
+	json_decref(subs);
+	subs = json_pack("[{sssssI}]", "id", "sub_1", "status", "active", "created",
+			 (json_int_t)10);
+	ck_assert_int_eq(bw_sync_pick_subscription(subs, &p, &st, &err), 0);
+	ck_assert_int_eq(st.cancel_at_period_end, 0);
+	ck_assert_int_eq(st.cancel_at_s, 0);
+	json_decref(subs);
+}
+END_TEST
+
 /* A subscription as the API lists it: an add-on item first, the base item second, the
  * period on the items (2025 shape). */
 static json_t *api_subscription(const char *id, const char *status, long long created)
@@ -330,6 +361,7 @@ int main(void)
 	tcase_add_loop_test(tc, policy_table_in_the_sync_worker, 0, NROWS);
 	tcase_add_loop_test(tc, policy_table_in_the_stripe_worker, 0, NROWS);
 	tcase_add_test(tc, the_base_item_is_marked_else_the_first_unmarked);
+	tcase_add_test(tc, ended_statuses_and_the_pending_cancellation);
 	tcase_add_loop_test(tc, invoice_period_vectors, 0,
 			    (int)(sizeof(invoices) / sizeof(invoices[0])));
 	tcase_add_test(tc, subscription_period_and_paid_invoice);

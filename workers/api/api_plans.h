@@ -1,8 +1,9 @@
 /* api_plans: the read side of the payment flows, from MongoDB only (no Stripe call):
  *   GET /v1/plans                       the plan tiers and the credit price, from the prices
  *                                       the sync worker stored in payments_prices
- *   GET /v1/orgs/{org_id}/subscription  the org's plan, status, period and
- *                                       cancel_at_period_end, from payments_customers
+ *   GET /v1/orgs/{org_id}/subscription  the org's plan, status, period and pending
+ *                                       cancellation (cancel_at_period_end, cancel_at),
+ *                                       from payments_customers
  * Money stays integer: amounts in the currency's minor unit; the price of one credit is
  * unit_amount / transform_quantity.divide_by given as the pair and as an exact decimal string.
  * Answers are new strings (caller free()). */
