@@ -7,8 +7,10 @@ consumer group and database, all deleted afterwards. Prints a table and writes a
 Environment: BENCH_EVENTS (200000), BENCH_ORGS (10000), BENCH_QUICK=1 (smoke: few thousand
 events, few scenarios), BENCH_SWEEP_EVENTS (sweep size), BENCH_BASELINE_EVENTS (20000),
 BENCH_BUILD (build dir), BENCH_CSV (output path), BENCH_LOGDIR (process logs),
-BENCH_ONLY (comma list of scenario groups: main,half,low,cidx,baseline,ceilings,batch,orgs),
-KAFKA_BROKERS, MONGO_URI.
+BENCH_ONLY (comma list of scenario groups:
+main,half,low,cidx,baseline,ceilings,batch,orgs,callgrind), BENCH_CALLGRIND_EVENTS (20000; 1000
+in BENCH_QUICK, where the group is not run unless BENCH_ONLY names it), BENCH_CALLGRIND_ORGS
+(10000), KAFKA_BROKERS, MONGO_URI.
 """
 import csv
 import json
@@ -46,7 +48,7 @@ ALERTS = "bench.%s.alerts" % RUN_ID
 LOGDIR = os.environ.get("BENCH_LOGDIR") or os.path.join(HERE, "results", "logs-" + RUN_ID)
 
 COLUMNS = ["scenario", "impl", "procs", "batch", "orgs", "events", "rate_target", "events_per_s",
-           "p50_ms", "p99_ms", "max_ms", "p99_all_ms", "db_round_trips_per_event", "cpu_us_per_event",
+           "ir_per_event", "ir_batch_per_event", "p50_ms", "p99_ms", "max_ms", "p99_all_ms", "db_round_trips_per_event", "cpu_us_per_event",
            "peak_rss_mb", "store_cpu_us_per_event", "broker_cpu_us_per_event", "applied", "duplicates", "version_misses", "results", "note"]
 
 admin = AdminClient({"bootstrap.servers": BROKERS})
@@ -181,6 +183,7 @@ def row(scenario, impl, procs, batch, orgs, events, rate, lg, met, note=""):
         "scenario": scenario, "impl": impl, "procs": procs, "batch": batch, "orgs": orgs,
         "events": events, "rate_target": round(rate) if rate else "max",
         "events_per_s": round(lg.get("events_per_s", 0)),
+        "ir_per_event": "", "ir_batch_per_event": "",
         "p50_ms": lg.get("p50_ms", ""), "p99_ms": lg.get("p99_ms", ""),
         "max_ms": lg.get("max_ms", ""), "p99_all_ms": lg.get("p99_all_ms", ""),
         "db_round_trips_per_event": round(met["db_round_trips"] / msgs, 4) if msgs else "",
@@ -327,9 +330,9 @@ def main():
     for path in (LOADGEN, WORKER):
         if not os.access(path, os.X_OK):
             sys.exit("bench: %s missing: run bench/run (it builds)" % path)
-    groups = os.environ.get("BENCH_ONLY",
-                            "main,half,low,baseline,ceilings,batch,orgs").split(",")
-    if QUICK:
+    only = os.environ.get("BENCH_ONLY")
+    groups = (only or "main,half,low,baseline,ceilings,batch,orgs,callgrind").split(",")
+    if QUICK and not only:
         groups = [g for g in groups if g in ("main", "half", "baseline", "ceilings")]
     rows = []
     t0 = time.time()
@@ -403,22 +406,33 @@ def run_groups(groups, rows, t0):
     if "orgs" in groups:
         for m in (100, 10000, 1000000):
             rows.append(run_pipeline("orgs_%d" % m, "worker", 1, orgs=m, events=SWEEP_EVENTS)[0])
+    if "callgrind" in groups:
+        import callgrind_ir
+        r = callgrind_ir.run(sys.modules[__name__])
+        if r:
+            rows.append(r)
 
     csv_path = os.environ.get("BENCH_CSV") or os.path.join(HERE, "results", RUN_ID + ".csv")
     os.makedirs(os.path.dirname(csv_path), exist_ok=True)
+    reports = [r.pop("_report") for r in rows if "_report" in r]
+    if reports:
+        with open(os.path.splitext(csv_path)[0] + ".callgrind.txt", "w") as f:
+            f.write("".join(reports))
     with open(csv_path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         for r in rows:
             w.writerow(r)
     show = ["scenario", "procs", "batch", "orgs", "events", "rate_target", "events_per_s",
-            "p50_ms", "p99_ms", "p99_all_ms", "db_round_trips_per_event", "cpu_us_per_event", "peak_rss_mb",
+            "ir_per_event", "p50_ms", "p99_ms", "p99_all_ms", "db_round_trips_per_event", "cpu_us_per_event", "peak_rss_mb",
             "store_cpu_us_per_event", "broker_cpu_us_per_event"]
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in show]
     print("| " + " | ".join(c.ljust(w) for c, w in zip(show, widths)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
         print("| " + " | ".join(str(r[c]).ljust(w) for c, w in zip(show, widths)) + " |")
+    for rep in reports:
+        print(rep)
     print("csv: %s  (logs: %s, %.0f s)" % (csv_path, LOGDIR, time.time() - t0))
     if FAILURES:
         print("bench: %d problem(s):\n  %s" % (len(FAILURES), "\n  ".join(FAILURES)),

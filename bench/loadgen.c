@@ -11,6 +11,11 @@
  *       one line per second of sending (count, p50, max latency) to stderr.
  *       --warmup-s W leaves the events sent in the first W seconds out of p50/p99 (they are
  *       still counted, and p99_all_ms has every event).
+ *   bw-bench-loadgen produce --topic T [--events N] [--orgs M] [--dup F] [--zipf S]
+ *                          [--seed X] [--rate EPS] [--prefix P]
+ *       Only the producing half of `run`: the same stream to T, flushed, then one JSON line
+ *       (events, unique events and their SPUs, sent). Exit 0 when all were acknowledged.
+ *       bench/callgrind fills a topic with it before the worker starts under valgrind.
  *   bw-bench-loadgen count --topic T --events N
  *       The pipe ceiling: reads T from the beginning with no processing until N messages.
  *   bw-bench-loadgen store --db D [--events N] [--orgs M] [--dup F] [--zipf S] [--seed X]
@@ -97,7 +102,7 @@ static int set_option(struct opts *o, const char *name, const char *value)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: bw-bench-loadgen run|count|store [--topic T] [--results R] "
+	fprintf(stderr, "usage: bw-bench-loadgen run|produce|count|store [--topic T] [--results R] "
 			"[--db D] [--events N] [--orgs M] [--dup F] [--zipf S] [--seed X] "
 			"[--rate EPS] [--batch B] [--prefix P] [--timeout-s S] "
 			"[--compound-index 0|1] [--records 0|1] [--series 0|1] [--warmup-s S] "
@@ -124,6 +129,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(o.mode, "run") == 0 && o.topic && o.results)
 		return lg_mode_run(&o);
+	if (strcmp(o.mode, "produce") == 0 && o.topic)
+		return lg_mode_produce(&o);
 	if (strcmp(o.mode, "count") == 0 && o.topic)
 		return lg_mode_count(&o);
 	if (strcmp(o.mode, "store") == 0 && o.db)

@@ -3,7 +3,8 @@
  *   loadgen.c        main: options, usage, dispatch to a mode;
  *   loadgen_plan.c   the event stream (orgs, re-sends) from a seed, clocks, org names;
  *   loadgen_kafka.c  Kafka clients, and the `count` mode (the pipe ceiling);
- *   loadgen_run.c    the `run` mode: the producer thread and the result matcher;
+ *   loadgen_run.c    the `run` mode: the producer thread and the result matcher; the
+ *                    `produce` mode (the producer alone);
  *   loadgen_store.c  the `store` mode (the store ceiling). */
 #ifndef BW_BENCH_LOADGEN_H
 #define BW_BENCH_LOADGEN_H
@@ -60,6 +61,7 @@ rd_kafka_t *lg_reader_new(const char *topic);
 
 /* The modes: each prints its JSON line and returns the exit code (0, 1 error, 3 short). */
 int lg_mode_run(const struct opts *o);
+int lg_mode_produce(const struct opts *o);
 int lg_mode_count(const struct opts *o);
 int lg_mode_store(const struct opts *o);
 

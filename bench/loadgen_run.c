@@ -153,11 +153,51 @@ static const char *const statuses[] = { "applied", "insufficient_credits", "dupl
 					"conflict", "rejected" };
 #define NSTATUS 5
 
+static const char *const pprops[] = { "linger.ms", "2", "acks", "all", "enable.idempotence",
+				      "true", "queue.buffering.max.messages", "1000000", NULL };
+
+static int64_t plan_spus(const struct plan *p)
+{
+	int64_t spus = 0;
+	for (long u = 0; u < p->nuniq; u++)
+		spus += p->uniq_spus[u];
+	return spus;
+}
+
+int lg_mode_produce(const struct opts *o)
+{
+	struct run r;
+	int rc = 1;
+
+	memset(&r, 0, sizeof(r));
+	r.o = o;
+	if (lg_plan_build(&r.plan, o) != 0)
+		goto done;
+	r.send_us = calloc((size_t)o->events, sizeof(*r.send_us));
+	if (!r.send_us)
+		goto done;
+	r.producer = lg_kafka_new(RD_KAFKA_PRODUCER, pprops, &r, on_delivery);
+	if (!r.producer)
+		goto done;
+	produce_thread(&r);   /* in this thread: produces everything, then flushes */
+	rc = atomic_load(&r.sent) == o->events && !atomic_load(&r.produce_failed) &&
+			     rd_kafka_outq_len(r.producer) == 0
+		     ? 0
+		     : 3;
+	printf("{\"mode\":\"produce\",\"events\":%ld,\"unique_events\":%ld,\"resends\":%ld,"
+	       "\"unique_spus\":%" PRId64 ",\"sent\":%ld,\"failed\":%d}\n",
+	       o->events, r.plan.nuniq, o->events - r.plan.nuniq, plan_spus(&r.plan),
+	       atomic_load(&r.sent), atomic_load(&r.produce_failed));
+done:
+	if (r.producer)
+		rd_kafka_destroy(r.producer);
+	free(r.send_us);
+	lg_plan_free(&r.plan);
+	return rc;
+}
+
 int lg_mode_run(const struct opts *o)
 {
-	static const char *const pprops[] = { "linger.ms", "2", "acks", "all",
-					      "enable.idempotence", "true",
-					      "queue.buffering.max.messages", "1000000", NULL };
 	struct run r;
 	rd_kafka_t *reader = NULL;
 	pthread_t th;
@@ -256,9 +296,7 @@ int lg_mode_run(const struct opts *o)
 	{
 		int64_t first = atomic_load(&r.first_send_us);
 		double secs = first && last_result > first ? (double)(last_result - first) / 1e6 : 0;
-		int64_t spus = 0;
-		for (long u = 0; u < r.plan.nuniq; u++)
-			spus += r.plan.uniq_spus[u];
+		int64_t spus = plan_spus(&r.plan);
 		printf("{\"mode\":\"run\",\"events\":%ld,\"unique_events\":%ld,\"resends\":%ld,"
 		       "\"unique_spus\":%" PRId64 ",\"sent\":%ld,\"results\":%ld,"
 		       "\"unmatched\":%ld,",
