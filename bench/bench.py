@@ -51,6 +51,11 @@ COLUMNS = ["scenario", "impl", "procs", "batch", "orgs", "events", "rate_target"
            "ir_per_event", "ir_batch_per_event", "p50_ms", "p99_ms", "max_ms", "p99_all_ms", "db_round_trips_per_event", "cpu_us_per_event",
            "peak_rss_mb", "store_cpu_us_per_event", "broker_cpu_us_per_event", "applied", "duplicates", "version_misses", "results", "note"]
 
+# Keys of the worker's `metrics final` line that become extra CSV columns, as they are (summed
+# over the scenario's processes like the other counters); a scenario without them leaves the
+# cells empty.
+STAGE_PREFIX = "stage_"
+
 admin = AdminClient({"bootstrap.servers": BROKERS})
 mongo = pymongo.MongoClient(MONGO_URI, serverSelectionTimeoutMS=10000)
 
@@ -59,15 +64,15 @@ def log(msg):
     print("bench: " + msg, file=sys.stderr, flush=True)
 
 
-def create_topics(*names):
-    futs = admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
+def create_topics(*names, partitions=PARTITIONS):
+    futs = admin.create_topics([NewTopic(n, partitions, 1) for n in names])
     for f in futs.values():
         f.result(30)
     # wait until the metadata shows every partition with a leader
     deadline = time.time() + 30
     while time.time() < deadline:
         md = admin.list_topics(timeout=10)
-        if all(n in md.topics and len(md.topics[n].partitions) == PARTITIONS and
+        if all(n in md.topics and len(md.topics[n].partitions) == partitions and
                all(p.leader >= 0 for p in md.topics[n].partitions.values()) for n in names):
             return
         time.sleep(0.2)
@@ -162,8 +167,12 @@ class Procs:
                 if m.startswith("metrics final "):
                     d = json.loads(m[len("metrics final "):])
                     for k, v in d.items():
-                        total[k] = max(total.get(k, 0), v) if k == "max_rss_kb" else \
-                            total.get(k, 0) + v
+                        if not isinstance(v, (int, float)) or isinstance(v, bool):
+                            total[k] = json.dumps(v)   # not a counter: the last one, as is
+                        elif k == "max_rss_kb":
+                            total[k] = max(total.get(k, 0), v)
+                        else:
+                            total[k] = total.get(k, 0) + v
         return total
 
 
@@ -193,6 +202,8 @@ def row(scenario, impl, procs, batch, orgs, events, rate, lg, met, note=""):
         "applied": met.get("applied", ""), "duplicates": met.get("duplicates", ""),
         "version_misses": met.get("version_misses", ""), "results": lg.get("results", ""),
         "note": note,
+        # the worker's per-stage figures (keys stage_*), when its metrics line has them
+        **{k: v for k, v in met.items() if k.startswith(STAGE_PREFIX)},
     }
 
 
@@ -418,8 +429,9 @@ def run_groups(groups, rows, t0):
     if reports:
         with open(os.path.splitext(csv_path)[0] + ".callgrind.txt", "w") as f:
             f.write("".join(reports))
+    stages = sorted({k for r in rows for k in r if k.startswith(STAGE_PREFIX)})
     with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w = csv.DictWriter(f, fieldnames=COLUMNS + stages, restval="")
         w.writeheader()
         for r in rows:
             w.writerow(r)

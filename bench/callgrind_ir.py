@@ -4,13 +4,18 @@ callgrind over a fixed stream (stable on a noisy, shared machine, unlike events/
 
 1. `bw-bench-loadgen produce` writes the fixed stream (BENCH_CALLGRIND_EVENTS, default 20,000
    events over BENCH_CALLGRIND_ORGS = 10,000 orgs, Zipf 1.1, 5 % re-sends, seed 42: the same
-   bytes every time, except bench_ts_us) to a fresh topic, BEFORE the worker starts, so the
-   worker reads a full backlog in full batches of 500 whatever valgrind's slowdown.
+   bytes every time, except bench_ts_us) to a fresh topic of ONE partition
+   (BENCH_CALLGRIND_PARTITIONS), BEFORE the worker starts.
 2. `bw-usage-worker` (the bench build: RelWithDebInfo, no sanitizers) runs under
    `valgrind --tool=callgrind --separate-threads=no` with a fresh group and database until
    IDLE_EXIT_MS after the last message; the checks are bench.py's (exit 0, msgs_in = applied +
    duplicates = events, a result on the results topic per event, the SPUs charged in
-   payments_customers = the stream's unique SPUs).
+   payments_customers = the stream's unique SPUs). The batches are the same on every run:
+   events 0-499, 500-999, ... The worker gets BATCH_WAIT_MS=10000 (under valgrind, 500 polls
+   can outlast the default 20 ms, which cut batches at timing-dependent places) and
+   max.partition.fetch.bytes = 64 MB (the whole partition in one fetch, so the local queue
+   never runs dry mid-batch); with 12 partitions the batches would mix partitions in the order
+   their fetches arrive, which moves the count by 1-2 % from run to run.
 3. The same worker under callgrind on an empty topic (0 events: start-up, group join, idle
    exit, shutdown), and the figures:
      ir_per_event        (Ir of the run with events - Ir of the empty run) / events, every
@@ -48,11 +53,10 @@ def _totals(path):
 
 
 def _annotate(path, inclusive):
-    """callgrind_annotate (--inclusive=yes or self cost): [(Ir, name)], largest first. A
-    function listed twice (callgrind_annotate 3.19 names it by absolute and by relative source
-    path) is kept once; PROGRAM TOTALS and the frames above main are left out."""
+    """callgrind_annotate (--inclusive=yes or self cost): [(Ir, name)], largest first.
+    PROGRAM TOTALS and the frames above main are left out."""
     out = subprocess.run(["callgrind_annotate", "--inclusive=" + ("yes" if inclusive else "no"),
-                          "--threshold=100", path],
+                          "--threshold=100", "--auto=no", path],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True)
     rows, seen = [], set()
     for line in out.stdout.splitlines():
@@ -63,10 +67,12 @@ def _annotate(path, inclusive):
         if ("(below main)" in name or "__libc_start" in name or
                 (name.startswith("???:0x") and "/ld-linux" in name)):
             continue
+        # inclusive lists name a function twice (by absolute and by relative source path)
         key = (ir, _func(name))
-        if key not in seen:
-            seen.add(key)
-            rows.append((ir, name))
+        if name.startswith("=>") or key in seen:
+            continue
+        seen.add(key)
+        rows.append((ir, name))
     return rows
 
 
@@ -92,7 +98,9 @@ def _worker_run(b, name, events, orgs):
     topic, results, group = tag + ".usage", tag + ".results", tag + ".group"
     db = ("bench_%s_%s" % (b.RUN_ID, name)).replace("-", "_").replace(".", "_")[:60]
     out = os.path.join(b.LOGDIR, "%s.callgrind.out" % name)
-    b.create_topics(topic, results)
+    parts = int(os.environ.get("BENCH_CALLGRIND_PARTITIONS", "1"))
+    b.create_topics(topic, partitions=parts)
+    b.create_topics(results)
     prod = {}
     try:
         if events:
@@ -101,8 +109,13 @@ def _worker_run(b, name, events, orgs):
             b.check(prod.get("rc") == 0 and prod.get("sent") == events,
                     "%s: produced %s of %d events" % (name, prod.get("sent"), events))
         env = b.worker_env(topic, results, group, db, 500)
+        # Batches cut by count only (see the module's docstring): no wall-clock cut-off, and
+        # the partition fetched whole.
+        env["BATCH_WAIT_MS"] = "10000"
+        env["RDKAFKA_MAX_PARTITION_FETCH_BYTES"] = str(64 << 20)
         argv = ["valgrind", "--tool=callgrind", "--separate-threads=no",
-                "--callgrind-out-file=" + out, b.WORKER]
+                "--callgrind-out-file=" + out] + \
+            os.environ.get("BENCH_VALGRIND_OPTS", "").split() + [b.WORKER]
         b.log("%s: bw-usage-worker under callgrind, %d events of %d orgs" % (name, events, orgs))
         t0 = time.time()
         procs = b.Procs(name, [argv], env)
@@ -165,6 +178,8 @@ def run(b):
         "ir_per_event        (net of the empty run) / events:  %d" % r["ir_per_event"],
         "ir_batch_per_event  %s inclusive / events:  %d  (%.1f %% of the net)" %
         (FUNC, r["ir_batch_per_event"], 100.0 * ir_batch / net if net else 0),
+        "batches %s, DB round trips %s (a run with fewer, fuller batches counts fewer "
+        "instructions: per-batch work)" % (met.get("batches"), met.get("db_round_trips")),
         "callgrind.out: %s (empty run: %s)" % (out_n, out_0),
         "",
         "top %d inclusive (callgrind_annotate --inclusive=yes), share of the run's total Ir "
