@@ -15,7 +15,7 @@ export BENCH_BASELINE_EVENTS=300 BENCH_BUILD="$BUILD" BENCH_CSV="$out/bench.csv"
 /usr/bin/python3 - "$out/bench.csv" <<'PY'
 import csv, sys
 need = ["scenario", "impl", "procs", "batch", "orgs", "events", "rate_target", "events_per_s",
-        "p50_ms", "p99_ms", "max_ms", "p99_all_ms", "db_round_trips_per_event", "cpu_us_per_event",
+        "ir_per_event", "ir_batch_per_event", "p50_ms", "p99_ms", "max_ms", "p99_all_ms", "db_round_trips_per_event", "cpu_us_per_event",
         "peak_rss_mb", "store_cpu_us_per_event", "broker_cpu_us_per_event", "applied", "duplicates",
         "version_misses", "results", "note"]
 with open(sys.argv[1], newline="") as f:
