@@ -29,8 +29,7 @@ callgrind over a fixed stream (stable on a noisy, shared machine, unlike events/
                          moves work out of the handler (e.g. publish of batch N overlapped with
                          batch N+1), this figure drops by that work and ir_per_event does not.
    The top inclusive functions (callgrind_annotate --inclusive=yes) and the top self costs go
-   to <csv>.callgrind.txt,
-   the raw callgrind.out files to the logs directory.
+   to <csv>.callgrind.txt, the raw callgrind.out files to the logs directory.
 """
 import os
 import re
@@ -160,6 +159,7 @@ def run(b):
     ir_batch = _inclusive(top, FUNC)
     b.check(ir_batch > 0, "callgrind: no inclusive cost of %s in %s" % (FUNC, out_n))
     net = ir_n - ir_0
+    want_batches = -(-events // 500)
     r = b.row("callgrind", "worker under valgrind", 1, 500, orgs, events, 0, {}, met)
     # events/s, CPU and RSS under valgrind mean nothing
     r["events_per_s"] = r["cpu_us_per_event"] = r["peak_rss_mb"] = ""
@@ -178,8 +178,9 @@ def run(b):
         "ir_per_event        (net of the empty run) / events:  %d" % r["ir_per_event"],
         "ir_batch_per_event  %s inclusive / events:  %d  (%.1f %% of the net)" %
         (FUNC, r["ir_batch_per_event"], 100.0 * ir_batch / net if net else 0),
-        "batches %s, DB round trips %s (a run with fewer, fuller batches counts fewer "
-        "instructions: per-batch work)" % (met.get("batches"), met.get("db_round_trips")),
+        "batches %s (expected %d: %s), DB round trips %s" %
+        (met.get("batches"), want_batches, "as expected" if met.get("batches") == want_batches
+         else "OTHER BATCHES THAN USUAL: not comparable", met.get("db_round_trips")),
         "callgrind.out: %s (empty run: %s)" % (out_n, out_0),
         "",
         "top %d inclusive (callgrind_annotate --inclusive=yes), share of the run's total Ir "
