@@ -10,7 +10,8 @@ BENCH_BUILD (build dir), BENCH_CSV (output path), BENCH_LOGDIR (process logs),
 BENCH_ONLY (comma list of scenario groups:
 main,half,low,cidx,baseline,ceilings,batch,orgs,callgrind), BENCH_CALLGRIND_EVENTS (20000; 1000
 in BENCH_QUICK, where the group is not run unless BENCH_ONLY names it), BENCH_CALLGRIND_ORGS
-(10000), KAFKA_BROKERS, MONGO_URI.
+(10000), BENCH_CALLGRIND_PARTITIONS (1), BENCH_VALGRIND_OPTS (bench/callgrind_ir.py),
+KAFKA_BROKERS, MONGO_URI.
 """
 import csv
 import json
