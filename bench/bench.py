@@ -34,6 +34,10 @@ BROKERS = os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092")
 MONGO_URI = os.environ.get("MONGO_URI", "mongodb://127.0.0.1:27017")
 PARTITIONS = 12
 IDLE_EXIT_MS = 3000
+# With 2 processes the second member's join rebalances the group, which can take a consumer
+# heartbeat (3 s) and more on a loaded machine: the first member, assigned everything, must not
+# idle out meanwhile (the scenario then failed with "process exited before assignment").
+IDLE_EXIT_MS_MULTI = 10000
 # Half-load runs: events sent in the first seconds (the worker's first batch waits for
 # producer metadata and connections) are left out of p50/p99; p99_all_ms has them.
 HALF_WARMUP_S = 2
@@ -258,6 +262,8 @@ def run_pipeline(scenario, impl, nprocs=1, batch=500, orgs=ORGS, events=EVENTS, 
     if compound_index:
         add_compound_index(db)
     env = worker_env(topic, results, group, db, batch)
+    if nprocs > 1:
+        env["IDLE_EXIT_MS"] = str(IDLE_EXIT_MS_MULTI)
     env.update(extra_env or {})
     argv = [[WORKER]] * nprocs if impl == "worker" else [["/usr/bin/python3", BASELINE]]
     log("%s: %s x%d, batch %d, %d orgs, %d events, rate %s" %
