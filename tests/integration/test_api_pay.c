@@ -84,6 +84,38 @@ static json_t *posts_to(const struct pay_env *pe, const char *method, const char
 	return out;
 }
 
+/* A user action retried and two other requests, asserted on what Stripe received at
+ * stripe_path: POSTs body to path twice with the caller's Idempotency-Key header hdr (the
+ * retry: the same key, the same answer), then other with hdr and body with hdr2 (other
+ * requests: each its own key). Starts from a cleared request log. */
+static void expect_retry_keys(struct pay_env *pe, const char *path, const char *hdr,
+			      const char *hdr2, const char *body, const char *other,
+			      const char *stripe_path)
+{
+	json_t *a, *b, *reqs;
+	const char *k[4];
+
+	stub_clear_requests(&pe->stub);
+	a = ak_call(&pe->api, "POST", path, hdr, body, 200);
+	b = ak_call(&pe->api, "POST", path, hdr, body, 200);
+	ck_assert_msg(json_equal(a, b), "a retry answered otherwise than the first request");
+	json_decref(b);
+	json_decref(a);
+	json_decref(ak_call(&pe->api, "POST", path, hdr, other, 200));
+	json_decref(ak_call(&pe->api, "POST", path, hdr2, body, 200));
+	reqs = posts_to(pe, "POST", stripe_path);
+	ck_assert_int_eq(json_array_size(reqs), 4);
+	for (size_t i = 0; i < 4; i++)
+		k[i] = ak_str(json_array_get(reqs, i), "idempotency_key");
+	ck_assert_str_eq(ak_str(json_array_get(reqs, 1), "body"),
+			 ak_str(json_array_get(reqs, 0), "body"));
+	ck_assert_str_eq(k[1], k[0]);
+	ck_assert_str_ne(k[2], k[0]);
+	ck_assert_str_ne(k[3], k[0]);
+	ck_assert_str_ne(k[3], k[2]);
+	json_decref(reqs);
+}
+
 #define CREDITS_BODY                                                                        \
 	"{\"credits\":%lld,\"success_url\":\"https://app.test/ok\","                          \
 	"\"cancel_url\":\"https://app.test/no\"}"
@@ -94,7 +126,6 @@ START_TEST(test_checkout_credits)
 	struct pay_env pe;
 	json_t *j, *reqs, *r;
 	char body[256], form[512], path[] = "/v1/orgs/org-buy/checkout/credits";
-	const char *id1;
 	const long long cases[][2] = { { 499, 400 }, { 500, 200 }, { 100000, 200 },
 				       { 100001, 400 } };
 
@@ -137,27 +168,13 @@ START_TEST(test_checkout_credits)
 		ck_assert_str_eq(ak_str(r, "authorization"), "Bearer sk_test_pay");
 	}
 	json_decref(reqs);
-	/* A retried request (same body): the same key, Stripe's first session again. */
-	stub_clear_requests(&pe.stub);
+	/* A retried request (same body): the same key, Stripe's first session again (cs_test_3);
+	 * another amount (cs_test_4) and another user action (cs_test_5) are new sessions. */
 	snprintf(body, sizeof(body), CREDITS_BODY, 700LL);
-	j = ak_call(&pe.api, "POST", path, "Idempotency-Key: click-1", body, 200);
-	json_t *j2 = ak_call(&pe.api, "POST", path, "Idempotency-Key: click-1", body, 200);
-	id1 = ak_str(j, "id");
-	ck_assert_str_eq(ak_str(j2, "id"), id1);
-	ck_assert_str_eq(ak_str(j2, "url"), ak_str(j, "url"));
-	reqs = posts_to(&pe, "POST", "/v1/checkout/sessions");
-	ck_assert_int_eq(json_array_size(reqs), 2);
-	ck_assert_str_eq(ak_str(json_array_get(reqs, 0), "idempotency_key"),
-			 ak_str(json_array_get(reqs, 1), "idempotency_key"));
-	json_decref(reqs);
-	json_decref(j2);
-	json_decref(j);
-	/* Another user action (another key) is another session, as is another amount. */
+	snprintf(form, sizeof(form), CREDITS_BODY, 701LL);
+	expect_retry_keys(&pe, path, "Idempotency-Key: click-1", "Idempotency-Key: click-2", body,
+			  form, "/v1/checkout/sessions");
 	j = ak_call(&pe.api, "POST", path, "Idempotency-Key: click-2", body, 200);
-	ck_assert_str_eq(ak_str(j, "id"), "cs_test_4");
-	json_decref(j);
-	snprintf(body, sizeof(body), CREDITS_BODY, 701LL);
-	j = ak_call(&pe.api, "POST", path, "Idempotency-Key: click-1", body, 200);
 	ck_assert_str_eq(ak_str(j, "id"), "cs_test_5");
 	json_decref(j);
 	j = ak_call(&pe.api, "POST", path, NULL, "{\"credits\":\"12\"}", 400);
@@ -320,6 +337,16 @@ static void expect_one(const struct pay_env *pe, const char *method, const char 
 	json_decref(reqs);
 }
 
+/* org_alpha as stored: the fixture's customer cus_alpha and its live team subscription
+ * sub_alpha (item si_a1). */
+static void seed_alpha(const struct pay_env *pe)
+{
+	tk_mongo_insert(pe->env.db, "payments_customers",
+			"{\"org_id\":\"org_alpha\",\"stripe_customer_id\":\"cus_alpha\","
+			"\"subscription_type\":\"team\",\"stripe_subscription_id\":\"sub_alpha\","
+			"\"stripe_subscription_status\":\"active\"}");
+}
+
 START_TEST(test_plan_change_cancel_portal)
 {
 	struct pay_env pe;
@@ -349,10 +376,7 @@ START_TEST(test_plan_change_cancel_portal)
 	json_decref(j);
 
 	/* With a live subscription (the fixture's sub_alpha, team, item si_a1): a plan change. */
-	tk_mongo_insert(pe.env.db, "payments_customers",
-			"{\"org_id\":\"org_alpha\",\"stripe_customer_id\":\"cus_alpha\","
-			"\"subscription_type\":\"team\",\"stripe_subscription_id\":\"sub_alpha\","
-			"\"stripe_subscription_status\":\"active\"}");
+	seed_alpha(&pe);
 	snprintf(body, sizeof(body), PLAN_BODY, "individual");
 	j = ak_call(&pe.api, "POST", "/v1/orgs/org_alpha/checkout/plan", NULL, body, 200);
 	ck_assert_str_eq(ak_str(j, "plan"), "individual");
@@ -423,6 +447,30 @@ START_TEST(test_plan_change_cancel_portal)
 }
 END_TEST
 
+/* The same Idempotency-Key on a retry for the plan checkout (a new subscription's Checkout
+ * and a plan change of a live one) and the billing portal: expect_retry_keys. */
+START_TEST(test_retried_plan_and_portal)
+{
+	struct pay_env pe;
+	char team[256], indiv[256];
+
+	pay_start(&pe, "it_api_pay_retry", 1);
+	snprintf(team, sizeof(team), PLAN_BODY, "team");
+	snprintf(indiv, sizeof(indiv), PLAN_BODY, "individual");
+	expect_retry_keys(&pe, "/v1/orgs/org-new/checkout/plan", "Idempotency-Key: p-1",
+			  "Idempotency-Key: p-2", team, indiv, "/v1/checkout/sessions");
+	seed_alpha(&pe);
+	expect_retry_keys(&pe, "/v1/orgs/org_alpha/checkout/plan", "Idempotency-Key: c-1",
+			  "Idempotency-Key: c-2", indiv, team, "/v1/subscriptions/sub_alpha");
+	ck_assert_int_eq(stub_count(&pe.stub, "POST", "/v1/checkout/sessions"), 0);
+	expect_retry_keys(&pe, "/v1/orgs/org_alpha/portal", "Idempotency-Key: b-1",
+			  "Idempotency-Key: b-2", "{\"return_url\":\"https://app.test/billing\"}",
+			  "{\"return_url\":\"https://app.test/other\"}",
+			  "/v1/billing_portal/sessions");
+	pay_stop(&pe);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("api_pay");
@@ -433,6 +481,7 @@ int main(void)
 	tcase_add_test(tc, test_checkout_credits);
 	tcase_add_test(tc, test_local_only_and_stripe_errors);
 	tcase_add_test(tc, test_plan_change_cancel_portal);
+	tcase_add_test(tc, test_retried_plan_and_portal);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

@@ -64,7 +64,7 @@ unsigned bw_api_pay_credits(const struct bw_api_pay_cfg *cfg, struct bw_mongo *m
 	pay_form(&c, "cancel_url", cancel);
 	pay_form(&c, "metadata[org_id]", req->org_id);
 	pay_form(&c, "metadata[credits]", val);
-	pay_key(&c, "checkout-credits", NULL, key);
+	pay_key(&c, "checkout-credits", 0, key);
 	session = pay_post(&c, "/v1/checkout/sessions", key);
 	if (!session) {
 		status = pay_stripe_fail(&c, out, "create checkout session");

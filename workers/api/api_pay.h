@@ -16,8 +16,7 @@
  *     "bw-sync-customer-<org_id>") and stored at once, as the sync does;
  *   - every other POST carries Idempotency-Key "bw-api-<call>-<org_id>-<h>" derived from the
  *     request (api_pay_common.h pay_key: the caller's Idempotency-Key header, else the
- *     10-minute window for a creation, a nonce for a subscription update; the raw body; the
- *     subscription state a change starts from): a
+ *     10-minute window for a creation, a nonce for a subscription update; the raw body): a
  *     retried request gets Stripe's first answer, one session and not two. Callers send one
  *     Idempotency-Key per user action (the window alone merges identical requests within it).
  * Answers when it fails: 400 invalid_request (body, bounds: the bounds in the detail),

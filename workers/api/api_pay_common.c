@@ -143,18 +143,19 @@ void pay_form(struct pay_call *c, const char *key, const char *value)
 	free(v);
 }
 
-void pay_key(const struct pay_call *c, const char *call, const char *state,
-	     char key[BW_PAY_KEY_MAX])
+void pay_key(const struct pay_call *c, const char *call, int update, char key[BW_PAY_KEY_MAX])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	char hex[33], who[300];
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 
-	/* The caller's key when it sent one; else the ten minutes the request falls in. */
+	/* The caller's key when it sent one (not the state the request finds: a retry after a
+	 * first attempt that changed it is still the same request); else the ten minutes a
+	 * creation falls in. */
 	if (c->req->client_key) {
 		snprintf(who, sizeof(who), "c:%.256s", c->req->client_key);
-	} else if (state) {
+	} else if (update) {
 		/* An update sets values (a retry changes nothing more): this attempt's own key,
 		 * so a later identical change (cancel, reactivate, cancel) is never a replay. */
 		struct timespec ts;
@@ -168,8 +169,6 @@ void pay_key(const struct pay_call *c, const char *call, const char *state,
 	memset(md, 0, sizeof(md));
 	if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1) {
 		EVP_DigestUpdate(ctx, who, strlen(who));
-		EVP_DigestUpdate(ctx, "\n", 1);
-		EVP_DigestUpdate(ctx, state ? state : "", state ? strlen(state) : 0);
 		EVP_DigestUpdate(ctx, "\n", 1);
 		EVP_DigestUpdate(ctx, c->req->body ? (const void *)c->req->body : "", c->req->len);
 		EVP_DigestFinal_ex(ctx, md, &mdlen);

@@ -53,13 +53,13 @@ void pay_form(struct pay_call *c, const char *key, const char *value);
 /* A request without the caller's Idempotency-Key is deduplicated within this window. */
 #define BW_PAY_KEY_WINDOW_S 600
 
-/* "bw-api-<call>-<org_id>-<h>", h the first 32 hex digits of SHA-256(who, \n, state, \n,
- * body), who "c:<the caller's Idempotency-Key>", else for a creation (state NULL)
- * "t:<unix time / BW_PAY_KEY_WINDOW_S>", else for an update (state: the subscription it
- * starts from) a nonce of this request: setting the same values twice is harmless, and a
- * later identical change (cancel, reactivate, cancel) must not replay the first answer. */
-void pay_key(const struct pay_call *c, const char *call, const char *state,
-	     char key[BW_PAY_KEY_MAX]);
+/* "bw-api-<call>-<org_id>-<h>", h the first 32 hex digits of SHA-256(who, \n, body), who
+ * "c:<the caller's Idempotency-Key>" (a retry of the same request sends the same key and
+ * gets Stripe's first answer, whatever happened since), else for a creation (update 0)
+ * "t:<unix time / BW_PAY_KEY_WINDOW_S>", else for a subscription update a nonce of this
+ * request: setting the same values twice is harmless, and a later identical change (cancel,
+ * reactivate, cancel) must not replay the first answer. */
+void pay_key(const struct pay_call *c, const char *call, int update, char key[BW_PAY_KEY_MAX]);
 
 /* POSTs the form to path with key; resets the form. The answer (new reference) or NULL. */
 json_t *pay_post(struct pay_call *c, const char *path, const char *key);

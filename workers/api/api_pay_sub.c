@@ -134,19 +134,15 @@ static void store_cancel_flag(struct bw_mongo *m, const char *org_id, const json
 	bw_mongo_push(m, client);
 }
 
-/* POSTs the form to the subscription (key from call and its state); answers the new state. */
+/* POSTs the form to the subscription (an update's key for call); answers the new state. */
 static unsigned update_sub(struct pay_call *c, struct bw_mongo *m, const json_t *sub,
 			   const char *call, const char *tier, char **out)
 {
-	char path[300], key[BW_PAY_KEY_MAX], state[400];
-	const json_t *item = base_item(sub);
+	char path[300], key[BW_PAY_KEY_MAX];
 	const char *sid = json_string_value(json_object_get(sub, "id"));
 	json_t *res;
 
-	snprintf(state, sizeof(state), "%s/%s/%d", sid ? sid : "",
-		 item && price_id_of(item) ? price_id_of(item) : "",
-		 json_is_true(json_object_get(sub, "cancel_at_period_end")));
-	pay_key(c, call, state, key);
+	pay_key(c, call, 1, key);
 	snprintf(path, sizeof(path), "/v1/subscriptions/%.250s", sid ? sid : "");
 	res = pay_post(c, path, key);
 	if (!res)
@@ -216,7 +212,7 @@ unsigned bw_api_pay_plan(const struct bw_api_pay_cfg *cfg, struct bw_mongo *m,
 	pay_form(&c, "cancel_url", cancel);
 	pay_form(&c, "metadata[org_id]", req->org_id);
 	pay_form(&c, "subscription_data[metadata][org_id]", req->org_id);
-	pay_key(&c, "checkout-plan", NULL, key);
+	pay_key(&c, "checkout-plan", 0, key);
 	session = pay_post(&c, "/v1/checkout/sessions", key);
 	if (!session) {
 		status = pay_stripe_fail(&c, out, "create checkout session");
@@ -280,7 +276,7 @@ unsigned bw_api_pay_portal(const struct bw_api_pay_cfg *cfg, struct bw_mongo *m,
 		goto done;
 	pay_form(&c, "customer", c.customer);
 	pay_form(&c, "return_url", ret);
-	pay_key(&c, "portal", NULL, key);
+	pay_key(&c, "portal", 0, key);
 	session = pay_post(&c, "/v1/billing_portal/sessions", key);
 	if (!session) {
 		status = pay_stripe_fail(&c, out, "create portal session");
