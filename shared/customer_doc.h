@@ -119,8 +119,9 @@ int bw_customer_org_oid(const char *org_id, bson_oid_t *oid);
  * null), what bw-api's GET .../subscription answers. Written only through
  * bw_customer_append_cancel(), by every writer of the subscription state: the stripe worker
  * (customer.subscription.* events, under its event ordering), the sync worker (the API's
- * subscription objects, unless a newer event is stored) and bw-api (Stripe's answer to its
- * cancel, reactivate and plan-change calls). */
+ * subscription objects, unless a newer event is stored; bw-api runs the same code after its
+ * cancel, reactivate and plan-change calls) and bw-api (Stripe's answer to those calls, only
+ * when that re-read failed). */
 #define BW_CUST_CANCEL_AT_END "subscription_cancel_at_period_end"
 #define BW_CUST_CANCEL_AT "subscription_cancel_at"
 

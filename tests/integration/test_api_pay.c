@@ -350,7 +350,7 @@ static void seed_alpha(const struct pay_env *pe)
 START_TEST(test_plan_change_cancel_portal)
 {
 	struct pay_env pe;
-	json_t *j;
+	json_t *j, *st;
 	char body[256];
 
 	pay_start(&pe, "it_api_pay_plan", 1);
@@ -391,6 +391,12 @@ START_TEST(test_plan_change_cancel_portal)
 		   "metadata%5Borg_id%5D=org_alpha");
 	ck_assert_int_eq(stub_count(&pe.stub, "POST", "/v1/checkout/sessions"), 0);
 	ck_assert_int_eq(stub_count(&pe.stub, "POST", "/v1/customers"), 0);
+	/* The state re-read after the change (the customer sync's code) stored the new plan. */
+	ck_assert_int_eq(stub_count(&pe.stub, "GET", "/v1/customers/cus_alpha"), 1);
+	j = ak_call(&pe.api, "GET", "/v1/orgs/org_alpha/subscription", NULL, NULL, 200);
+	ck_assert_str_eq(ak_str(j, "plan"), "individual");
+	ck_assert_str_eq(ak_str(j, "status"), "active");
+	json_decref(j);
 
 	/* Cancel at period end, reactivate, cancel again: each reaches Stripe. */
 	stub_clear_requests(&pe.stub);
@@ -415,6 +421,18 @@ START_TEST(test_plan_change_cancel_portal)
 	ck_assert_int_eq(json_array_size(j), 3);
 	ck_assert_str_ne(ak_str(json_array_get(j, 0), "idempotency_key"),
 			 ak_str(json_array_get(j, 2), "idempotency_key"));
+	json_decref(j);
+	/* The re-read fails (Stripe refuses the customer read): the answer's flag is stored. */
+	st = stub_fixture();
+	stub_add_fault(st, "GET", "/v1/customers/cus_alpha", 404, -1, 0, NULL, NULL);
+	stub_set_state(&pe.stub, st);
+	json_decref(st);
+	j = ak_call(&pe.api, "POST", "/v1/orgs/org_alpha/subscription/reactivate", NULL, NULL, 200);
+	ck_assert(json_is_false(json_object_get(j, "cancel_at_period_end")));
+	json_decref(j);
+	ck_assert_int_eq(stub_count(&pe.stub, "GET", "/v1/customers/cus_alpha"), 4);
+	j = ak_call(&pe.api, "GET", "/v1/orgs/org_alpha/subscription", NULL, NULL, 200);
+	ck_assert(json_is_false(json_object_get(j, "cancel_at_period_end")));
 	json_decref(j);
 	/* Stored as live but canceled at Stripe (a missed webhook): a new Checkout, no update. */
 	tk_mongo_insert(pe.env.db, "payments_customers",

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api_kit.h"
 #include "api_plans.h"
 #include "customer_doc.h"
 #include "lifecycle_kit.h"
@@ -336,6 +337,60 @@ START_TEST(cancel_at_period_end_follows_subscription_events)
 }
 END_TEST
 
+/* bw-api's cancel orders the stripe worker's subscription events: after Stripe answers it,
+ * the org's subscription state is stored with Stripe's clock (the answer's Date: the stub's
+ * "now") as the ordering marker, so an event created before the cancel but delivered after
+ * it is stale and cannot flip cancel_at_period_end back; the cancel's own event, created in
+ * that same second, is deferred to the Stripe API (a customer tick), as any same-second
+ * event. */
+START_TEST(api_cancel_orders_subscription_events)
+{
+	const long long now = 1766000000;
+	struct lc e;
+	struct ak_api api;
+	char base[128], doc[512];
+	json_t *st = stub_fixture(), *j, *all, *ev;
+
+	json_object_set_new(st, "now", json_integer(now));
+	lc_init(&e, "lc_api_cancel", st);
+	snprintf(doc, sizeof(doc),
+		 "{\"org_id\":\"org_alpha\",\"stripe_customer_id\":\"cus_alpha\","
+		 "\"subscription_type\":\"team\",\"subscription_spu_allowance\":5000,"
+		 "\"stripe_subscription_id\":\"sub_alpha\",\"stripe_subscription_status\":"
+		 "\"active\",\"subscription_cancel_at_period_end\":false,"
+		 "\"stripe_subscription_event_created\":{\"$numberLong\":\"%lld\"},"
+		 "\"balance_version\":1}", now - 100);
+	tk_mongo_insert(e.sk.db, "payments_customers", doc);
+	snprintf(base, sizeof(base), "STRIPE_API_BASE=%s", e.stub.url);
+	const char *const extra[] = { base, "STRIPE_SECRET_KEY=sk_test_lc", NULL };
+	ak_start(&api, tk_brokers(), e.sk.topic, e.sk.db, extra);
+	j = ak_call(&api, "DELETE", "/v1/orgs/org_alpha/subscription", NULL, NULL, 200);
+	ck_assert(json_is_true(json_object_get(j, "cancel_at_period_end")));
+	json_decref(j);
+	ak_stop(&api);
+	j = sk_customer(&e.sk, "org_alpha");
+	ck_assert_int_eq(tk_int(j, "stripe_subscription_event_created"), now);
+	json_decref(j);
+	expect_cancel(&e, "org_alpha", 1, 0);
+
+	ev = lc_sub_event("evt_before", "customer.subscription.updated", now - 10, "sub_alpha",
+			  "cus_alpha", "org_alpha", "active", "team", 5000, P0);
+	sk_set(ev, "data.object.cancel_at_period_end", json_false());
+	lc_send(&e, ev);
+	ev = lc_sub_event("evt_cancel", "customer.subscription.updated", now, "sub_alpha",
+			  "cus_alpha", "org_alpha", "active", "team", 5000, P0);
+	sk_set(ev, "data.object.cancel_at_period_end", json_true());
+	lc_send(&e, ev);
+	lc_run_stripe(&e, NULL);
+	all = sk_read_json(e.sk.results, 2);
+	lc_expect(all, "evt_before", "stale");
+	lc_expect(all, "evt_cancel", "deferred");
+	expect_cancel(&e, "org_alpha", 1, 0);
+	json_decref(all);
+	lc_done(&e);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("stripe_lifecycle");
@@ -345,6 +400,7 @@ int main(void)
 	tcase_add_test(tc, stripe_worker_sequences);
 	tcase_add_test(tc, another_products_customer_costs_one_tick);
 	tcase_add_test(tc, cancel_at_period_end_follows_subscription_events);
+	tcase_add_test(tc, api_cancel_orders_subscription_events);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

@@ -28,8 +28,8 @@ Payment flows (bw-api): every POST honours Idempotency-Key (same key and body: t
 answer again; same key, another body: 400 idempotency_error, as Stripe). POST
 /v1/checkout/sessions creates "cs_test_<n>" (url https://checkout.stripe.test/c/pay/<id>)
 from the form; GET/POST /v1/subscriptions/<id> read and update a state subscription (updates
-kept in memory over the state: items[i][id|price|deleted], cancel_at_period_end,
-proration_behavior, metadata[k]); POST /v1/billing_portal/sessions creates "bps_<n>".
+kept in memory over the state, and listed by GET /v1/subscriptions: items[i][id|price|deleted],
+cancel_at_period_end, proration_behavior, metadata[k]); POST /v1/billing_portal/sessions creates "bps_<n>".
 """
 import argparse
 import json
@@ -267,6 +267,7 @@ class Handler(BaseHTTPRequestHandler):
             status = q.get("status", ["active"])[0]
             items = []
             for s in state.get("subscriptions", []):
+                s = SUB_UPDATES.get(s.get("id"), s)  # as updated by POST, like Stripe
                 if cus and s.get("customer") != cus:
                     continue
                 if status not in ("all", s.get("status")):

@@ -10,6 +10,13 @@
  *   POST /v1/orgs/{org_id}/portal            {return_url}: a billing portal session
  * "Live": the stored subscription (payments_customers) is active, trialing, past_due, unpaid
  * or incomplete, and Stripe's copy (GET /v1/subscriptions/<id>) still is.
+ * After a subscription update (plan change, cancel, reactivate) Stripe has answered, the org's
+ * subscription state is re-read and stored with the customer sync's own code
+ * (bw_sync_customer: GET /v1/customers/<id>, GET /v1/subscriptions?customer=), whose ordering
+ * marker is Stripe's clock at that read: a webhook event created before it is stale for the
+ * stripe worker, so one created before the change but delivered after it cannot undo it.
+ * When that read fails, the answer's cancel_at_period_end / cancel_at are stored directly
+ * (the change's own webhook then brings the rest).
  * Stripe requests (shared/stripe_api: retries on network errors, 408/409/429/5xx):
  *   - the org's Stripe customer: the stored stripe_customer_id, else created with the sync
  *     worker's own call (bw_sync_create_customer: metadata org_id and product, Idempotency-Key
@@ -32,11 +39,13 @@
 
 #include "mongo.h"
 #include "stripe_api.h"
+#include "sub_policy.h"
 
 struct bw_api_pay_cfg {
 	struct bw_stripe_api_conf stripe; /* secret_key NULL or "": local-only mode */
 	const char *product_tag;          /* STRIPE_PRODUCT_TAG */
 	int64_t free_grant;               /* a customer document created here starts with it */
+	struct bw_sub_policy policy;      /* as the stripe and sync workers (the re-read below) */
 };
 
 struct bw_api_pay_req {

@@ -11,6 +11,7 @@
 #include "customer_doc.h"
 #include "log.h"
 #include "sub_policy.h"
+#include "sync_customer.h"
 
 /* The org's live subscription as stored (its id in *sub_id, new string) or NULL. */
 static unsigned stored_sub(struct pay_call *c, struct bw_mongo *m, char **sub_id, char **out)
@@ -105,9 +106,10 @@ done:
 	return status;
 }
 
-/* Stores Stripe's pending cancellation of the org's subscription (cancel_at_period_end,
- * cancel_at; not balance fields: no balance_version bump), so GET .../subscription shows it
- * at once. Logged when it fails: Stripe has changed already, the answer says so. */
+/* When resync failed: stores Stripe's pending cancellation of the org's subscription from
+ * the update's answer (cancel_at_period_end, cancel_at; not balance fields: no
+ * balance_version bump), so GET .../subscription shows it at once. Logged when it fails:
+ * Stripe has changed already, the answer says so. */
 static void store_cancel_flag(struct bw_mongo *m, const char *org_id, const json_t *sub)
 {
 	mongoc_client_t *client = bw_mongo_pop(m);
@@ -134,6 +136,27 @@ static void store_cancel_flag(struct bw_mongo *m, const char *org_id, const json
 	bw_mongo_push(m, client);
 }
 
+/* Stores the org's subscription state as Stripe has it now with the customer sync's code,
+ * ordered by Stripe's clock at the read (api_pay.h). 0, or -1 (logged) when it failed. */
+static int resync(struct pay_call *c, struct bw_mongo *m)
+{
+	struct bw_sync_customer_cfg scfg = { c->cfg->free_grant, &c->cfg->policy,
+					     c->cfg->product_tag };
+	struct bw_sync_customer_req sreq = { c->req->org_id, NULL, 0, &scfg };
+	struct bw_sync_counts counts;
+	struct bw_stripe_error serr;
+	struct bw_err err;
+
+	memset(&counts, 0, sizeof(counts));
+	memset(&serr, 0, sizeof(serr));
+	bw_err_clear(&err);
+	if (bw_sync_customer(c->api, m, &sreq, &counts, &serr, &err) == 0)
+		return 0;
+	bw_log(BW_LOG_WARN, NULL, "org %s: subscription state not re-read after the change: %s %s",
+	       c->req->org_id, bw_err_kind_name(err.kind), err.msg);
+	return -1;
+}
+
 /* POSTs the form to the subscription (an update's key for call); answers the new state. */
 static unsigned update_sub(struct pay_call *c, struct bw_mongo *m, const json_t *sub,
 			   const char *call, const char *tier, char **out)
@@ -147,7 +170,8 @@ static unsigned update_sub(struct pay_call *c, struct bw_mongo *m, const json_t 
 	res = pay_post(c, path, key);
 	if (!res)
 		return pay_stripe_fail(c, out, call);
-	store_cancel_flag(m, c->req->org_id, res);
+	if (resync(c, m) != 0)
+		store_cancel_flag(m, c->req->org_id, res);
 	json_t *ans = sub_state(c->req->org_id, res, tier);
 	json_decref(res);
 	return pay_answer(out, 200, ans);

@@ -30,6 +30,7 @@ struct api_cfg {
 	int64_t max_connections;
 	int64_t cache_ms;
 	int64_t report_max_days, report_max_records;
+	int past_due_keeps_allowance;
 	char *secret_key, *api_base, *api_version, *product_tag;
 	int64_t connect_timeout_ms, timeout_ms, max_retries, retry_base_ms, retry_max_ms;
 };
@@ -62,6 +63,9 @@ static const struct bw_cfg_opt api_opts[] = {
 	  "longest from..to range of GET /v1/orgs/{org_id}/usage", NULL },
 	{ "API_USAGE_MAX_RECORDS", BW_CFG_INT, "200000", 1, 10000000, 0, OWN(report_max_records),
 	  "most usage records one GET /v1/orgs/{org_id}/usage reads (more: 400)", NULL },
+	{ BW_SUB_POLICY_PAST_DUE_VAR, BW_CFG_BOOL, "true", 0, 0, 0,
+	  OWN(past_due_keeps_allowance),
+	  "as the stripe and sync workers' (the state re-read after a subscription change)", NULL },
 	{ "STRIPE_SECRET_KEY", BW_CFG_STR, "", 0, 255, 1, OWN(secret_key),
 	  "Stripe secret API key; unset = local-only mode (the Stripe-backed calls answer 409)",
 	  NULL },
@@ -137,6 +141,7 @@ int main(void)
 		},
 		.product_tag = cfg.product_tag,
 		.free_grant = common.free_grant,
+		.policy = { .past_due_keeps_allowance = cfg.past_due_keeps_allowance },
 	};
 	struct bw_api_http_cfg hcfg = {
 		.bind = cfg.bind,
