@@ -1,22 +1,17 @@
-/* ops_http: see ops_http.h. Same microhttpd patterns as the webhook ingress
- * (workers/webhook_ingress/ingress_http.c): numeric bind address, error log through bw_log,
- * responses copied into microhttpd. */
+/* ops_http: see ops_http.h. The daemon is http_server's (one polling thread, 64
+ * connections, 10 s idle timeout); responses are copied into microhttpd. */
 #include "ops_http.h"
 
-#include <arpa/inet.h>
 #include <microhttpd.h>
 #include <mongoc/mongoc.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "http_server.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -24,8 +19,7 @@
 #define PING_CACHE_MS 2000
 
 struct bw_ops_server {
-	struct MHD_Daemon *daemon;
-	int port;
+	struct bw_http_server http;
 	int64_t stall_ms;
 	int consumer;
 	_Atomic(rd_kafka_t *) producer;
@@ -169,37 +163,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	return respond(conn, 404, "application/json", "{\"error\":\"not_found\"}\n");
 }
 
-void bw_ops_http_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	char line[512];
-	size_t n;
-
-	vsnprintf(line, sizeof(line), fmt, ap);
-	n = strlen(line);
-	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-		line[--n] = '\0';
-	bw_log(BW_LOG_WARN, NULL, "%s: %s", cls ? (const char *)cls : "microhttpd", line);
-}
-
-int bw_ops_http_sockaddr(const char *bind, int port, struct sockaddr_storage *ss)
-{
-	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, bind, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)port);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, bind, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		return 1;
-	}
-	return -1;
-}
-
 /* The ping's own client: short timeouts, so a probe never waits for the workers' 30 s. */
 static mongoc_client_t *ping_client(const char *uri_text, int timeout_ms, struct bw_err *err)
 {
@@ -227,10 +190,16 @@ static mongoc_client_t *ping_client(const char *uri_text, int timeout_ms, struct
 struct bw_ops_server *bw_ops_server_start(const struct bw_ops_conf *conf, struct bw_err *err)
 {
 	struct bw_ops_server *srv = calloc(1, sizeof(*srv));
-	struct sockaddr_storage ss;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
-	const union MHD_DaemonInfo *di;
-	int family;
+	struct bw_http_server_conf hconf = {
+		.name = "METRICS",
+		.bind = conf->bind,
+		.port = conf->port,
+		.max_connections = 64,
+		.timeout_s = 10,
+		.single_thread = 1, /* probes and scrapes are small and rare */
+		.on_request = on_request,
+		.cls = srv,
+	};
 
 	if (!srv) {
 		bw_err_set(err, BW_ERR_FATAL, "out of memory");
@@ -240,35 +209,15 @@ struct bw_ops_server *bw_ops_server_start(const struct bw_ops_conf *conf, struct
 	srv->stall_ms = conf->stall_ms;
 	srv->consumer = conf->consumer;
 	srv->was_ready = -1;
-	family = bw_ops_http_sockaddr(conf->bind, conf->port, &ss);
-	if (family < 0) {
-		bw_err_set(err, BW_ERR_FATAL, "METRICS_BIND '%s' is not a numeric IP address",
-			   conf->bind);
-		goto fail;
-	}
-	if (family == 1)
-		flags |= MHD_USE_IPv6;
 	if (conf->mongo_uri) {
 		srv->mongo = ping_client(conf->mongo_uri, conf->mongo_timeout_ms, err);
 		if (!srv->mongo)
 			goto fail;
 	}
-	srv->daemon = MHD_start_daemon(flags, (uint16_t)conf->port, NULL, NULL, on_request, srv,
-				       MHD_OPTION_EXTERNAL_LOGGER, bw_ops_http_mhd_log,
-				       (void *)"microhttpd (ops)",
-				       MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
-				       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64,
-				       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
-				       MHD_OPTION_END);
-	if (!srv->daemon) {
-		bw_err_set(err, BW_ERR_FATAL, "METRICS_PORT: cannot listen on %s:%d", conf->bind,
-			   conf->port);
+	if (bw_http_server_start(&srv->http, &hconf, err) != 0)
 		goto fail;
-	}
-	di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-	srv->port = di ? di->port : conf->port;
 	bw_log(BW_LOG_INFO, NULL, "ops endpoint on %s:%d (/metrics /healthz /readyz)", conf->bind,
-	       srv->port);
+	       srv->http.port);
 	return srv;
 fail:
 	bw_ops_server_stop(srv);
@@ -293,48 +242,16 @@ void bw_ops_server_set_check(struct bw_ops_server *srv, const char *name,
 
 int bw_ops_server_port(const struct bw_ops_server *srv)
 {
-	return srv->port;
+	return srv->http.port;
 }
 
 void bw_ops_server_stop(struct bw_ops_server *srv)
 {
 	if (!srv)
 		return;
-	if (srv->daemon)
-		MHD_stop_daemon(srv->daemon);
+	bw_http_server_stop(&srv->http, 0);
 	if (srv->mongo)
 		mongoc_client_destroy(srv->mongo);
 	pthread_mutex_destroy(&srv->lock);
 	free(srv);
-}
-
-void bw_ops_http_peer(struct MHD_Connection *conn, char *out, size_t len)
-{
-	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-
-	snprintf(out, len, "?");
-	if (sa && sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
-	else if (sa && sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
-			  (socklen_t)len);
-}
-
-void bw_ops_http_drain_stop(struct MHD_Daemon *daemon, atomic_int *draining,
-			    atomic_int *in_flight, int drain_ms)
-{
-	MHD_socket lsock;
-
-	atomic_store(draining, 1);
-	lsock = MHD_quiesce_daemon(daemon);
-	if (lsock != MHD_INVALID_SOCKET)
-		close(lsock);
-	for (int waited = 0; atomic_load(in_flight) > 0 && waited < drain_ms; waited += 20)
-		usleep(20000);
-	if (atomic_load(in_flight) > 0)
-		bw_log(BW_LOG_WARN, NULL, "%d requests still in progress at shutdown",
-		       atomic_load(in_flight));
-	MHD_stop_daemon(daemon);
 }

@@ -13,10 +13,7 @@
 #define BW_OPS_HTTP_H
 
 #include <librdkafka/rdkafka.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
 #include "err.h"
 
@@ -47,27 +44,5 @@ int bw_ops_server_port(const struct bw_ops_server *srv);
 
 /* Stops serving and frees. NULL-safe. */
 void bw_ops_server_stop(struct bw_ops_server *srv);
-
-/* Shared with the webhook ingress's server. Fills ss with bind:port (bind a numeric IPv4 or
- * IPv6 address). Returns 1 for IPv6 (MHD_USE_IPv6 needed), 0 for IPv4, -1 when bind is not a
- * numeric address. */
-int bw_ops_http_sockaddr(const char *bind, int port, struct sockaddr_storage *ss);
-
-/* microhttpd's external logger (MHD_OPTION_EXTERNAL_LOGGER): one bw_log warning per message,
- * prefixed with cls (a const char *, e.g. "microhttpd"). */
-void bw_ops_http_mhd_log(void *cls, const char *fmt, va_list ap)
-	__attribute__((format(printf, 2, 0)));
-
-/* Graceful stop of an HTTP front's microhttpd daemon (the webhook ingress and bw-api): sets
- * *draining (answers then close their connection), stops accepting (so a load balancer or a
- * retry goes elsewhere), waits up to drain_ms for *in_flight to reach 0, logs what is left,
- * then stops the daemon. daemon is consumed. */
-struct MHD_Daemon;
-void bw_ops_http_drain_stop(struct MHD_Daemon *daemon, atomic_int *draining,
-			    atomic_int *in_flight, int drain_ms);
-
-/* The client address of conn (numeric), or "?". Shared by the HTTP fronts' refusal logs. */
-struct MHD_Connection;
-void bw_ops_http_peer(struct MHD_Connection *conn, char *out, size_t len);
 
 #endif

@@ -1,16 +1,11 @@
 /* api_http: see api_http.h. Every request passes through on_request(). */
 #include "api_http.h"
 
-#include <arpa/inet.h>
 #include <microhttpd.h>
-#include <netinet/in.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "api_balance.h"
 #include "api_pay.h"
@@ -18,27 +13,23 @@
 #include "api_report.h"
 #include "api_usage.h"
 #include "config.h"
+#include "http_server.h"
 #include "log.h"
 #include "metrics.h"
-#include "ops_http.h"
 #include "usage_event.h"
 
-#define BODY_INITIAL_CAP 65536
 #define ORGS_PREFIX "/v1/orgs/"
 #define BALANCE_SUFFIX "/balance"
 #define USAGE_PATH "/v1/usage"
 #define PLANS_PATH "/v1/plans"
 
 struct bw_api_server {
-	struct MHD_Daemon *daemon;
+	struct bw_http_server http;
 	struct bw_api_http_cfg cfg;
 	const struct bw_api_keys *keys;
 	struct bw_acked_publisher *pub;
 	struct bw_mongo *mongo;
 	struct bw_api_balance_cache *cache;
-	atomic_int in_flight; /* requests accepted and not yet completed */
-	atomic_int draining;  /* shutting down: answers close their connection */
-	int port;
 };
 
 /* State of one request, from its headers to its completion: the body of a POST /v1/usage,
@@ -50,16 +41,20 @@ enum route { R_USAGE, R_BALANCE, R_PLANS, R_SUBSCRIPTION, R_REPORT, R_CREDITS, R
 struct request {
 	enum route route;
 	size_t idlen;           /* org routes: length of the org id in the URL */
-	unsigned char *body;
-	size_t len, cap;
+	struct bw_http_body body;
 };
+
+static void request_free(void *req)
+{
+	free(((struct request *)req)->body.data);
+	free(req);
+}
 
 /* Queues status with body (taken over: free()d here) as application/json. */
 static enum MHD_Result respond(struct bw_api_server *srv, struct MHD_Connection *conn,
 			       unsigned status, char *body, const char *allow)
 {
 	struct MHD_Response *resp;
-	enum MHD_Result ret;
 
 	if (!body)
 		return MHD_NO; /* out of memory: close the connection */
@@ -68,17 +63,9 @@ static enum MHD_Result respond(struct bw_api_server *srv, struct MHD_Connection 
 		free(body);
 		return MHD_NO;
 	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-	if (allow)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
 	if (status == MHD_HTTP_UNAUTHORIZED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-	if (atomic_load(&srv->draining))
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-	ret = MHD_queue_response(conn, status, resp);
-	MHD_destroy_response(resp);
-	bw_metrics_http(status);
-	return ret;
+	return bw_http_server_queue(&srv->http, conn, status, resp, allow);
 }
 
 /* Answers {"error":"<code>","detail":...} with status and logs the one line of this refusal
@@ -99,7 +86,7 @@ static enum MHD_Result refuse(struct bw_api_server *srv, struct MHD_Connection *
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
-	bw_ops_http_peer(conn, peer, sizeof(peer));
+	bw_http_peer(conn, peer, sizeof(peer));
 	bw_log(status == 404 || status == 405 ? BW_LOG_INFO : BW_LOG_WARN, NULL,
 	       "refused %u %s from %s: %s", status, code, peer, detail);
 	o = json_pack("{ssss}", "error", code, "detail", detail);
@@ -180,8 +167,8 @@ static enum MHD_Result handle_usage(struct bw_api_server *srv, struct MHD_Connec
 	enum MHD_Result ret;
 
 	bw_err_clear(&err);
-	if (bw_api_usage_parse(req->body, req->len, srv->cfg.max_events, srv->cfg.max_event_bytes,
-			       &b, &code, detail, sizeof(detail)) != 0)
+	if (bw_api_usage_parse(req->body.data, req->body.len, srv->cfg.max_events,
+			       srv->cfg.max_event_bytes, &b, &code, detail, sizeof(detail)) != 0)
 		return refuse(srv, conn, 400, code, NULL, "%s", detail);
 	bw_metrics_add(BW_M_MSGS_IN, b.n);
 	if (json_array_size(b.invalid) > 0) {
@@ -232,7 +219,7 @@ static enum MHD_Result handle_pay(struct bw_api_server *srv, struct MHD_Connecti
 	memcpy(org_id, url + strlen(ORGS_PREFIX), req->idlen);
 	org_id[req->idlen] = '\0';
 	struct bw_api_pay_req pr = {
-		org_id, req->body, req->len,
+		org_id, req->body.data, req->body.len,
 		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key"),
 	};
 	switch (req->route) {
@@ -254,37 +241,6 @@ static enum MHD_Result handle_pay(struct bw_api_server *srv, struct MHD_Connecti
 		return refuse(srv, conn, 404, "not_found", NULL, "%s", url);
 	}
 	return respond(srv, conn, status, body, NULL);
-}
-
-/* Appends an upload chunk; MHD_NO (connection closed) past the limit. */
-static enum MHD_Result append_body(struct bw_api_server *srv, struct MHD_Connection *conn,
-				   struct request *req, const char *data, size_t n)
-{
-	char peer[64];
-
-	if (n > srv->cfg.max_body - req->len) {
-		/* A chunked body past the limit: no status line can be sent mid-body. */
-		bw_ops_http_peer(conn, peer, sizeof(peer));
-		bw_log(BW_LOG_WARN, NULL, "refused payload_too_large from %s: body over %zu bytes, "
-		       "connection closed", peer, srv->cfg.max_body);
-		bw_metrics_add(BW_M_REJECTED, 1);
-		return MHD_NO;
-	}
-	if (req->len + n > req->cap || !req->body) {
-		size_t cap = req->cap ? req->cap : BODY_INITIAL_CAP;
-		while (cap < req->len + n)
-			cap *= 2;
-		if (cap > srv->cfg.max_body)
-			cap = srv->cfg.max_body;
-		unsigned char *nb = realloc(req->body, cap);
-		if (!nb)
-			return MHD_NO;
-		req->body = nb;
-		req->cap = cap;
-	}
-	memcpy(req->body + req->len, data, n);
-	req->len += n;
-	return MHD_YES;
 }
 
 /* The routes after /v1/orgs/{org_id} (suffix NULL: GET /v1/plans); allow: every method of
@@ -318,26 +274,22 @@ static enum MHD_Result start_request(struct bw_api_server *srv, struct MHD_Conne
 	struct request *req;
 
 	if (!strcmp(url, USAGE_PATH)) {
-		const char *cl_text = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-								  MHD_HTTP_HEADER_CONTENT_LENGTH);
-		int64_t cl = -1;
+		int64_t cl = bw_http_content_length(conn);
 		if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
 			return refuse(srv, conn, 405, "method_not_allowed", "POST", "%.16s %s",
 				      method, url);
 		if (!authorized(srv, conn))
 			return refuse(srv, conn, 401, "unauthorized", NULL,
 				      "missing or unknown API key");
-		if (cl_text && bw_parse_int64(cl_text, 0, INT64_MAX, &cl) == 0 &&
-		    (uint64_t)cl > srv->cfg.max_body)
+		if (cl >= 0 && (uint64_t)cl > srv->cfg.max_body)
 			return refuse(srv, conn, 413, "payload_too_large", NULL,
 				      "Content-Length %lld over the limit of %zu", (long long)cl,
 				      srv->cfg.max_body);
 		req = calloc(1, sizeof(*req));
 		if (!req)
 			return MHD_NO;
-		req->cap = cl > 0 ? (size_t)cl : 0;
-		atomic_fetch_add(&srv->in_flight, 1);
-		*con_cls = req;
+		req->body.cap = cl > 0 ? (size_t)cl : 0;
+		bw_http_server_track(&srv->http, con_cls, req);
 		return MHD_YES;
 	}
 	if (!strcmp(url, PLANS_PATH) || (ulen > plen && !strncmp(url, ORGS_PREFIX, plen))) {
@@ -369,8 +321,7 @@ static enum MHD_Result start_request(struct bw_api_server *srv, struct MHD_Conne
 			return MHD_NO;
 		req->route = rt->route;
 		req->idlen = idlen;
-		atomic_fetch_add(&srv->in_flight, 1);
-		*con_cls = req;
+		bw_http_server_track(&srv->http, con_cls, req);
 		return MHD_YES;
 	}
 not_found:
@@ -390,8 +341,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return start_request(srv, conn, url, method, con_cls);
 	if (req->route >= R_CREDITS) {
 		if (*upload_data_size > 0) {
-			enum MHD_Result r = append_body(srv, conn, req, upload_data,
-							*upload_data_size);
+			enum MHD_Result r = bw_http_body_append(&req->body, conn, upload_data,
+								*upload_data_size,
+								srv->cfg.max_body);
 			*upload_data_size = 0;
 			return r;
 		}
@@ -409,27 +361,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return handle_plans_read(srv, conn, req->route == R_PLANS ? NULL : org_id);
 	}
 	if (*upload_data_size > 0) {
-		enum MHD_Result r = append_body(srv, conn, req, upload_data, *upload_data_size);
+		enum MHD_Result r = bw_http_body_append(&req->body, conn, upload_data,
+							*upload_data_size, srv->cfg.max_body);
 		*upload_data_size = 0;
 		return r;
 	}
 	return handle_usage(srv, conn, req);
-}
-
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-			 enum MHD_RequestTerminationCode toe)
-{
-	struct bw_api_server *srv = cls;
-	struct request *req = *con_cls;
-
-	(void)conn;
-	(void)toe;
-	if (!req)
-		return;
-	free(req->body);
-	free(req);
-	*con_cls = NULL;
-	atomic_fetch_sub(&srv->in_flight, 1);
 }
 
 struct bw_api_server *bw_api_server_start(const struct bw_api_http_cfg *cfg,
@@ -438,59 +375,41 @@ struct bw_api_server *bw_api_server_start(const struct bw_api_http_cfg *cfg,
 					  struct bw_api_balance_cache *cache, struct bw_err *err)
 {
 	struct bw_api_server *srv = calloc(1, sizeof(*srv));
-	struct sockaddr_storage ss;
-	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-	const union MHD_DaemonInfo *di;
-	int family;
+	struct bw_http_server_conf hconf = {
+		.name = "API",
+		.bind = cfg->bind,
+		.port = cfg->port,
+		.max_connections = cfg->max_connections,
+		.on_request = on_request,
+		.cls = srv,
+		.release = request_free,
+	};
 
 	if (!srv) {
 		bw_err_set(err, BW_ERR_FATAL, "out of memory");
-		goto fail;
+		return NULL;
 	}
 	srv->cfg = *cfg;
 	srv->keys = keys;
 	srv->pub = pub;
 	srv->mongo = mongo;
 	srv->cache = cache;
-	family = bw_ops_http_sockaddr(cfg->bind, cfg->port, &ss);
-	if (family < 0) {
-		bw_err_set(err, BW_ERR_FATAL, "API_BIND '%s' is not a numeric IP address",
-			   cfg->bind);
-		goto fail;
+	if (bw_http_server_start(&srv->http, &hconf, err) != 0) {
+		free(srv);
+		return NULL;
 	}
-	if (family == 1)
-		flags |= MHD_USE_IPv6;
-	srv->daemon = MHD_start_daemon(
-		flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv,
-		MHD_OPTION_EXTERNAL_LOGGER, bw_ops_http_mhd_log, (void *)"microhttpd",
-		MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
-		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-		MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
-		MHD_OPTION_END);
-	if (!srv->daemon) {
-		bw_err_set(err, BW_ERR_FATAL, "cannot listen on %s:%d", cfg->bind, cfg->port);
-		goto fail;
-	}
-	di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-	srv->port = di ? di->port : cfg->port;
 	return srv;
-fail:
-	free(srv);
-	return NULL;
 }
 
 int bw_api_server_port(struct bw_api_server *srv)
 {
-	return srv->port;
+	return srv->http.port;
 }
 
 void bw_api_server_stop(struct bw_api_server *srv, int drain_ms)
 {
 	if (!srv)
 		return;
-	bw_ops_http_drain_stop(srv->daemon, &srv->draining, &srv->in_flight, drain_ms);
+	bw_http_server_stop(&srv->http, drain_ms);
 	free(srv);
 }
