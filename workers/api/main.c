@@ -5,7 +5,6 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "acked_publisher.h"
 #include "api_auth.h"
@@ -14,7 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "mongo.h"
-#include "ops_http.h"
+#include "front_runtime.h"
 #include "signals.h"
 #include "worker_config.h"
 
@@ -89,12 +88,6 @@ static const struct bw_cfg_opt api_opts[] = {
 
 #define NOPTS (sizeof(api_opts) / sizeof(api_opts[0]))
 
-/* Readiness of the ops endpoint beyond MongoDB's ping: the publisher is usable. */
-static int publisher_ok(void *opaque)
-{
-	return !bw_acked_publisher_failed(opaque);
-}
-
 int main(void)
 {
 	struct bw_common_cfg common = { 0 };
@@ -105,7 +98,6 @@ int main(void)
 	struct bw_mongo *mongo = NULL;
 	struct bw_api_balance_cache *cache = NULL;
 	struct bw_api_server *srv = NULL;
-	struct bw_ops_server *ops = NULL;
 	volatile sig_atomic_t *stop = bw_signals_install();
 	char problem[160];
 	int exit_code = 1;
@@ -166,31 +158,16 @@ int main(void)
 	       cfg.topic, (long long)cfg.max_events, (long long)cfg.max_body,
 	       (long long)cfg.cache_ms, cfg.secret_key && cfg.secret_key[0] ? "Stripe API mode" :
 	       "local-only mode (no STRIPE_SECRET_KEY): Stripe-backed calls answer 409");
-	if (common.metrics_port > 0) {
-		struct bw_ops_conf oconf = { common.metrics_bind, (int)common.metrics_port,
-					     common.health_stall_ms, common.mongo_uri, 1000, 0 };
-		ops = bw_ops_server_start(&oconf, &err);
-		if (!ops)
-			goto fail;
-		bw_ops_server_set_check(ops, "publisher", publisher_ok, pub);
-	}
-	while (!*stop && !bw_acked_publisher_failed(pub)) {
-		bw_metrics_heartbeat();
-		usleep(100000);
-	}
-	if (bw_acked_publisher_failed(pub)) {
-		bw_err_set(&err, BW_ERR_FATAL, "the idempotent producer raised a fatal error");
+	exit_code = bw_front_run(&common, common.mongo_uri, pub, stop, &err);
+	if (exit_code != 0)
 		goto fail;
-	}
 	bw_log(BW_LOG_INFO, NULL, "stopping: draining requests in progress");
-	exit_code = 0;
 	goto done;
 fail:
 	bw_log(BW_LOG_ERROR, NULL, "stopping: %s error: %s", bw_err_kind_name(err.kind), err.msg);
 done:
-	/* Order: stop accepting and let in-flight requests get their delivery reports, then
-	 * flush and free the producer and the database pool. */
-	bw_ops_server_stop(ops);
+	/* Order (bw_front_run stopped the ops endpoint): stop accepting and let in-flight
+	 * requests get their delivery reports, then flush and free the producer and the database pool. */
 	bw_api_server_stop(srv, (int)cfg.publish_timeout_ms + 1000);
 	bw_acked_publisher_destroy(pub, (int)cfg.publish_timeout_ms);
 	bw_api_balance_cache_free(cache);

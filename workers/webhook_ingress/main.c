@@ -4,7 +4,6 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ingress_http.h"
 #include "acked_publisher.h"
@@ -12,7 +11,7 @@
 #include "kafka_producer.h"
 #include "log.h"
 #include "metrics.h"
-#include "ops_http.h"
+#include "front_runtime.h"
 #include "signals.h"
 #include "worker_config.h"
 #include "worker_runtime.h"
@@ -85,13 +84,6 @@ static int check_secrets(const char *list, char *problem, size_t len)
 	}
 }
 
-/* Readiness of the ops endpoint: the webhook server listens (it started before the ops
- * endpoint) and the publisher's producer raised no fatal error. */
-static int publisher_ok(void *opaque)
-{
-	return !bw_acked_publisher_failed(opaque);
-}
-
 int main(void)
 {
 	struct bw_common_cfg common = { 0 };
@@ -99,7 +91,6 @@ int main(void)
 	struct bw_err err;
 	struct bw_acked_publisher *pub = NULL;
 	struct bw_ingress_server *srv = NULL;
-	struct bw_ops_server *ops = NULL;
 	volatile sig_atomic_t *stop = bw_signals_install();
 	char problem[160];
 	int exit_code = 1;
@@ -155,33 +146,16 @@ int main(void)
 	bw_log(BW_LOG_INFO, NULL, "listening on %s:%d, POST %s -> %s, max body %lld, tolerance %llds",
 	       cfg.bind, bw_ingress_server_port(srv), cfg.path, cfg.topic,
 	       (long long)cfg.max_body, (long long)cfg.tolerance_s);
-	if (common.metrics_port > 0) {
-		struct bw_ops_conf oconf = { common.metrics_bind, (int)common.metrics_port,
-					     common.health_stall_ms, NULL, 0, 0 };
-		ops = bw_ops_server_start(&oconf, &err);
-		if (!ops) {
-			exit_code = bw_worker_start_exit_code(&err);
-			goto fail;
-		}
-		bw_ops_server_set_check(ops, "publisher", publisher_ok, pub);
-	}
-	while (!*stop && !bw_acked_publisher_failed(pub)) {
-		bw_metrics_heartbeat();
-		usleep(100000);
-	}
-	if (bw_acked_publisher_failed(pub)) {
-		bw_err_set(&err, BW_ERR_FATAL, "the idempotent producer raised a fatal error");
+	exit_code = bw_front_run(&common, NULL, pub, stop, &err);
+	if (exit_code != 0)
 		goto fail;
-	}
 	bw_log(BW_LOG_INFO, NULL, "stopping: draining requests in progress");
-	exit_code = 0;
 	goto done;
 fail:
 	bw_log(BW_LOG_ERROR, NULL, "stopping: %s error: %s", bw_err_kind_name(err.kind), err.msg);
 done:
-	/* Order: stop accepting and let in-flight requests get their delivery reports, then
-	 * flush and free the producer. */
-	bw_ops_server_stop(ops);
+	/* Order (bw_front_run stopped the ops endpoint): stop accepting and let in-flight
+	 * requests get their delivery reports, then flush and free the producer. */
 	bw_ingress_server_stop(srv, (int)cfg.publish_timeout_ms + 1000);
 	bw_acked_publisher_destroy(pub, (int)cfg.publish_timeout_ms);
 	if (exit_code != 2)
