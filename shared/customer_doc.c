@@ -148,6 +148,31 @@ void bw_customer_append_opening(bson_t *set, const struct bw_customer *c,
 		BSON_APPEND_INT64(set, BW_CUST_GRANTED, c->granted);
 }
 
+void bw_customer_append_pending(bson_t *parent, const char *key, const char *event_id,
+				const char *hash, int64_t from_subscription,
+				int64_t from_purchased, int64_t from_granted, int64_t from_paid,
+				int64_t version)
+{
+	bson_t entry;
+
+	bson_append_document_begin(parent, key, -1, &entry);
+	BSON_APPEND_UTF8(&entry, "event_id", event_id);
+	BSON_APPEND_UTF8(&entry, "hash", hash);
+	BSON_APPEND_INT64(&entry, "from_subscription", from_subscription);
+	BSON_APPEND_INT64(&entry, "from_purchased", from_purchased);
+	BSON_APPEND_INT64(&entry, "from_granted", from_granted);
+	BSON_APPEND_INT64(&entry, "from_paid", from_paid);
+	BSON_APPEND_INT64(&entry, "balance_version", version);
+	bson_append_document_end(parent, &entry);
+}
+
+void bw_customer_append_opening_pending(bson_t *parent, const char *key,
+					const struct bw_opening *o, int64_t version)
+{
+	bw_customer_append_pending(parent, key, "", BW_CUST_OPENING, o->sub_used,
+				   o->purchased_used, o->granted_used, o->paid_used, version);
+}
+
 int bw_customer_org_oid(const char *org_id, bson_oid_t *oid)
 {
 	/* str(ObjectId) is 24 lowercase hex digits; nothing else can equal one */

@@ -105,6 +105,20 @@ int bw_customer_opening(struct bw_customer *c, struct bw_opening *o);
 void bw_customer_append_opening(bson_t *set, const struct bw_customer *c,
 				const struct bw_opening *o, int64_t now_ms);
 
+/* Appends one entry of pending_events as a document under key (a field name, or an array
+ * index) of parent: a charge written with the balance whose record is not known to be stored
+ * yet, split over the buckets, with the balance_version right after it. The usage worker
+ * writes and reads them (usage_store, usage_load); the entry of event_id "" and hash
+ * "opening_balance" is an org's opening balance. */
+void bw_customer_append_pending(bson_t *parent, const char *key, const char *event_id,
+				const char *hash, int64_t from_subscription,
+				int64_t from_purchased, int64_t from_granted, int64_t from_paid,
+				int64_t version);
+
+/* Appends the opening balance's pending_events entry (above) for o under key of parent. */
+void bw_customer_append_opening_pending(bson_t *parent, const char *key,
+					const struct bw_opening *o, int64_t version);
+
 /* 1 when org_id is a 24-hex string (an organizations _id); oid then holds it. */
 int bw_customer_org_oid(const char *org_id, bson_oid_t *oid);
 

@@ -7,23 +7,6 @@
 
 #define OPEN_ATTEMPTS 5
 
-/* The opening pending entry, as the usage worker keeps it (usage_store.c append_pending,
- * usage_load.c load_pending): event_id "" is the opening key. */
-static void append_pending(bson_t *push, const struct bw_opening *o, int64_t version)
-{
-	bson_t entry;
-
-	BSON_APPEND_DOCUMENT_BEGIN(push, BW_CUST_PENDING, &entry);
-	BSON_APPEND_UTF8(&entry, "event_id", "");
-	BSON_APPEND_UTF8(&entry, "hash", BW_CUST_OPENING);
-	BSON_APPEND_INT64(&entry, "from_subscription", o->sub_used);
-	BSON_APPEND_INT64(&entry, "from_purchased", o->purchased_used);
-	BSON_APPEND_INT64(&entry, "from_granted", o->granted_used);
-	BSON_APPEND_INT64(&entry, "from_paid", o->paid_used);
-	BSON_APPEND_INT64(&entry, "balance_version", version);
-	bson_append_document_end(push, &entry);
-}
-
 /* One attempt: *done = 1 when the org needs no opening or this update opened it. */
 static int open_once(struct bw_mongo *m, mongoc_client_t *client, const char *org_id,
 		     int64_t free_grant, int *done, struct bw_err *err)
@@ -76,7 +59,7 @@ static int open_once(struct bw_mongo *m, mongoc_client_t *client, const char *or
 	bson_append_document_end(&update, &set);
 	if (o.sub_used || o.purchased_used || o.granted_used || o.paid_used) {
 		BSON_APPEND_DOCUMENT_BEGIN(&update, "$push", &push);
-		append_pending(&push, &o, version);
+		bw_customer_append_opening_pending(&push, BW_CUST_PENDING, &o, version);
 		bson_append_document_end(&update, &push);
 	}
 	if (bw_stripe_update_one(m, client, BW_COLL_CUSTOMERS, &filter, &update, 0, &matched,

@@ -32,7 +32,7 @@ static int64_t iter_int64(const bson_iter_t *it)
 
 static void append_pending(bson_t *update_set, const struct bw_org *org)
 {
-	bson_t arr, entry;
+	bson_t arr;
 	char idx[16];
 
 	BSON_APPEND_ARRAY_BEGIN(update_set, BW_CUST_PENDING, &arr);
@@ -40,15 +40,9 @@ static void append_pending(bson_t *update_set, const struct bw_org *org)
 		const struct bw_pending *p = &org->new_pending[i];
 		const char *key;
 		bson_uint32_to_string((uint32_t)i, &key, idx, sizeof(idx));
-		bson_append_document_begin(&arr, key, -1, &entry);
-		BSON_APPEND_UTF8(&entry, "event_id", p->event_id);
-		BSON_APPEND_UTF8(&entry, "hash", p->hash);
-		BSON_APPEND_INT64(&entry, "from_subscription", p->bd.from_subscription);
-		BSON_APPEND_INT64(&entry, "from_purchased", p->bd.from_purchased);
-		BSON_APPEND_INT64(&entry, "from_granted", p->bd.from_granted);
-		BSON_APPEND_INT64(&entry, "from_paid", p->bd.from_paid);
-		BSON_APPEND_INT64(&entry, "balance_version", p->version);
-		bson_append_document_end(&arr, &entry);
+		bw_customer_append_pending(&arr, key, p->event_id, p->hash, p->bd.from_subscription,
+					   p->bd.from_purchased, p->bd.from_granted,
+					   p->bd.from_paid, p->version);
 	}
 	bson_append_array_end(update_set, &arr);
 }
