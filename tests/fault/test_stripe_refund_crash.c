@@ -31,56 +31,38 @@ static void produce_refund(const struct sk_env *env, const char *id)
 	sk_set_str(ev, "data.object.customer", "cus_crash");
 	sk_set_int(ev, "data.object.amount", 5000);
 	sk_set_int(ev, "data.object.amount_refunded", 2500);
-	sk_produce(env, ev);
-	json_decref(ev);
+	sk_produce_free(env, ev);
 }
 
 START_TEST(crash_at_each_step_claws_back_exactly_once)
 {
 	struct sk_env env;
-	char fault[96];
-	/* A crashed member holds its partition until its session times out: keep it short,
-	 * and let the restarted worker wait past it before it counts as idle. */
-	const char *extra[] = { fault, "FREE_GRANT_SPUS=0", "RDKAFKA_SESSION_TIMEOUT_MS=6000", NULL };
-	const char *clean[] = { "FREE_GRANT_SPUS=0", "RDKAFKA_SESSION_TIMEOUT_MS=6000", NULL };
 	json_t *ev, *doc, *all;
-	int rc;
 
 	sk_env_init(&env, "stripe_refund_crash", BW_STRIPE_WORKER_PATH);
-	ev = sk_fixture("checkout_session_completed.json");
-	sk_set_str(ev, "id", "evt_buy");
-	sk_set_str(ev, "data.object.id", "cs_rcrash");
-	sk_set_str(ev, "data.object.customer", "cus_crash");
+	ev = sk_checkout("evt_buy", "cs_rcrash", "cus_crash", "org-rcrash", "1000");
 	sk_set_str(ev, "data.object.payment_intent", "pi_crash");
 	sk_set_int(ev, "data.object.amount_total", 5000);
-	sk_set_str(ev, "data.object.metadata.org_id", "org-rcrash");
-	sk_set_str(ev, "data.object.metadata.credits", "1000");
-	sk_produce(&env, ev);
-	json_decref(ev);
+	sk_produce_free(&env, ev);
 	produce_refund(&env, "evt_rf1");
 	produce_refund(&env, "evt_rf2"); /* another event of the same refund state */
 
-	snprintf(fault, sizeof(fault), "BW_FAULT_AT=%s", steps[_i]);
-	rc = sk_run_worker(&env, extra, 2500);
-	ck_assert_msg(rc >= 128, "%s: worker should have crashed, exit %d", steps[_i], rc);
-	ck_assert_int_eq(sk_run_worker(&env, clean, 9000), 0);
+	sk_crash_and_restart(&env, steps[_i]);
 
 	doc = sk_customer(&env, "org-rcrash");
 	ck_assert_msg(tk_int(doc, "purchased_credits") == 500, "%s: purchased_credits %lld",
 		      steps[_i], tk_int(doc, "purchased_credits"));
 	ck_assert_int_eq(json_array_size(json_object_get(doc, "applied_clawbacks")), 1);
 	json_decref(doc);
-	doc = tk_mongo_find_one(env.db, "payments_credit_transactions",
-				"{\"session_id\":\"cs_rcrash\"}");
-	ck_assert_ptr_nonnull(doc);
+	doc = sk_ledger(&env, "cs_rcrash");
 	ck_assert_int_eq(tk_int(doc, "clawed_back_credits"), 500);
 	ck_assert_uint_eq(json_array_size(json_object_get(doc, "clawbacks")), 1);
 	ck_assert_ptr_null(json_object_get(doc, "clawback_pending"));
 	json_decref(doc);
 	all = sk_read_json(env.results, 3);
-	ck_assert_str_eq(sk_status(sk_result(all, "evt_buy", 0)), "applied");
-	ck_assert_str_eq(sk_status(sk_result(all, "evt_rf1", 0)), "applied");
-	ck_assert_str_eq(sk_status(sk_result(all, "evt_rf2", 0)), "duplicate");
+	sk_expect_status(all, "evt_buy", 0, "applied");
+	sk_expect_status(all, "evt_rf1", 0, "applied");
+	sk_expect_status(all, "evt_rf2", 0, "duplicate");
 	json_decref(all);
 	tk_mongo_drop(env.db);
 }

@@ -14,20 +14,6 @@
 #define BW_STRIPE_WORKER_PATH NULL
 #endif
 
-static void produce_and_free(const struct sk_env *env, json_t *ev)
-{
-	sk_produce(env, ev);
-	json_decref(ev);
-}
-
-static void expect_status(json_t *all, const char *event_id, const char *status)
-{
-	json_t *r = sk_result(all, event_id, 0);
-	ck_assert_msg(r != NULL, "no result for %s", event_id);
-	ck_assert_msg(strcmp(sk_status(r), status) == 0, "%s: status %s, want %s", event_id,
-		      sk_status(r), status);
-}
-
 static json_t *fixture_for(const char *fixture, const char *id, const char *org)
 {
 	json_t *ev = sk_fixture(fixture);
@@ -42,7 +28,7 @@ START_TEST(free_checkout_credits_at_once)
 	json_t *doc, *all;
 
 	sk_env_init(&env, "stripe_free", BW_STRIPE_WORKER_PATH);
-	produce_and_free(&env, fixture_for("checkout_session_completed_free.json", "evt_f1",
+	sk_produce_free(&env, fixture_for("checkout_session_completed_free.json", "evt_f1",
 					   "org-f"));
 	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
 	doc = sk_customer(&env, "org-f");
@@ -54,7 +40,7 @@ START_TEST(free_checkout_credits_at_once)
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "state")), "applied");
 	json_decref(doc);
 	all = sk_read_json(env.results, 1);
-	expect_status(all, "evt_f1", "applied");
+	sk_expect_status(all, "evt_f1", 0, "applied");
 	json_decref(all);
 	tk_mongo_drop(env.db);
 }
@@ -70,8 +56,8 @@ START_TEST(async_payment_failed_is_recorded_as_payment_failed)
 	/* The unpaid completion waits; then the bank debit fails. */
 	ev = fixture_for("checkout_session_async_payment_failed.json", "evt_af0", "org-af");
 	sk_set_str(ev, "type", "checkout.session.completed");
-	produce_and_free(&env, ev);
-	produce_and_free(&env, fixture_for("checkout_session_async_payment_failed.json", "evt_af1",
+	sk_produce_free(&env, ev);
+	sk_produce_free(&env, fixture_for("checkout_session_async_payment_failed.json", "evt_af1",
 					   "org-af"));
 	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
 	doc = sk_customer(&env, "org-af");
@@ -82,8 +68,8 @@ START_TEST(async_payment_failed_is_recorded_as_payment_failed)
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "status")), "payment_failed");
 	json_decref(doc);
 	all = sk_read_json(env.results, 2);
-	expect_status(all, "evt_af0", "deferred");
-	expect_status(all, "evt_af1", "payment_failed");
+	sk_expect_status(all, "evt_af0", 0, "deferred");
+	sk_expect_status(all, "evt_af1", 0, "payment_failed");
 	ck_assert_str_eq(json_string_value(json_object_get(sk_result(all, "evt_af1", 0), "org_id")),
 			 "org-af");
 	json_decref(all);
@@ -103,13 +89,13 @@ START_TEST(subscription_checkout_links_customer_to_org)
 	tk_mongo_insert(env.db, "payments_customers",
 			"{\"org_id\":\"org-sm\",\"purchased_credits\":0,\"granted_credits\":100,"
 			"\"balance_version\":1}");
-	produce_and_free(&env, fixture_for("checkout_session_completed_subscription.json",
+	sk_produce_free(&env, fixture_for("checkout_session_completed_subscription.json",
 					   "evt_sm1", "org-sm"));
 	ev = sk_fixture("customer_subscription_created.json");
 	sk_set_str(ev, "id", "evt_sm2");
 	sk_set_str(ev, "data.object.customer", "cus_QsubMode1");
 	json_object_del(json_object_get(json_object_get(ev, "data"), "object"), "metadata");
-	produce_and_free(&env, ev);
+	sk_produce_free(&env, ev);
 	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
 	doc = sk_customer(&env, "org-sm");
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "stripe_customer_id")),
@@ -119,12 +105,12 @@ START_TEST(subscription_checkout_links_customer_to_org)
 			 "sub_1PfixtureA");
 	json_decref(doc);
 	all = sk_read_json(env.results, 2);
-	expect_status(all, "evt_sm1", "applied");
+	sk_expect_status(all, "evt_sm1", 0, "applied");
 	ck_assert_str_eq(json_string_value(json_object_get(
 				 json_object_get(sk_result(all, "evt_sm1", 0), "details"),
 				 "stripe_customer_id")),
 			 "cus_QsubMode1");
-	expect_status(all, "evt_sm2", "applied");
+	sk_expect_status(all, "evt_sm2", 0, "applied");
 	json_decref(all);
 	tk_mongo_drop(env.db);
 }

@@ -24,28 +24,9 @@ static json_t *event(const char *fixture, const char *id)
 	return ev;
 }
 
-static void produce_and_free(const struct sk_env *env, json_t *ev)
-{
-	sk_produce(env, ev);
-	json_decref(ev);
-}
-
-static void expect_status(json_t *all, const char *event_id, const char *status)
-{
-	json_t *r = sk_result(all, event_id, 0);
-	ck_assert_msg(r != NULL, "no result for %s", event_id);
-	ck_assert_msg(strcmp(sk_status(r), status) == 0, "%s: status %s, want %s", event_id,
-		      sk_status(r), status);
-}
-
 static json_t *checkout(const char *id, const char *org, const char *sid, const char *credits)
 {
-	json_t *ev = event("checkout_session_completed.json", id);
-	sk_set_str(ev, "data.object.id", sid);
-	sk_set_str(ev, "data.object.customer", "cus_old");
-	sk_set_str(ev, "data.object.metadata.org_id", org);
-	sk_set_str(ev, "data.object.metadata.credits", credits);
-	return ev;
+	return sk_checkout(id, sid, "cus_old", org, credits);
 }
 
 static json_t *invoice(const char *id, long long start, long long end)
@@ -125,10 +106,10 @@ START_TEST(old_ledger_session_is_not_credited_again)
 	seed_old_ledger(&env, "org-old", "cs_old1", 0);
 	seed_old_ledger(&env, "org-old", "cs_old1", 1);
 	seed_old_ledger(&env, "org-old", "cs_old2", 1);
-	produce_and_free(&env, checkout("evt_resent1", "org-old", "cs_old1", "500"));
-	produce_and_free(&env, checkout("evt_resent2", "org-old", "cs_old2", "500"));
-	produce_and_free(&env, checkout("evt_new", "org-old", "cs_new", "250"));
-	produce_and_free(&env, checkout("evt_new_again", "org-old", "cs_new", "250"));
+	sk_produce_free(&env, checkout("evt_resent1", "org-old", "cs_old1", "500"));
+	sk_produce_free(&env, checkout("evt_resent2", "org-old", "cs_old2", "500"));
+	sk_produce_free(&env, checkout("evt_new", "org-old", "cs_new", "250"));
+	sk_produce_free(&env, checkout("evt_new_again", "org-old", "cs_new", "250"));
 	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
 
 	doc = sk_customer(&env, "org-old");
@@ -144,10 +125,10 @@ START_TEST(old_ledger_session_is_not_credited_again)
 	json_decref(rows);
 
 	all = sk_read_json(env.results, 4);
-	expect_status(all, "evt_resent1", "duplicate");
-	expect_status(all, "evt_resent2", "duplicate");
-	expect_status(all, "evt_new", "applied");
-	expect_status(all, "evt_new_again", "duplicate");
+	sk_expect_status(all, "evt_resent1", 0, "duplicate");
+	sk_expect_status(all, "evt_resent2", 0, "duplicate");
+	sk_expect_status(all, "evt_new", 0, "applied");
+	sk_expect_status(all, "evt_new_again", 0, "duplicate");
 	json_decref(all);
 
 	log = fopen(env.log, "r");
@@ -175,30 +156,30 @@ START_TEST(old_stripe_events_are_not_applied_again)
 	seed_old_event(&env, "evt_old_renewal", "invoice.paid", 1);
 	seed_old_event(&env, "evt_old_checkout", "checkout.session.completed", 1);
 	seed_old_event(&env, "evt_old_failed", "checkout.session.completed", 0);
-	produce_and_free(&env, invoice("evt_old_renewal", p3, p4));
-	produce_and_free(&env, checkout("evt_old_checkout", "org-oe", "cs_oe1", "400"));
-	produce_and_free(&env, checkout("evt_old_failed", "org-oe", "cs_oe2", "100"));
+	sk_produce_free(&env, invoice("evt_old_renewal", p3, p4));
+	sk_produce_free(&env, checkout("evt_old_checkout", "org-oe", "cs_oe1", "400"));
+	sk_produce_free(&env, checkout("evt_old_failed", "org-oe", "cs_oe2", "100"));
 	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
 	doc = sk_customer(&env, "org-oe");
 	ck_assert_int_eq(tk_int(doc, "subscription_spus_used"), 3000); /* not reset again */
 	ck_assert_int_eq(tk_int(doc, "purchased_credits"), 600);        /* 500 + 100 */
 	json_decref(doc);
 
-	produce_and_free(&env, invoice("evt_next_renewal", p4, p4 + 2678400));
+	sk_produce_free(&env, invoice("evt_next_renewal", p4, p4 + 2678400));
 	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
 	doc = sk_customer(&env, "org-oe");
 	ck_assert_int_eq(tk_int(doc, "subscription_spus_used"), 0);
 	json_decref(doc);
 
 	all = sk_read_json(env.results, 4);
-	expect_status(all, "evt_old_renewal", "duplicate");
+	sk_expect_status(all, "evt_old_renewal", 0, "duplicate");
 	ck_assert_str_eq(json_string_value(json_object_get(
 				 json_object_get(sk_result(all, "evt_old_renewal", 0), "details"),
 				 "original_status")),
 			 "previous_integration");
-	expect_status(all, "evt_old_checkout", "duplicate");
-	expect_status(all, "evt_old_failed", "applied");
-	expect_status(all, "evt_next_renewal", "applied");
+	sk_expect_status(all, "evt_old_checkout", 0, "duplicate");
+	sk_expect_status(all, "evt_old_failed", 0, "applied");
+	sk_expect_status(all, "evt_next_renewal", 0, "applied");
 	json_decref(all);
 	tk_mongo_drop(env.db);
 }
@@ -221,8 +202,8 @@ START_TEST(period_stays_unix_seconds)
 	sk_set_str(ev, "data.object.customer", "cus_old");
 	sk_set_int(ev, "data.object.items.data.0.current_period_start", p4);
 	sk_set_int(ev, "data.object.items.data.0.current_period_end", p4 + 2678400);
-	produce_and_free(&env, ev);
-	produce_and_free(&env, invoice("evt_op_renewal", p4, p4 + 2678400));
+	sk_produce_free(&env, ev);
+	sk_produce_free(&env, invoice("evt_op_renewal", p4, p4 + 2678400));
 	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
 	doc = sk_customer(&env, "org-op");
 	ck_assert_int_eq(tk_int(doc, "stripe_current_billing_period_start"), p4);
@@ -231,7 +212,7 @@ START_TEST(period_stays_unix_seconds)
 	json_decref(doc);
 
 	sk_set_customer_int(&env, "org-op", "subscription_spus_used", 42); /* usage meanwhile */
-	produce_and_free(&env, invoice("evt_op_renewal_again", p4, p4 + 2678400));
+	sk_produce_free(&env, invoice("evt_op_renewal_again", p4, p4 + 2678400));
 	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
 	doc = sk_customer(&env, "org-op");
 	ck_assert_int_eq(tk_int(doc, "subscription_spus_used"), 42); /* not reset again */
@@ -239,8 +220,8 @@ START_TEST(period_stays_unix_seconds)
 	json_decref(doc);
 
 	all = sk_read_json(env.results, 3);
-	expect_status(all, "evt_op_sub", "applied");
-	expect_status(all, "evt_op_renewal", "applied");
+	sk_expect_status(all, "evt_op_sub", 0, "applied");
+	sk_expect_status(all, "evt_op_renewal", 0, "applied");
 	json_decref(all);
 	tk_mongo_drop(env.db);
 }

@@ -15,24 +15,6 @@
 #define BW_STRIPE_WORKER_PATH NULL
 #endif
 
-static void produce_and_free(const struct sk_env *env, json_t *ev)
-{
-	sk_produce(env, ev);
-	json_decref(ev);
-}
-
-static json_t *expect_status(json_t *all, const char *event_id, int nth, const char *status)
-{
-	json_t *r = sk_result(all, event_id, nth);
-	const char *reason;
-
-	ck_assert_msg(r != NULL, "no result %d for %s", nth, event_id);
-	reason = json_string_value(json_object_get(r, "reason"));
-	ck_assert_msg(strcmp(sk_status(r), status) == 0, "%s: status %s, want %s (%s)", event_id,
-		      sk_status(r), status, reason ? reason : "");
-	return r;
-}
-
 static long long detail(json_t *result, const char *key)
 {
 	json_t *v = json_object_get(json_object_get(result, "details"), key);
@@ -44,14 +26,9 @@ static long long detail(json_t *result, const char *key)
 static json_t *purchase(const char *id, const char *org, const char *sid, const char *pi,
 			const char *credits, long long amount)
 {
-	json_t *ev = sk_fixture("checkout_session_completed.json");
-	sk_set_str(ev, "id", id);
-	sk_set_str(ev, "data.object.id", sid);
-	sk_set_str(ev, "data.object.customer", "cus_r");
+	json_t *ev = sk_checkout(id, sid, "cus_r", org, credits);
 	sk_set_str(ev, "data.object.payment_intent", pi);
 	sk_set_int(ev, "data.object.amount_total", amount);
-	sk_set_str(ev, "data.object.metadata.org_id", org);
-	sk_set_str(ev, "data.object.metadata.credits", credits);
 	return ev;
 }
 
@@ -82,17 +59,6 @@ static json_t *dispute(const char *fixture, const char *id, const char *pi, long
 	return ev;
 }
 
-static json_t *ledger(const struct sk_env *env, const char *sid)
-{
-	char filter[128];
-	json_t *row;
-
-	snprintf(filter, sizeof(filter), "{\"session_id\":\"%s\"}", sid);
-	row = tk_mongo_find_one(env->db, "payments_credit_transactions", filter);
-	ck_assert_ptr_nonnull(row);
-	return row;
-}
-
 /* Full refund, the same event re-sent, and another event of the same refund state. */
 START_TEST(full_refund_takes_credits_back_once)
 {
@@ -101,34 +67,34 @@ START_TEST(full_refund_takes_credits_back_once)
 	json_t *doc, *all, *r;
 
 	sk_env_init(&env, "stripe_refund_full", BW_STRIPE_WORKER_PATH);
-	produce_and_free(&env, purchase("evt_p1", "org-r", "cs_r1", "pi_r1", "1000", 5000));
+	sk_produce_free(&env, purchase("evt_p1", "org-r", "cs_r1", "pi_r1", "1000", 5000));
 	ck_assert_int_eq(sk_run_worker(&env, extra, 2500), 0);
-	doc = ledger(&env, "cs_r1");
+	doc = sk_ledger(&env, "cs_r1");
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "payment_intent")), "pi_r1");
 	json_decref(doc);
 
-	produce_and_free(&env, refund("charge_refunded.json", "evt_rf1", "pi_r1", 5000, 5000));
-	produce_and_free(&env, refund("charge_refunded.json", "evt_rf1", "pi_r1", 5000, 5000));
-	produce_and_free(&env, refund("charge_refunded_2020.json", "evt_rf2", "pi_r1", 5000, 5000));
-	produce_and_free(&env, refund("charge_refunded.json", "evt_rf_other", "pi_not_credits",
+	sk_produce_free(&env, refund("charge_refunded.json", "evt_rf1", "pi_r1", 5000, 5000));
+	sk_produce_free(&env, refund("charge_refunded.json", "evt_rf1", "pi_r1", 5000, 5000));
+	sk_produce_free(&env, refund("charge_refunded_2020.json", "evt_rf2", "pi_r1", 5000, 5000));
+	sk_produce_free(&env, refund("charge_refunded.json", "evt_rf_other", "pi_not_credits",
 				      9900, 9900));
 	ck_assert_int_eq(sk_run_worker(&env, extra, 2500), 0);
 	doc = sk_customer(&env, "org-r");
 	ck_assert_int_eq(tk_int(doc, "purchased_credits"), 0);
 	ck_assert_int_eq(tk_int(doc, "balance_version"), 3); /* created+credit, one clawback */
 	json_decref(doc);
-	doc = ledger(&env, "cs_r1");
+	doc = sk_ledger(&env, "cs_r1");
 	ck_assert_int_eq(tk_int(doc, "clawed_back_credits"), 1000);
 	ck_assert_uint_eq(json_array_size(json_object_get(doc, "clawbacks")), 1);
 	json_decref(doc);
 	all = sk_read_json(env.results, 5);
-	r = expect_status(all, "evt_rf1", 0, "applied");
+	r = sk_expect_status(all, "evt_rf1", 0, "applied");
 	ck_assert_int_eq(detail(r, "credits_taken_back"), 1000);
 	ck_assert_int_eq(detail(r, "purchased_remaining"), 0);
 	ck_assert_str_eq(json_string_value(json_object_get(r, "org_id")), "org-r");
-	expect_status(all, "evt_rf1", 1, "duplicate");
-	expect_status(all, "evt_rf2", 0, "duplicate");
-	expect_status(all, "evt_rf_other", 0, "ignored");
+	sk_expect_status(all, "evt_rf1", 1, "duplicate");
+	sk_expect_status(all, "evt_rf2", 0, "duplicate");
+	sk_expect_status(all, "evt_rf_other", 0, "ignored");
 	json_decref(all);
 	tk_mongo_drop(env.db);
 }
@@ -143,13 +109,13 @@ START_TEST(partial_refunds_take_the_difference_and_show_debt)
 	json_t *doc, *all, *r;
 
 	sk_env_init(&env, "stripe_refund_part", BW_STRIPE_WORKER_PATH);
-	produce_and_free(&env, purchase("evt_p1", "org-rp", "cs_rp1", "pi_rp1", "1000", 5000));
+	sk_produce_free(&env, purchase("evt_p1", "org-rp", "cs_rp1", "pi_rp1", "1000", 5000));
 	ck_assert_int_eq(sk_run_worker(&env, extra, 2500), 0);
 	sk_set_customer_int(&env, "org-rp", "purchased_credits_used", 900); /* spent meanwhile */
-	produce_and_free(&env, refund("charge_refunded_2020.json", "evt_pr1", "pi_rp1", 5000,
+	sk_produce_free(&env, refund("charge_refunded_2020.json", "evt_pr1", "pi_rp1", 5000,
 				      1500));
-	produce_and_free(&env, refund("charge_refunded.json", "evt_pr2", "pi_rp1", 5000, 4000));
-	produce_and_free(&env, refund("charge_refunded_2020.json", "evt_pr1_late", "pi_rp1", 5000,
+	sk_produce_free(&env, refund("charge_refunded.json", "evt_pr2", "pi_rp1", 5000, 4000));
+	sk_produce_free(&env, refund("charge_refunded_2020.json", "evt_pr1_late", "pi_rp1", 5000,
 				      1500));
 	ck_assert_int_eq(sk_run_worker(&env, extra, 2500), 0);
 	doc = sk_customer(&env, "org-rp");
@@ -157,15 +123,15 @@ START_TEST(partial_refunds_take_the_difference_and_show_debt)
 	ck_assert_int_eq(tk_int(doc, "purchased_credits_used"), 900);
 	json_decref(doc);
 	all = sk_read_json(env.results, 4);
-	r = expect_status(all, "evt_pr1", 0, "applied");
+	r = sk_expect_status(all, "evt_pr1", 0, "applied");
 	ck_assert_int_eq(detail(r, "credits_taken_back"), 300);
-	r = expect_status(all, "evt_pr2", 0, "applied");
+	r = sk_expect_status(all, "evt_pr2", 0, "applied");
 	ck_assert_int_eq(detail(r, "credits_taken_back"), 500);
 	ck_assert_int_eq(detail(r, "clawed_back_credits"), 800);
 	ck_assert_int_eq(detail(r, "debt"), 700);
 	ck_assert_int_eq(detail(r, "purchased_remaining"), 0);
 	ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(r, "reason")), "owes 700"));
-	expect_status(all, "evt_pr1_late", 0, "duplicate");
+	sk_expect_status(all, "evt_pr1_late", 0, "duplicate");
 	json_decref(all);
 	tk_mongo_drop(env.db);
 }
@@ -179,22 +145,22 @@ START_TEST(disputes_lost_and_won)
 	json_t *doc, *all, *r;
 
 	sk_env_init(&env, "stripe_dispute", BW_STRIPE_WORKER_PATH);
-	produce_and_free(&env, purchase("evt_p1", "org-d", "cs_d1", "pi_d1", "1000", 5000));
-	produce_and_free(&env, purchase("evt_p2", "org-d", "cs_d2", "pi_d2", "600", 3000));
+	sk_produce_free(&env, purchase("evt_p1", "org-d", "cs_d1", "pi_d1", "1000", 5000));
+	sk_produce_free(&env, purchase("evt_p2", "org-d", "cs_d2", "pi_d2", "600", 3000));
 	ck_assert_int_eq(sk_run_worker(&env, extra, 2500), 0);
-	produce_and_free(&env, dispute("charge_dispute_created.json", "evt_dc1", "pi_d1", 5000,
+	sk_produce_free(&env, dispute("charge_dispute_created.json", "evt_dc1", "pi_d1", 5000,
 				       "needs_response"));
-	produce_and_free(&env, dispute("charge_dispute_closed.json", "evt_dx1", "pi_d1", 5000,
+	sk_produce_free(&env, dispute("charge_dispute_closed.json", "evt_dx1", "pi_d1", 5000,
 				       "lost"));
-	produce_and_free(&env, dispute("charge_dispute_created.json", "evt_dc2", "pi_d2", 1500,
+	sk_produce_free(&env, dispute("charge_dispute_created.json", "evt_dc2", "pi_d2", 1500,
 				       "needs_response"));
 	ck_assert_int_eq(sk_run_worker(&env, extra, 2500), 0);
 	doc = sk_customer(&env, "org-d");
 	ck_assert_int_eq(tk_int(doc, "purchased_credits"), 300); /* 1600 - 1000 - 300 */
 	json_decref(doc);
-	produce_and_free(&env, dispute("charge_dispute_closed.json", "evt_dx2", "pi_d2", 1500,
+	sk_produce_free(&env, dispute("charge_dispute_closed.json", "evt_dx2", "pi_d2", 1500,
 				       "won"));
-	produce_and_free(&env, dispute("charge_dispute_created.json", "evt_dc2_late", "pi_d2",
+	sk_produce_free(&env, dispute("charge_dispute_created.json", "evt_dc2_late", "pi_d2",
 				       1500, "needs_response"));
 	ck_assert_int_eq(sk_run_worker(&env, extra, 2500), 0);
 	doc = sk_customer(&env, "org-d");
@@ -202,14 +168,14 @@ START_TEST(disputes_lost_and_won)
 	ck_assert_int_eq(tk_int(doc, "balance_version"), 6); /* 2 credits, 3 clawbacks, 1 created */
 	json_decref(doc);
 	all = sk_read_json(env.results, 7);
-	r = expect_status(all, "evt_dc1", 0, "applied");
+	r = sk_expect_status(all, "evt_dc1", 0, "applied");
 	ck_assert_int_eq(detail(r, "credits_taken_back"), 1000);
-	expect_status(all, "evt_dx1", 0, "applied"); /* closes it: no credits move */
-	r = expect_status(all, "evt_dc2", 0, "applied");
+	sk_expect_status(all, "evt_dx1", 0, "applied"); /* closes it: no credits move */
+	r = sk_expect_status(all, "evt_dc2", 0, "applied");
 	ck_assert_int_eq(detail(r, "credits_taken_back"), 300);
-	r = expect_status(all, "evt_dx2", 0, "applied");
+	r = sk_expect_status(all, "evt_dx2", 0, "applied");
 	ck_assert_int_eq(detail(r, "credits_taken_back"), -300);
-	expect_status(all, "evt_dc2_late", 0, "duplicate");
+	sk_expect_status(all, "evt_dc2_late", 0, "duplicate");
 	json_decref(all);
 	tk_mongo_drop(env.db);
 }

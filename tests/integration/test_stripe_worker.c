@@ -22,20 +22,6 @@ static json_t *event(const char *fixture, const char *id, long long created)
 	return ev;
 }
 
-static void produce_and_free(const struct sk_env *env, json_t *ev)
-{
-	sk_produce(env, ev);
-	json_decref(ev);
-}
-
-static void expect_status(json_t *all, const char *event_id, int nth, const char *status)
-{
-	json_t *r = sk_result(all, event_id, nth);
-	ck_assert_msg(r != NULL, "no result %d for %s", nth, event_id);
-	ck_assert_msg(strcmp(sk_status(r), status) == 0, "%s: status %s, want %s", event_id,
-		      sk_status(r), status);
-}
-
 /* Reads want DLQ records; the first one's dlq.reason header must contain needle. */
 static void expect_dlq_reason(const struct sk_env *env, size_t want, const char *needle)
 {
@@ -53,12 +39,7 @@ static void expect_dlq_reason(const struct sk_env *env, size_t want, const char 
 static json_t *checkout(const char *id, const char *org, const char *cus, const char *sid,
 			const char *credits)
 {
-	json_t *ev = event("checkout_session_completed.json", id, 0);
-	sk_set_str(ev, "data.object.id", sid);
-	sk_set_str(ev, "data.object.customer", cus);
-	sk_set_str(ev, "data.object.metadata.org_id", org);
-	sk_set_str(ev, "data.object.metadata.credits", credits);
-	return ev;
+	return sk_checkout(id, sid, cus, org, credits);
 }
 
 START_TEST(checkout_credits_once_per_session)
@@ -78,24 +59,24 @@ START_TEST(checkout_credits_once_per_session)
 	sk_set_str(ev, "data.object.customer", "cus_c");
 	sk_set_str(ev, "data.object.metadata.org_id", "org-c");
 	sk_set_str(ev, "data.object.metadata.credits", "500");
-	produce_and_free(&env, ev);
+	sk_produce_free(&env, ev);
 	ev = event("checkout_session_completed_unpaid.json", "evt_c3", 0);
 	sk_set_str(ev, "data.object.customer", "cus_c");
 	sk_set_str(ev, "data.object.metadata.org_id", "org-c");
-	produce_and_free(&env, ev);                              /* cs_test_async1, unpaid */
+	sk_produce_free(&env, ev);                              /* cs_test_async1, unpaid */
 	ev = event("checkout_session_async_payment_succeeded.json", "evt_c4", 0);
 	sk_set_str(ev, "data.object.customer", "cus_c");
 	sk_set_str(ev, "data.object.metadata.org_id", "org-c");
-	produce_and_free(&env, ev);                              /* cs_test_async1 paid: 200 */
-	produce_and_free(&env, event("unknown_type.json", "evt_c5", 0));
+	sk_produce_free(&env, ev);                              /* cs_test_async1 paid: 200 */
+	sk_produce_free(&env, event("unknown_type.json", "evt_c5", 0));
 	ev = event("checkout_session_bad_credits.json", "evt_c6", 0);
-	produce_and_free(&env, ev);
+	sk_produce_free(&env, ev);
 	tk_produce(env.topic, "k", "this is not json");
 	ev = checkout("evt_c8", "org-c", "cus_c", "cs_C", "7");
 	json_object_del(json_object_get(json_object_get(json_object_get(ev, "data"), "object"),
 					"metadata"), "org_id");          /* org from the mapping */
 	sk_set_int(ev, "data.object.metadata.credits", 7);
-	produce_and_free(&env, ev);
+	sk_produce_free(&env, ev);
 
 	ck_assert_int_eq(sk_run_worker(&env, extra, 2500), 0);
 
@@ -113,14 +94,14 @@ START_TEST(checkout_credits_once_per_session)
 	json_decref(doc);
 
 	all = sk_read_json(env.results, 9);
-	expect_status(all, "evt_c1", 0, "applied");
-	expect_status(all, "evt_c1", 1, "duplicate");
-	expect_status(all, "evt_c2", 0, "duplicate");
-	expect_status(all, "evt_c3", 0, "deferred");
-	expect_status(all, "evt_c4", 0, "applied");
-	expect_status(all, "evt_c5", 0, "ignored");
-	expect_status(all, "evt_c6", 0, "rejected");
-	expect_status(all, "evt_c8", 0, "applied");
+	sk_expect_status(all, "evt_c1", 0, "applied");
+	sk_expect_status(all, "evt_c1", 1, "duplicate");
+	sk_expect_status(all, "evt_c2", 0, "duplicate");
+	sk_expect_status(all, "evt_c3", 0, "deferred");
+	sk_expect_status(all, "evt_c4", 0, "applied");
+	sk_expect_status(all, "evt_c5", 0, "ignored");
+	sk_expect_status(all, "evt_c6", 0, "rejected");
+	sk_expect_status(all, "evt_c8", 0, "applied");
 	ck_assert_str_eq(json_string_value(json_object_get(sk_result(all, "evt_c8", 0), "org_id")),
 			 "org-c");
 	ck_assert_int_eq(tk_int(json_object_get(sk_result(all, "evt_c1", 0), "details"), "credits"),
@@ -159,23 +140,23 @@ START_TEST(subscription_events_out_of_order)
 
 	sk_env_init(&env, "stripe_subs", BW_STRIPE_WORKER_PATH);
 	sk_seed_customer(&env, "org-s", "cus_s", 0, 40);
-	produce_and_free(&env, sub_event("customer_subscription_created.json", "evt_s1", 1000,
+	sk_produce_free(&env, sub_event("customer_subscription_created.json", "evt_s1", 1000,
 					 "sub_A", NULL));
-	produce_and_free(&env, sub_event("customer_subscription_updated.json", "evt_s3", 1200,
+	sk_produce_free(&env, sub_event("customer_subscription_updated.json", "evt_s3", 1200,
 					 "sub_A", NULL));  /* business, 20000 */
-	produce_and_free(&env, sub_event("customer_subscription_created.json", "evt_s2", 1100,
+	sk_produce_free(&env, sub_event("customer_subscription_created.json", "evt_s2", 1100,
 					 "sub_A", NULL));  /* older: stale */
-	produce_and_free(&env, sub_event("customer_subscription_updated.json", "evt_s3", 1200,
+	sk_produce_free(&env, sub_event("customer_subscription_updated.json", "evt_s3", 1200,
 					 "sub_A", NULL));  /* same event again */
-	produce_and_free(&env, sub_event("customer_subscription_created.json", "evt_s4", 1200,
+	sk_produce_free(&env, sub_event("customer_subscription_created.json", "evt_s4", 1200,
 					 "sub_A", NULL));  /* same second: tick */
-	produce_and_free(&env, sub_event("customer_subscription_updated.json", "evt_s5", 1300,
+	sk_produce_free(&env, sub_event("customer_subscription_updated.json", "evt_s5", 1300,
 					 "sub_A", "incomplete")); /* backwards: tick */
-	produce_and_free(&env, sub_event("customer_subscription_created.json", "evt_n1", 1400,
+	sk_produce_free(&env, sub_event("customer_subscription_created.json", "evt_n1", 1400,
 					 "sub_B", NULL));  /* a new subscription, team */
-	produce_and_free(&env, sub_event("customer_subscription_deleted.json", "evt_d1", 1500,
+	sk_produce_free(&env, sub_event("customer_subscription_deleted.json", "evt_d1", 1500,
 					 "sub_A", NULL));  /* old one deleted: new kept */
-	produce_and_free(&env, sub_event("customer_subscription_deleted.json", "evt_d2", 1350,
+	sk_produce_free(&env, sub_event("customer_subscription_deleted.json", "evt_d2", 1350,
 					 "sub_B", NULL));  /* older than stored: stale */
 	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
 
@@ -194,15 +175,15 @@ START_TEST(subscription_events_out_of_order)
 			 1720592000LL);
 	json_decref(doc);
 	all = sk_read_json(env.results, 9);
-	expect_status(all, "evt_s1", 0, "applied");
-	expect_status(all, "evt_s3", 0, "applied");
-	expect_status(all, "evt_s2", 0, "stale");
-	expect_status(all, "evt_s3", 1, "duplicate");
-	expect_status(all, "evt_s4", 0, "deferred");
-	expect_status(all, "evt_s5", 0, "deferred");
-	expect_status(all, "evt_n1", 0, "applied");
-	expect_status(all, "evt_d1", 0, "stale");
-	expect_status(all, "evt_d2", 0, "stale");
+	sk_expect_status(all, "evt_s1", 0, "applied");
+	sk_expect_status(all, "evt_s3", 0, "applied");
+	sk_expect_status(all, "evt_s2", 0, "stale");
+	sk_expect_status(all, "evt_s3", 1, "duplicate");
+	sk_expect_status(all, "evt_s4", 0, "deferred");
+	sk_expect_status(all, "evt_s5", 0, "deferred");
+	sk_expect_status(all, "evt_n1", 0, "applied");
+	sk_expect_status(all, "evt_d1", 0, "stale");
+	sk_expect_status(all, "evt_d2", 0, "stale");
 	json_decref(all);
 	ticks = sk_read_json(env.ticks, 2);
 	for (size_t i = 0; i < 2; i++) {
@@ -214,7 +195,7 @@ START_TEST(subscription_events_out_of_order)
 	json_decref(ticks);
 
 	/* A newer delete of the current subscription clears it. */
-	produce_and_free(&env, sub_event("customer_subscription_deleted.json", "evt_d3", 1600,
+	sk_produce_free(&env, sub_event("customer_subscription_deleted.json", "evt_d3", 1600,
 					 "sub_B", NULL));
 	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
 	doc = sk_customer(&env, "org-s");
@@ -257,15 +238,15 @@ START_TEST(invoice_resets_usage_once_per_period)
 	sk_seed_customer(&env, "org-i", "cus_i", 0, 40);
 	ev = sub_event("customer_subscription_created.json", "evt_i0", 1000, "sub_I", NULL);
 	sk_set_str(ev, "data.object.customer", "cus_i");
-	produce_and_free(&env, ev);
+	sk_produce_free(&env, ev);
 	/* The renewal's subscription.updated moves the stored period first ... */
 	ev = sub_event("customer_subscription_updated.json", "evt_i1", 2000, "sub_I", NULL);
 	sk_set_str(ev, "data.object.customer", "cus_i");
 	sk_set_int(ev, "data.object.items.data.0.current_period_start", p2);
 	sk_set_int(ev, "data.object.items.data.0.current_period_end", p3);
-	produce_and_free(&env, ev);
+	sk_produce_free(&env, ev);
 	/* ... and the invoice of that period still resets usage. */
-	produce_and_free(&env, invoice("invoice_paid_cycle.json", "evt_i2", "sub_I", p2, p3));
+	sk_produce_free(&env, invoice("invoice_paid_cycle.json", "evt_i2", "sub_I", p2, p3));
 	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
 	doc = sk_customer(&env, "org-i");
 	ck_assert_int_eq(tk_int(doc, "subscription_spus_used"), 0);
@@ -273,19 +254,19 @@ START_TEST(invoice_resets_usage_once_per_period)
 	json_decref(doc);
 
 	sk_set_customer_int(&env, "org-i", "subscription_spus_used", 30); /* usage meanwhile */
-	produce_and_free(&env, invoice("invoice_paid_cycle.json", "evt_i2", "sub_I", p2, p3));
-	produce_and_free(&env, invoice("invoice_payment_succeeded_basil.json", "evt_i3", "sub_I",
+	sk_produce_free(&env, invoice("invoice_paid_cycle.json", "evt_i2", "sub_I", p2, p3));
+	sk_produce_free(&env, invoice("invoice_payment_succeeded_basil.json", "evt_i3", "sub_I",
 				       p2, p3));   /* second event of the same invoice */
 	ev = invoice("invoice_paid_cycle.json", "evt_i4", "sub_I", p3, p4);
 	sk_set_str(ev, "data.object.billing_reason", "manual");
-	produce_and_free(&env, ev);                /* does not open a period: ignored */
-	produce_and_free(&env, invoice("invoice_created.json", "evt_i5", "sub_I", p3, p4));
+	sk_produce_free(&env, ev);                /* does not open a period: ignored */
+	sk_produce_free(&env, invoice("invoice_created.json", "evt_i5", "sub_I", p3, p4));
 	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
 	doc = sk_customer(&env, "org-i");
 	ck_assert_int_eq(tk_int(doc, "subscription_spus_used"), 30); /* not reset again */
 	json_decref(doc);
 
-	produce_and_free(&env, invoice("invoice_payment_succeeded_basil.json", "evt_i6", "sub_I",
+	sk_produce_free(&env, invoice("invoice_payment_succeeded_basil.json", "evt_i6", "sub_I",
 				       p3, p4));   /* next period, newer API shape */
 	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
 	doc = sk_customer(&env, "org-i");
@@ -296,12 +277,12 @@ START_TEST(invoice_resets_usage_once_per_period)
 	json_decref(doc);
 
 	all = sk_read_json(env.results, 8);
-	expect_status(all, "evt_i2", 0, "applied");
-	expect_status(all, "evt_i2", 1, "duplicate");
-	expect_status(all, "evt_i3", 0, "duplicate");
-	expect_status(all, "evt_i4", 0, "ignored");
-	expect_status(all, "evt_i5", 0, "applied");
-	expect_status(all, "evt_i6", 0, "applied");
+	sk_expect_status(all, "evt_i2", 0, "applied");
+	sk_expect_status(all, "evt_i2", 1, "duplicate");
+	sk_expect_status(all, "evt_i3", 0, "duplicate");
+	sk_expect_status(all, "evt_i4", 0, "ignored");
+	sk_expect_status(all, "evt_i5", 0, "applied");
+	sk_expect_status(all, "evt_i6", 0, "applied");
 	json_decref(all);
 	ticks = sk_read_json(env.ticks, 1);
 	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(ticks, 0), "org_id")),
@@ -323,15 +304,15 @@ START_TEST(late_invoice_of_older_period_is_stale)
 	sk_seed_customer(&env, "org-l", "cus_i", 0, 40);
 	ev = sub_event("customer_subscription_created.json", "evt_l0", 1000, "sub_L", NULL);
 	sk_set_str(ev, "data.object.customer", "cus_i");
-	produce_and_free(&env, ev);                /* period p1..p2 */
+	sk_produce_free(&env, ev);                /* period p1..p2 */
 	ev = sub_event("customer_subscription_updated.json", "evt_l1", 2000, "sub_L", NULL);
 	sk_set_str(ev, "data.object.customer", "cus_i");
 	sk_set_int(ev, "data.object.items.data.0.current_period_start", p2);
 	sk_set_int(ev, "data.object.items.data.0.current_period_end", p3);
-	produce_and_free(&env, ev);                /* renewal: period p2..p3 */
+	sk_produce_free(&env, ev);                /* renewal: period p2..p3 */
 	ev = invoice("invoice_paid_cycle.json", "evt_l2", "sub_L", p1, p2);
 	sk_set_str(ev, "data.object.billing_reason", "subscription_create");
-	produce_and_free(&env, ev);                /* the first period's invoice, late */
+	sk_produce_free(&env, ev);                /* the first period's invoice, late */
 	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
 	doc = sk_customer(&env, "org-l");
 	ck_assert_int_eq(tk_int(doc, "subscription_spus_used"), 40); /* p2's usage kept */
@@ -341,14 +322,14 @@ START_TEST(late_invoice_of_older_period_is_stale)
 			 p3);
 	json_decref(doc);
 
-	produce_and_free(&env, invoice("invoice_paid_cycle.json", "evt_l3", "sub_L", p2, p3));
+	sk_produce_free(&env, invoice("invoice_paid_cycle.json", "evt_l3", "sub_L", p2, p3));
 	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
 	doc = sk_customer(&env, "org-l");
 	ck_assert_int_eq(tk_int(doc, "subscription_spus_used"), 0); /* p2's invoice resets */
 	json_decref(doc);
 	all = sk_read_json(env.results, 4);
-	expect_status(all, "evt_l2", 0, "stale");
-	expect_status(all, "evt_l3", 0, "applied");
+	sk_expect_status(all, "evt_l2", 0, "stale");
+	sk_expect_status(all, "evt_l3", 0, "applied");
 	json_decref(all);
 	tk_mongo_drop(env.db);
 }
@@ -362,16 +343,16 @@ START_TEST(unknown_customer_waits_then_dlq)
 	json_t *ev, *all, *ticks, *doc;
 
 	sk_env_init(&env, "stripe_unknown", BW_STRIPE_WORKER_PATH);
-	produce_and_free(&env, checkout("evt_u0", "org-u", "cus_known", "cs_U", "50"));
+	sk_produce_free(&env, checkout("evt_u0", "org-u", "cus_known", "cs_U", "50"));
 	ev = sub_event("customer_subscription_created.json", "evt_u1", 1000, "sub_U", NULL);
 	sk_set_str(ev, "data.object.customer", "cus_nobody");
-	produce_and_free(&env, ev);
+	sk_produce_free(&env, ev);
 	ck_assert_int_eq(sk_run_worker(&env, extra, 2500), 0);
 
 	all = sk_read_json(env.results, 2);
 	ck_assert_uint_eq(json_array_size(all), 2); /* one result each, after the wait */
-	expect_status(all, "evt_u0", 0, "applied"); /* its recorded outcome, replayed */
-	expect_status(all, "evt_u1", 0, "rejected");
+	sk_expect_status(all, "evt_u0", 0, "applied"); /* its recorded outcome, replayed */
+	sk_expect_status(all, "evt_u1", 0, "rejected");
 	json_decref(all);
 	doc = sk_customer(&env, "org-u");
 	ck_assert_int_eq(tk_int(doc, "purchased_credits"), 50);
@@ -394,9 +375,9 @@ START_TEST(applied_sessions_window_is_bounded)
 	json_t *doc, *all, *sessions, *ev;
 
 	sk_env_init(&env, "stripe_window", BW_STRIPE_WORKER_PATH);
-	produce_and_free(&env, checkout("evt_w1", "org-w", "cus_w", "cs_W1", "10"));
-	produce_and_free(&env, checkout("evt_w2", "org-w", "cus_w", "cs_W2", "20"));
-	produce_and_free(&env, checkout("evt_w3", "org-w", "cus_w", "cs_W3", "30"));
+	sk_produce_free(&env, checkout("evt_w1", "org-w", "cus_w", "cs_W1", "10"));
+	sk_produce_free(&env, checkout("evt_w2", "org-w", "cus_w", "cs_W2", "20"));
+	sk_produce_free(&env, checkout("evt_w3", "org-w", "cus_w", "cs_W3", "30"));
 	ck_assert_int_eq(sk_run_worker(&env, extra, 2500), 0);
 	doc = sk_customer(&env, "org-w");
 	ck_assert_int_eq(tk_int(doc, "purchased_credits"), 60);
@@ -410,10 +391,10 @@ START_TEST(applied_sessions_window_is_bounded)
 	/* Old events of cs_W1, which left the window: the same event redelivered after its
 	 * record was lost (as in a crash before the record), and another event of the session. */
 	sk_delete(&env, "payments_stripe_events", "{\"event_id\":\"evt_w1\"}");
-	produce_and_free(&env, checkout("evt_w1", "org-w", "cus_w", "cs_W1", "10"));
+	sk_produce_free(&env, checkout("evt_w1", "org-w", "cus_w", "cs_W1", "10"));
 	ev = checkout("evt_w1b", "org-w", "cus_w", "cs_W1", "10");
 	sk_set_str(ev, "type", "checkout.session.async_payment_succeeded");
-	produce_and_free(&env, ev);
+	sk_produce_free(&env, ev);
 	ck_assert_int_eq(sk_run_worker(&env, extra, 2500), 0);
 	doc = sk_customer(&env, "org-w");
 	ck_assert_int_eq(tk_int(doc, "purchased_credits"), 60);
@@ -421,11 +402,11 @@ START_TEST(applied_sessions_window_is_bounded)
 	ck_assert_int_eq(json_array_size(json_object_get(doc, "applied_sessions")), 2);
 	json_decref(doc);
 	all = sk_read_json(env.results, 5);
-	expect_status(all, "evt_w1", 0, "applied");
-	expect_status(all, "evt_w2", 0, "applied");
-	expect_status(all, "evt_w3", 0, "applied");
-	expect_status(all, "evt_w1", 1, "applied"); /* its own ledger row, no new credit */
-	expect_status(all, "evt_w1b", 0, "duplicate");
+	sk_expect_status(all, "evt_w1", 0, "applied");
+	sk_expect_status(all, "evt_w2", 0, "applied");
+	sk_expect_status(all, "evt_w3", 0, "applied");
+	sk_expect_status(all, "evt_w1", 1, "applied"); /* its own ledger row, no new credit */
+	sk_expect_status(all, "evt_w1b", 0, "duplicate");
 	json_decref(all);
 	tk_mongo_drop(env.db);
 }
@@ -441,9 +422,9 @@ START_TEST(credit_overflow_is_rejected)
 
 	sk_env_init(&env, "stripe_overflow", BW_STRIPE_WORKER_PATH);
 	sk_seed_customer(&env, "org-o", "cus_o", max - 100, 0);
-	produce_and_free(&env, checkout("evt_o1", "org-o", "cus_o", "cs_O1", "500"));
-	produce_and_free(&env, checkout("evt_o2", "org-o", "cus_o", "cs_O2", "100"));
-	produce_and_free(&env, checkout("evt_o3", "org-o", "cus_o", "cs_O3", "1"));
+	sk_produce_free(&env, checkout("evt_o1", "org-o", "cus_o", "cs_O1", "500"));
+	sk_produce_free(&env, checkout("evt_o2", "org-o", "cus_o", "cs_O2", "100"));
+	sk_produce_free(&env, checkout("evt_o3", "org-o", "cus_o", "cs_O3", "1"));
 	ck_assert_int_eq(sk_run_worker(&env, NULL, 2500), 0);
 
 	doc = sk_customer(&env, "org-o");
@@ -462,8 +443,8 @@ START_TEST(credit_overflow_is_rejected)
 	ck_assert_str_eq(sk_status(r), "rejected");
 	ck_assert_msg(strstr(json_string_value(json_object_get(r, "reason")), "overflow") != NULL,
 		      "reason %s", json_string_value(json_object_get(r, "reason")));
-	expect_status(all, "evt_o2", 0, "applied");
-	expect_status(all, "evt_o3", 0, "rejected");
+	sk_expect_status(all, "evt_o2", 0, "applied");
+	sk_expect_status(all, "evt_o3", 0, "rejected");
 	json_decref(all);
 	expect_dlq_reason(&env, 2, "would overflow int64");
 	tk_mongo_drop(env.db);

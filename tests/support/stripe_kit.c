@@ -118,6 +118,38 @@ pid_t sk_start_worker(const struct sk_env *env, const char *const *extra, int id
 	return tk_spawn(env->worker, envp, env->log);
 }
 
+void sk_produce_free(const struct sk_env *env, json_t *ev)
+{
+	sk_produce(env, ev);
+	json_decref(ev);
+}
+
+json_t *sk_checkout(const char *id, const char *session, const char *customer,
+		    const char *org, const char *credits)
+{
+	json_t *ev = sk_fixture("checkout_session_completed.json");
+
+	sk_set_str(ev, "id", id);
+	sk_set_str(ev, "data.object.id", session);
+	sk_set_str(ev, "data.object.customer", customer);
+	sk_set_str(ev, "data.object.metadata.org_id", org);
+	sk_set_str(ev, "data.object.metadata.credits", credits);
+	return ev;
+}
+
+void sk_crash_and_restart(const struct sk_env *env, const char *step)
+{
+	char fault[96];
+	const char *crash[] = { fault, "FREE_GRANT_SPUS=0", "RDKAFKA_SESSION_TIMEOUT_MS=6000", NULL };
+	int rc;
+
+	snprintf(fault, sizeof(fault), "BW_FAULT_AT=%s", step);
+	rc = sk_run_worker(env, crash, 2500);
+	ck_assert_msg(rc >= 128, "%s: worker should have crashed, exit %d", step, rc);
+	rc = sk_run_worker(env, crash + 1, 9000);
+	ck_assert_msg(rc == 0, "%s: restarted worker exit %d", step, rc);
+}
+
 int sk_run_worker(const struct sk_env *env, const char *const *extra, int idle_ms)
 {
 	return tk_wait(sk_start_worker(env, extra, idle_ms), 120000);
@@ -158,6 +190,29 @@ const char *sk_status(const json_t *result)
 	const char *s = json_string_value(json_object_get(result, "status"));
 	ck_assert_msg(s != NULL, "result without status");
 	return s;
+}
+
+json_t *sk_expect_status(json_t *all, const char *event_id, int nth, const char *status)
+{
+	json_t *r = sk_result(all, event_id, nth);
+	const char *reason;
+
+	ck_assert_msg(r != NULL, "no result %d for %s", nth, event_id);
+	reason = json_string_value(json_object_get(r, "reason"));
+	ck_assert_msg(strcmp(sk_status(r), status) == 0, "%s: status %s, want %s (%s)", event_id,
+		      sk_status(r), status, reason ? reason : "");
+	return r;
+}
+
+json_t *sk_ledger(const struct sk_env *env, const char *sid)
+{
+	char filter[128];
+	json_t *row;
+
+	snprintf(filter, sizeof(filter), "{\"session_id\":\"%s\"}", sid);
+	row = tk_mongo_find_one(env->db, "payments_credit_transactions", filter);
+	ck_assert_msg(row != NULL, "no ledger row for %s", sid);
+	return row;
 }
 
 json_t *sk_customer(const struct sk_env *env, const char *org)

@@ -30,6 +30,15 @@ void sk_set_int(json_t *root, const char *path, long long n);
 /* Produces the event (not stolen), keyed by data.object.customer else id, as the ingress. */
 void sk_produce(const struct sk_env *env, const json_t *ev);
 
+/* Produces the event and frees it (stolen). */
+void sk_produce_free(const struct sk_env *env, json_t *ev);
+
+/* A checkout.session.completed credit purchase (fixture checkout_session_completed.json)
+ * with event id, session id, customer, metadata.org_id and metadata.credits set: a new
+ * object, edited further by the caller (payment_intent, amount_total, type). */
+json_t *sk_checkout(const char *id, const char *session, const char *customer,
+		    const char *org, const char *credits);
+
 /* Runs the worker until idle_ms without messages; extra "K=V" (NULL-terminated, may be
  * NULL). Returns its exit status (128+signal when killed, e.g. 134 for abort). */
 int sk_run_worker(const struct sk_env *env, const char *const *extra, int idle_ms);
@@ -45,6 +54,21 @@ json_t *sk_result(json_t *all, const char *event_id, int nth);
 
 /* Status string of a result (borrowed), failing when missing. */
 const char *sk_status(const json_t *result);
+
+/* The n-th result of event_id in all (borrowed), failing when it is missing or its status
+ * is not status (the message names the result's reason). */
+json_t *sk_expect_status(json_t *all, const char *event_id, int nth, const char *status);
+
+/* The ledger row (payments_credit_transactions) of checkout session sid: a new reference,
+ * failing when missing. */
+json_t *sk_ledger(const struct sk_env *env, const char *sid);
+
+/* The crash-and-restart of the fault tests: runs the worker with BW_FAULT_AT=step, which must
+ * abort there (exit >= 128), then again without it, which must finish the batch and exit 0.
+ * Both runs with FREE_GRANT_SPUS=0 and a 6 s group session: a crashed member holds its
+ * partition until its session times out, and the restarted worker waits past it before it
+ * counts as idle. */
+void sk_crash_and_restart(const struct sk_env *env, const char *step);
 
 /* The customer document of org (new reference, fails when missing). */
 json_t *sk_customer(const struct sk_env *env, const char *org);
