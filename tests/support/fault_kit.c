@@ -250,16 +250,6 @@ static rd_kafka_t *open_reader(const char *topic, int64_t **ends, int *nparts)
 	return rk;
 }
 
-static char *dup_bytes(const void *p, size_t n)
-{
-	char *s = malloc(n + 1);
-	ck_assert(s != NULL);
-	if (n)
-		memcpy(s, p, n);
-	s[n] = '\0';
-	return s;
-}
-
 size_t fk_consume_all(const char *topic, int timeout_ms, struct tk_msg **out)
 {
 	int64_t *ends = NULL, *pos;
@@ -282,16 +272,7 @@ size_t fk_consume_all(const char *topic, int timeout_ms, struct tk_msg **out)
 				msgs = realloc(msgs, cap * sizeof(*msgs));
 				ck_assert(msgs != NULL);
 			}
-			struct tk_msg *t = &msgs[n++];
-			rd_kafka_headers_t *h = NULL;
-			memset(t, 0, sizeof(*t));
-			t->key = m->key ? dup_bytes(m->key, m->key_len) : NULL;
-			t->value = dup_bytes(m->payload, m->len);
-			t->len = m->len;
-			t->partition = m->partition;
-			t->offset = m->offset;
-			if (rd_kafka_message_headers(m, &h) == 0 && h)
-				t->headers = rd_kafka_headers_copy(h);
+			tk_msg_copy(&msgs[n++], m);
 			if (pos[m->partition] < ends[m->partition] &&
 			    m->offset + 1 >= ends[m->partition])
 				done++;

@@ -135,6 +135,20 @@ static char *dup_bytes(const void *p, size_t n)
 	return s;
 }
 
+void tk_msg_copy(struct tk_msg *t, const rd_kafka_message_t *m)
+{
+	rd_kafka_headers_t *h = NULL;
+
+	memset(t, 0, sizeof(*t));
+	t->key = m->key ? dup_bytes(m->key, m->key_len) : NULL;
+	t->value = dup_bytes(m->payload, m->len);
+	t->len = m->len;
+	t->partition = m->partition;
+	t->offset = m->offset;
+	if (rd_kafka_message_headers(m, &h) == 0 && h)
+		t->headers = rd_kafka_headers_copy(h);
+}
+
 size_t tk_consume(const char *topic, size_t want, int timeout_ms, struct tk_msg **out)
 {
 	rd_kafka_t *rk = new_client(RD_KAFKA_CONSUMER);
@@ -165,16 +179,7 @@ size_t tk_consume(const char *topic, size_t want, int timeout_ms, struct tk_msg 
 				msgs = realloc(msgs, cap * sizeof(*msgs));
 				ck_assert(msgs != NULL);
 			}
-			struct tk_msg *t = &msgs[n++];
-			memset(t, 0, sizeof(*t));
-			t->key = m->key ? dup_bytes(m->key, m->key_len) : NULL;
-			t->value = dup_bytes(m->payload, m->len);
-			t->len = m->len;
-			t->partition = m->partition;
-			t->offset = m->offset;
-			rd_kafka_headers_t *h = NULL;
-			if (rd_kafka_message_headers(m, &h) == 0 && h)
-				t->headers = rd_kafka_headers_copy(h);
+			tk_msg_copy(&msgs[n++], m);
 		}
 		rd_kafka_message_destroy(m);
 	}

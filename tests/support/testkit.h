@@ -43,6 +43,10 @@ struct tk_msg {
 size_t tk_consume(const char *topic, size_t want, int timeout_ms, struct tk_msg **out);
 void tk_msgs_free(struct tk_msg *msgs, size_t n);
 
+/* Fills t with copies of m's key, value, partition, offset and headers (free with
+ * tk_msgs_free). */
+void tk_msg_copy(struct tk_msg *t, const rd_kafka_message_t *m);
+
 /* The value of header name of msg as a new string, or NULL. */
 char *tk_header(const struct tk_msg *msg, const char *name);
 

@@ -167,7 +167,8 @@ fail:
 	bw_log(BW_LOG_ERROR, NULL, "stopping: %s error: %s", bw_err_kind_name(err.kind), err.msg);
 done:
 	/* Order (bw_front_run stopped the ops endpoint): stop accepting and let in-flight
-	 * requests get their delivery reports, then flush and free the producer and the database pool. */
+	 * requests get their delivery reports, then flush and free the producer and the
+	 * database pool. */
 	bw_api_server_stop(srv, (int)cfg.publish_timeout_ms + 1000);
 	bw_acked_publisher_destroy(pub, (int)cfg.publish_timeout_ms);
 	bw_api_balance_cache_free(cache);
