@@ -17,7 +17,7 @@ unsigned bw_api_pay_credits(const struct bw_api_pay_cfg *cfg, struct bw_mongo *m
 	json_t *price = NULL, *session = NULL;
 	const char *success, *cancel;
 	int64_t credits, min, max;
-	char key[BW_PAY_KEY_MAX], val[32];
+	char val[32];
 	unsigned status;
 
 	status = pay_begin(&c, cfg, req, "checkout-credits", out);
@@ -56,16 +56,12 @@ unsigned bw_api_pay_credits(const struct bw_api_pay_cfg *cfg, struct bw_mongo *m
 	if ((status = pay_customer(&c, m, out)) != 0)
 		goto done;
 	snprintf(val, sizeof(val), "%lld", (long long)credits);
-	pay_form(&c, "mode", "payment");
-	pay_form(&c, "customer", c.customer);
-	pay_form(&c, "line_items[0][price]", json_string_value(json_object_get(price, "price_id")));
-	pay_form(&c, "line_items[0][quantity]", val);
-	pay_form(&c, "success_url", success);
-	pay_form(&c, "cancel_url", cancel);
-	pay_form(&c, "metadata[org_id]", req->org_id);
-	pay_form(&c, "metadata[credits]", val);
-	pay_key(&c, "checkout-credits", 0, key);
-	session = pay_post(&c, "/v1/checkout/sessions", key);
+	struct pay_checkout co = {
+		"checkout-credits", "payment",
+		json_string_value(json_object_get(price, "price_id")), val, success, cancel,
+		"metadata[credits]", val,
+	};
+	session = pay_checkout_session(&c, &co);
 	if (!session) {
 		status = pay_stripe_fail(&c, out, "create checkout session");
 		goto done;

@@ -235,3 +235,19 @@ done:
 	bw_mongo_push(m, client);
 	return status;
 }
+
+json_t *pay_checkout_session(struct pay_call *c, const struct pay_checkout *co)
+{
+	char key[BW_PAY_KEY_MAX];
+
+	pay_form(c, "mode", co->mode);
+	pay_form(c, "customer", c->customer);
+	pay_form(c, "line_items[0][price]", co->price_id);
+	pay_form(c, "line_items[0][quantity]", co->quantity);
+	pay_form(c, "success_url", co->success);
+	pay_form(c, "cancel_url", co->cancel);
+	pay_form(c, "metadata[org_id]", c->req->org_id);
+	pay_form(c, co->extra_key, co->extra_value);
+	pay_key(c, co->call, 0, key);
+	return pay_post(c, "/v1/checkout/sessions", key);
+}

@@ -64,6 +64,20 @@ void pay_key(const struct pay_call *c, const char *call, int update, char key[BW
 /* POSTs the form to path with key; resets the form. The answer (new reference) or NULL. */
 json_t *pay_post(struct pay_call *c, const char *path, const char *key);
 
+/* A Checkout Session to create for c's customer (after pay_customer). */
+struct pay_checkout {
+	const char *call;          /* names its Idempotency-Key (pay_key, a creation) */
+	const char *mode;          /* "payment" or "subscription" */
+	const char *price_id;      /* the one line item: price_id x quantity */
+	const char *quantity;
+	const char *success, *cancel;                /* the caller's checked URLs */
+	const char *extra_key, *extra_value;         /* one more form field of the call */
+};
+
+/* POSTs /v1/checkout/sessions for co with metadata[org_id] of the request. The session (new
+ * reference) or NULL (c->err, c->serr: answer with pay_stripe_fail). */
+json_t *pay_checkout_session(struct pay_call *c, const struct pay_checkout *co);
+
 /* c->customer: the stored stripe_customer_id, else created and stored. 0, else the failure
  * status with *out set. */
 unsigned pay_customer(struct pay_call *c, struct bw_mongo *m, char **out);

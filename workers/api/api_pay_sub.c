@@ -183,7 +183,6 @@ unsigned bw_api_pay_plan(const struct bw_api_pay_cfg *cfg, struct bw_mongo *m,
 	struct pay_call c;
 	json_t *price = NULL, *sub = NULL, *session = NULL;
 	const char *tier, *success, *cancel, *price_id;
-	char key[BW_PAY_KEY_MAX];
 	unsigned status = pay_begin(&c, cfg, req, "checkout-plan", out);
 
 	if (status)
@@ -228,16 +227,11 @@ unsigned bw_api_pay_plan(const struct bw_api_pay_cfg *cfg, struct bw_mongo *m,
 	}
 	if ((status = pay_customer(&c, m, out)) != 0)
 		goto done;
-	pay_form(&c, "mode", "subscription");
-	pay_form(&c, "customer", c.customer);
-	pay_form(&c, "line_items[0][price]", price_id);
-	pay_form(&c, "line_items[0][quantity]", "1");
-	pay_form(&c, "success_url", success);
-	pay_form(&c, "cancel_url", cancel);
-	pay_form(&c, "metadata[org_id]", req->org_id);
-	pay_form(&c, "subscription_data[metadata][org_id]", req->org_id);
-	pay_key(&c, "checkout-plan", 0, key);
-	session = pay_post(&c, "/v1/checkout/sessions", key);
+	struct pay_checkout co = {
+		"checkout-plan", "subscription", price_id, "1", success, cancel,
+		"subscription_data[metadata][org_id]", req->org_id,
+	};
+	session = pay_checkout_session(&c, &co);
 	if (!session) {
 		status = pay_stripe_fail(&c, out, "create checkout session");
 		goto done;
