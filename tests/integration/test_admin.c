@@ -86,14 +86,6 @@ static int admin(const struct target *t, json_t **out, ...)
 	return WEXITSTATUS(status);
 }
 
-static void produce_event(const struct uk_env *env, const char *event_id, const char *org,
-			  long long spus)
-{
-	char buf[512];
-	uk_event_json(buf, sizeof(buf), event_id, org, spus);
-	tk_produce(env->topic, org, buf);
-}
-
 static json_t *customer(const char *db, const char *org)
 {
 	char filter[256];
@@ -129,9 +121,9 @@ START_TEST(audit_names_a_corrupted_counter)
 	snprintf(b.id, sizeof(b.id), "org-audit-b");
 	uk_seed_org(&env, &a);
 	uk_seed_org(&env, &b);
-	produce_event(&env, "a1", a.id, 15);  /* 10 sub + 5 purchased */
-	produce_event(&env, "a2", a.id, 25);  /* 15 purchased + 5 granted + 5 paid */
-	produce_event(&env, "b1", b.id, 7);
+	uk_produce_event(&env, "a1", a.id, 15);  /* 10 sub + 5 purchased */
+	uk_produce_event(&env, "a2", a.id, 25);  /* 15 purchased + 5 granted + 5 paid */
+	uk_produce_event(&env, "b1", b.id, 7);
 	ck_assert_int_eq(uk_run_worker(&env, NULL, 2000), 0);
 
 	ck_assert_int_eq(admin(&t, &out, "audit", NULL), 0);
@@ -217,7 +209,7 @@ START_TEST(adjustment_applies_once_per_key_and_survives_the_usage_worker)
 	t = (struct target){ env.db, env.topic, NULL, NULL };
 	snprintf(org.id, sizeof(org.id), "org-adj");
 	uk_seed_org(&env, &org);
-	produce_event(&env, "j1", org.id, 28); /* 20 sub + 8 granted */
+	uk_produce_event(&env, "j1", org.id, 28); /* 20 sub + 8 granted */
 	ck_assert_int_eq(uk_run_worker(&env, NULL, 2000), 0);
 
 	/* Refused without a reason, nothing changes. */
@@ -278,7 +270,7 @@ START_TEST(adjustment_applies_once_per_key_and_survives_the_usage_worker)
 	json_decref(row);
 
 	/* The usage worker's next write sees the adjustments: 6 sub left, then granted 42. */
-	produce_event(&env, "j2", org.id, 30);
+	uk_produce_event(&env, "j2", org.id, 30);
 	ck_assert_int_eq(uk_run_worker(&env, NULL, 2000), 0);
 	all = uk_results(&env, 2);
 	r = uk_find_result(all, "j2", "applied");
@@ -359,7 +351,7 @@ START_TEST(usage_dlq_replay_is_processed_once)
 	snprintf(org.id, sizeof(org.id), "org-dlq");
 	uk_seed_org(&env, &org);
 	corrupt(env.db, org.id, "paid_spus_used", max64 - 5); /* the event would overflow it */
-	produce_event(&env, "d1", org.id, 100);
+	uk_produce_event(&env, "d1", org.id, 100);
 	ck_assert_int_eq(uk_run_worker(&env, NULL, 2000), 0);
 
 	ck_assert_int_eq(admin(&t, &out, "dlq", "ls", env.topic, NULL), 0);

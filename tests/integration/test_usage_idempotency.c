@@ -11,14 +11,6 @@
 
 static const int default_order[3] = { 0, 1, 2 };
 
-static void produce_event(const struct uk_env *env, const char *event_id, const char *org,
-			  long long spus)
-{
-	char buf[512];
-	uk_event_json(buf, sizeof(buf), event_id, org, spus);
-	tk_produce(env->topic, org, buf);
-}
-
 /* The status of the result of the message at offset (single-partition topics). */
 static const char *status_at(json_t *all, long long offset)
 {
@@ -41,12 +33,12 @@ START_TEST(each_copy_in_a_batch_gets_its_own_outcome)
 	uk_env_init(&env, "usage_copies", 1);
 	snprintf(org.id, sizeof(org.id), "org-copies");
 	uk_seed_org(&env, &org);
-	produce_event(&env, "c1", org.id, 7);
+	uk_produce_event(&env, "c1", org.id, 7);
 	ck_assert_int_eq(uk_run_worker(&env, NULL, 3000), 0);
 	/* one batch: two identical conflicting copies, then a copy equal to the original */
-	produce_event(&env, "c1", org.id, 70);
-	produce_event(&env, "c1", org.id, 70);
-	produce_event(&env, "c1", org.id, 7);
+	uk_produce_event(&env, "c1", org.id, 70);
+	uk_produce_event(&env, "c1", org.id, 70);
+	uk_produce_event(&env, "c1", org.id, 7);
 	ck_assert_int_eq(uk_run_worker(&env, NULL, 3000), 0);
 	uk_ref_charge(&org, 7, default_order);
 	uk_check_org(&env, &org);
@@ -82,8 +74,8 @@ START_TEST(a_different_copy_of_a_rejected_event_is_charged_on_its_own)
 			"\"paid_spus_used\":{\"$numberLong\":\"9223372036854775000\"},"
 			"\"opening_balance\":{\"source\":\"none\"},"
 			"\"balance_version\":{\"$numberLong\":\"1\"}}");
-	produce_event(&env, "o1", "org-full", 1000);
-	produce_event(&env, "o1", "org-full", 5);
+	uk_produce_event(&env, "o1", "org-full", 1000);
+	uk_produce_event(&env, "o1", "org-full", 5);
 	ck_assert_int_eq(uk_run_worker(&env, NULL, 3000), 0);
 	all = uk_results(&env, 2);
 	r = uk_find_result(all, "o1", "rejected");
@@ -110,10 +102,10 @@ START_TEST(a_duplicate_carries_the_original_balance_version)
 	uk_env_init(&env, "usage_dup_version", 1);
 	snprintf(org.id, sizeof(org.id), "org-dupv");
 	uk_seed_org(&env, &org);                 /* balance_version 1 */
-	produce_event(&env, "v1", org.id, 5);    /* -> 2 */
-	produce_event(&env, "v2", org.id, 6);    /* -> 3 */
+	uk_produce_event(&env, "v1", org.id, 5);    /* -> 2 */
+	uk_produce_event(&env, "v2", org.id, 6);    /* -> 3 */
 	ck_assert_int_eq(uk_run_worker(&env, NULL, 3000), 0);
-	produce_event(&env, "v1", org.id, 5);
+	uk_produce_event(&env, "v1", org.id, 5);
 	ck_assert_int_eq(uk_run_worker(&env, NULL, 3000), 0);
 	all = uk_results(&env, 3);
 	r = uk_find_result(all, "v1", "applied");
@@ -140,7 +132,7 @@ START_TEST(redelivery_after_a_crash_after_the_record_answers_applied)
 	uk_env_init(&env, "usage_crash_applied", 1);
 	snprintf(org.id, sizeof(org.id), "org-crash");
 	uk_seed_org(&env, &org);
-	produce_event(&env, "f1", org.id, 9);
+	uk_produce_event(&env, "f1", org.id, 9);
 	ck_assert_int_eq(uk_run_worker(&env, crash_env, 5000), 128 + SIGABRT);
 	ck_assert_int_eq(uk_run_worker(&env, calm_env, 9000), 0);
 	uk_ref_charge(&org, 9, default_order);

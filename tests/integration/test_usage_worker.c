@@ -10,14 +10,6 @@
 
 static const int default_order[3] = { 0, 1, 2 };
 
-static void produce_event(const struct uk_env *env, const char *event_id, const char *org,
-			  long long spus)
-{
-	char buf[512];
-	uk_event_json(buf, sizeof(buf), event_id, org, spus);
-	tk_produce(env->topic, org, buf);
-}
-
 START_TEST(waterfall_outcomes_and_results)
 {
 	struct uk_env env;
@@ -27,9 +19,9 @@ START_TEST(waterfall_outcomes_and_results)
 	uk_env_init(&env, "usage_basic", 2);
 	snprintf(org.id, sizeof(org.id), "org-basic");
 	uk_seed_org(&env, &org);
-	produce_event(&env, "b1", org.id, 4);   /* 4 sub */
-	produce_event(&env, "b2", org.id, 10);  /* 6 sub + 4 purchased */
-	produce_event(&env, "b3", org.id, 25);  /* 16 purchased + 5 granted + 4 paid */
+	uk_produce_event(&env, "b1", org.id, 4);   /* 4 sub */
+	uk_produce_event(&env, "b2", org.id, 10);  /* 6 sub + 4 purchased */
+	uk_produce_event(&env, "b3", org.id, 25);  /* 16 purchased + 5 granted + 4 paid */
 	ck_assert_int_eq(uk_run_worker(&env, NULL, 3000), 0);
 	uk_ref_charge(&org, 4, default_order);
 	uk_ref_charge(&org, 10, default_order);
@@ -69,9 +61,9 @@ START_TEST(new_org_gets_free_grant_and_enterprise_is_unlimited)
 	snprintf(fresh.id, sizeof(fresh.id), "org-fresh");
 	snprintf(ent.id, sizeof(ent.id), "org-ent");
 	uk_seed_org(&env, &ent);
-	produce_event(&env, "n1", fresh.id, 20);
-	produce_event(&env, "n2", fresh.id, 20);
-	produce_event(&env, "n3", ent.id, 1000000);
+	uk_produce_event(&env, "n1", fresh.id, 20);
+	uk_produce_event(&env, "n2", fresh.id, 20);
+	uk_produce_event(&env, "n3", ent.id, 1000000);
 	ck_assert_int_eq(uk_run_worker(&env, extra, 3000), 0);
 	uk_ref_charge(&fresh, 20, default_order);
 	uk_ref_charge(&fresh, 20, default_order);
@@ -97,8 +89,8 @@ START_TEST(redelivery_is_charged_once_and_conflicts_are_not_applied)
 	snprintf(org.id, sizeof(org.id), "org-r");
 	uk_seed_org(&env, &org);
 	for (int round = 0; round < 2; round++) {
-		produce_event(&env, "r1", org.id, 7);
-		produce_event(&env, "r2", org.id, 8);
+		uk_produce_event(&env, "r1", org.id, 7);
+		uk_produce_event(&env, "r2", org.id, 8);
 		ck_assert_int_eq(uk_run_worker(&env, NULL, 3000), 0);
 	}
 	/* same id, different content: a conflict, not applied */
@@ -354,13 +346,13 @@ START_TEST(the_same_event_id_in_two_orgs_charges_both)
 	snprintf(y.id, sizeof(y.id), "org-y");
 	uk_seed_org(&env, &x);
 	uk_seed_org(&env, &y);
-	produce_event(&env, "shared-id", x.id, 10);  /* one batch: both orgs */
-	produce_event(&env, "shared-id", y.id, 20);
+	uk_produce_event(&env, "shared-id", x.id, 10);  /* one batch: both orgs */
+	uk_produce_event(&env, "shared-id", y.id, 20);
 	ck_assert_int_eq(uk_run_worker(&env, NULL, 3000), 0);
-	produce_event(&env, "shared-2", x.id, 3);    /* separate batches */
+	uk_produce_event(&env, "shared-2", x.id, 3);    /* separate batches */
 	ck_assert_int_eq(uk_run_worker(&env, NULL, 3000), 0);
-	produce_event(&env, "shared-2", y.id, 4);
-	produce_event(&env, "shared-2", y.id, 4);    /* a re-send in y: a duplicate in y only */
+	uk_produce_event(&env, "shared-2", y.id, 4);
+	uk_produce_event(&env, "shared-2", y.id, 4);    /* a re-send in y: a duplicate in y only */
 	ck_assert_int_eq(uk_run_worker(&env, NULL, 3000), 0);
 	uk_ref_charge(&x, 10, default_order);
 	uk_ref_charge(&y, 20, default_order);
@@ -403,7 +395,7 @@ START_TEST(sigterm_stops_cleanly_and_commits)
 	for (int i = 0; i < 20; i++) {
 		char id[32];
 		snprintf(id, sizeof(id), "st-%d", i);
-		produce_event(&env, id, org.id, 3);
+		uk_produce_event(&env, id, org.id, 3);
 		uk_ref_charge(&org, 3, default_order);
 	}
 	n = tk_consume(env.results, 20, 60000, &msgs);

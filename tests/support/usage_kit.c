@@ -34,6 +34,15 @@ void uk_event_json(char *buf, size_t len, const char *event_id, const char *org_
 		 event_id, org_id, spus, spus * 10);
 }
 
+void uk_produce_event(const struct uk_env *env, const char *event_id, const char *org,
+		      long long spus)
+{
+	char buf[512];
+
+	uk_event_json(buf, sizeof(buf), event_id, org, spus);
+	tk_produce(env->topic, org, buf);
+}
+
 void uk_env_init(struct uk_env *env, const char *name, int partitions)
 {
 	tk_unique(env->topic, sizeof(env->topic), name);

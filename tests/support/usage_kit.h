@@ -33,6 +33,10 @@ struct uk_env {
 };
 void uk_env_init(struct uk_env *env, const char *name, int partitions);
 
+/* Produces a usage event (uk_event_json) to env's topic, keyed by org as the API does. */
+void uk_produce_event(const struct uk_env *env, const char *event_id, const char *org,
+		      long long spus);
+
 /* Inserts a customer document for org (caps from org, used counters 0, version 1). */
 void uk_seed_org(const struct uk_env *env, const struct uk_org *org);
 
