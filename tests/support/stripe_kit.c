@@ -204,26 +204,27 @@ json_t *sk_expect_status(json_t *all, const char *event_id, int nth, const char 
 	return r;
 }
 
+/* The one document of coll whose field equals value (new reference), failing when none. */
+static json_t *find_required(const struct sk_env *env, const char *coll, const char *field,
+			     const char *value)
+{
+	char filter[300];
+	json_t *doc;
+
+	snprintf(filter, sizeof(filter), "{\"%s\":\"%s\"}", field, value);
+	doc = tk_mongo_find_one(env->db, coll, filter);
+	ck_assert_msg(doc != NULL, "no %s document with %s %s", coll, field, value);
+	return doc;
+}
+
 json_t *sk_ledger(const struct sk_env *env, const char *sid)
 {
-	char filter[128];
-	json_t *row;
-
-	snprintf(filter, sizeof(filter), "{\"session_id\":\"%s\"}", sid);
-	row = tk_mongo_find_one(env->db, "payments_credit_transactions", filter);
-	ck_assert_msg(row != NULL, "no ledger row for %s", sid);
-	return row;
+	return find_required(env, "payments_credit_transactions", "session_id", sid);
 }
 
 json_t *sk_customer(const struct sk_env *env, const char *org)
 {
-	char filter[256];
-	json_t *doc;
-
-	snprintf(filter, sizeof(filter), "{\"org_id\":\"%s\"}", org);
-	doc = tk_mongo_find_one(env->db, "payments_customers", filter);
-	ck_assert_msg(doc != NULL, "no customer document for %s", org);
-	return doc;
+	return find_required(env, "payments_customers", "org_id", org);
 }
 
 void sk_seed_customer(const struct sk_env *env, const char *org, const char *cus,
