@@ -99,6 +99,14 @@ static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
 	return n;
 }
 
+/* jansson reads one byte past a number or a literal and puts it back; a NUL byte put back is
+ * lost (its stream takes NUL for "nothing buffered"), so one NUL right after such a token
+ * is skipped. Matched here so that both accept the same texts (the fuzz target checks). */
+static const unsigned char *skip_nul(const unsigned char *p, const unsigned char *end)
+{
+	return p < end && *p == '\0' ? p + 1 : p;
+}
+
 /* A string at c->p (the opening quote) as a token. */
 static int scan_string(struct sc *c, uint8_t flags)
 {
@@ -203,7 +211,7 @@ static int scan_number(struct sc *c)
 			p++;
 	}
 	t->len = (uint32_t)(p - c->p);
-	c->p = p;
+	c->p = skip_nul(p, end);
 	if (real) {
 		/* converted once the whole text is known valid: strtod then stops at a delimiter */
 		t->type = BW_JT_REAL;
@@ -223,7 +231,7 @@ static int scan_literal(struct sc *c, const char *word, size_t n, uint8_t type)
 	if (!push(c, type, c->p))
 		return -1;
 	c->s->tok[c->s->n - 1].len = (uint32_t)n;
-	c->p += n;
+	c->p = skip_nul(c->p + n, c->end);
 	return 0;
 }
 

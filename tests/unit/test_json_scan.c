@@ -161,6 +161,13 @@ START_TEST(only_one_container_with_whitespace_around_it)
 	ck_assert(!same("{\"a\":[}", NULL));
 	ck_assert(!same("{\"a\":{]}", NULL));
 	ck_assert(!same_as_jansson("{}\0", 3, 32, NULL));
+	/* jansson skips one NUL right after a number or a literal (and only there) */
+	ck_assert(same_as_jansson("[1,2\0,3]", 8, 32, "[1,2,3]"));
+	ck_assert(same_as_jansson("{\"a\":true\0,\"b\":1.5\0}", 20, 32, "{\"a\":true,\"b\":1.5}"));
+	ck_assert(!same_as_jansson("[1\0\0]", 5, 32, NULL));
+	ck_assert(!same_as_jansson("[\"x\"\0]", 6, 32, NULL));
+	ck_assert(!same_as_jansson("[\0 1]", 5, 32, NULL));
+	ck_assert(!same_as_jansson("[1\0" "2]", 5, 32, NULL));
 }
 END_TEST
 
