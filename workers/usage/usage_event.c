@@ -38,13 +38,23 @@ static const struct {
 	[F_ACTUAL_COST] = { "actual_cost", 11, NUM_OPT, 0 },
 };
 
+/* The schema field named key[0..n) (NUL-terminated), or -1: one comparison per member. */
 static int field_of(const char *key, uint32_t n)
 {
-	for (int f = 0; f < NFIELDS; f++)
-		if (fields[f].len == n && fields[f].name[0] == key[0] &&
-		    memcmp(fields[f].name, key, n) == 0)
-			return f;
-	return -1;
+	int f;
+
+	switch (key[0]) {
+	case 'e': f = F_EVENT_ID; break;
+	case 'o': f = n == 6 ? F_ORG_ID : F_OPERATION; break;
+	case 's': f = n == 4 ? F_SPUS : F_SOURCE; break;
+	case 't': f = n == 9 ? F_TIMESTAMP : F_TOTAL_TOKENS; break;
+	case 'l': f = n == 12 ? F_LLM_PROVIDER : F_LLM_MODEL; break;
+	case 'p': f = F_PROMPT_TOKENS; break;
+	case 'c': f = F_COMPLETION_TOKENS; break;
+	case 'a': f = F_ACTUAL_COST; break;
+	default: return -1;
+	}
+	return fields[f].len == n && memcmp(fields[f].name, key, n) == 0 ? f : -1;
 }
 
 /* Whether value t (NULL: absent) passes field f's rule. */

@@ -248,6 +248,12 @@ static int reserved(const char *key, uint32_t n)
 		      R("processed_at"), R("event"), R("kafka_topic"), R("kafka_partition"),
 		      R("kafka_offset"), R("_id") };
 #undef R
+	switch (key[0]) {  /* the first letters above */
+	case 'h': case 'f': case 'b': case 's': case 'p': case 'e': case 'k': case '_':
+		break;
+	default:
+		return 0;
+	}
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (names[i].len == n && names[i].name[0] == key[0] &&
 		    memcmp(key, names[i].name, n) == 0)
