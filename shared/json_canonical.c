@@ -78,18 +78,21 @@ static void put_string(struct cbuf *b, const char *s, size_t len)
 
 size_t bw_json_format_int64(char buf[BW_JSON_INT64_LEN], int64_t v)
 {
-	char digits[24];
-	size_t n = 0;
 	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	size_t n = v < 0 ? 2 : 1;
+	char *p;
 
+	/* digits written backwards in place: no copy (results write ~20 numbers each) */
+	for (unsigned long long t = u; t >= 10; t /= 10)
+		n++;
+	p = buf + n;
+	*p = '\0';
 	do {
-		digits[sizeof(digits) - 1 - n++] = (char)('0' + u % 10);
+		*--p = (char)('0' + u % 10);
 		u /= 10;
 	} while (u);
 	if (v < 0)
-		digits[sizeof(digits) - 1 - n++] = '-';
-	memcpy(buf, digits + sizeof(digits) - n, n);
-	buf[n] = '\0';
+		buf[0] = '-';
 	return n;
 }
 
