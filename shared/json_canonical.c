@@ -16,23 +16,33 @@ struct cbuf {
 	char stack[2048]; /* most events fit: no allocation */
 };
 
-static void put(struct cbuf *b, const char *s, size_t n)
+static void put_grow(struct cbuf *b, const char *s, size_t n)
 {
 	if (b->failed)
 		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap * 2;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *grown = b->p == b->stack ? malloc(cap) : realloc(b->p, cap);
-		if (!grown) {
-			b->failed = 1;
-			return;
-		}
-		if (b->p == b->stack)
-			memcpy(grown, b->stack, b->len);
-		b->p = grown;
-		b->cap = cap;
+	size_t cap = b->cap * 2;
+	while (cap < b->len + n + 1)
+		cap *= 2;
+	char *grown = b->p == b->stack ? malloc(cap) : realloc(b->p, cap);
+	if (!grown) {
+		b->failed = 1;
+		return;
+	}
+	if (b->p == b->stack)
+		memcpy(grown, b->stack, b->len);
+	b->p = grown;
+	b->cap = cap;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+/* Appends s[0..n) (NUL kept after it). Inline: most pieces are a byte or a short span. */
+static inline void put(struct cbuf *b, const char *s, size_t n)
+{
+	if (b->failed || b->len + n + 1 > b->cap) {
+		put_grow(b, s, n);
+		return;
 	}
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
