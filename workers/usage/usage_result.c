@@ -321,25 +321,32 @@ struct bbuf {
 	uint8_t stack[1024];
 };
 
-/* Room for n more bytes at b->p + b->len, or NULL (b->oom). */
-static uint8_t *bb_room(struct bbuf *b, size_t n)
+static uint8_t *bb_grow(struct bbuf *b, size_t n)
 {
+	size_t cap = b->cap * 2;
+	uint8_t *grown;
+
 	if (b->oom)
 		return NULL;
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap * 2;
-		while (cap < b->len + n)
-			cap *= 2;
-		uint8_t *grown = b->p == b->stack ? malloc(cap) : realloc(b->p, cap);
-		if (!grown) {
-			b->oom = 1;
-			return NULL;
-		}
-		if (b->p == b->stack)
-			memcpy(grown, b->stack, b->len);
-		b->p = grown;
-		b->cap = cap;
+	while (cap < b->len + n)
+		cap *= 2;
+	grown = b->p == b->stack ? malloc(cap) : realloc(b->p, cap);
+	if (!grown) {
+		b->oom = 1;
+		return NULL;
 	}
+	if (b->p == b->stack)
+		memcpy(grown, b->stack, b->len);
+	b->p = grown;
+	b->cap = cap;
+	return b->p + b->len;
+}
+
+/* Room for n more bytes at b->p + b->len, or NULL (b->oom). */
+static inline uint8_t *bb_room(struct bbuf *b, size_t n)
+{
+	if (b->oom || b->len + n > b->cap)
+		return bb_grow(b, n);
 	return b->p + b->len;
 }
 
@@ -358,7 +365,8 @@ static void le64(uint8_t *d, uint64_t v)
 }
 
 /* An element's type and name, with room for vlen value bytes after them (NULL on OOM). */
-static uint8_t *bb_elem(struct bbuf *b, uint8_t type, const char *key, size_t klen, size_t vlen)
+static inline uint8_t *bb_elem(struct bbuf *b, uint8_t type, const char *key, size_t klen,
+			       size_t vlen)
 {
 	uint8_t *d = bb_room(b, klen + 2 + vlen);
 	if (!d)
