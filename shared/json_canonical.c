@@ -2,6 +2,7 @@
  * byte-identical to jansson's json_dumps(JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY):
  * stored hashes were made that way, and test_json compares the two on many inputs. */
 #include "json.h"
+#include "json_scan.h"
 
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -15,23 +16,33 @@ struct cbuf {
 	char stack[2048]; /* most events fit: no allocation */
 };
 
-static void put(struct cbuf *b, const char *s, size_t n)
+static void put_grow(struct cbuf *b, const char *s, size_t n)
 {
 	if (b->failed)
 		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap * 2;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *grown = b->p == b->stack ? malloc(cap) : realloc(b->p, cap);
-		if (!grown) {
-			b->failed = 1;
-			return;
-		}
-		if (b->p == b->stack)
-			memcpy(grown, b->stack, b->len);
-		b->p = grown;
-		b->cap = cap;
+	size_t cap = b->cap * 2;
+	while (cap < b->len + n + 1)
+		cap *= 2;
+	char *grown = b->p == b->stack ? malloc(cap) : realloc(b->p, cap);
+	if (!grown) {
+		b->failed = 1;
+		return;
+	}
+	if (b->p == b->stack)
+		memcpy(grown, b->stack, b->len);
+	b->p = grown;
+	b->cap = cap;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+/* Appends s[0..n) (NUL kept after it). Inline: most pieces are a byte or a short span. */
+static inline void put(struct cbuf *b, const char *s, size_t n)
+{
+	if (b->failed || b->len + n + 1 > b->cap) {
+		put_grow(b, s, n);
+		return;
 	}
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
@@ -77,18 +88,21 @@ static void put_string(struct cbuf *b, const char *s, size_t len)
 
 size_t bw_json_format_int64(char buf[BW_JSON_INT64_LEN], int64_t v)
 {
-	char digits[24];
-	size_t n = 0;
 	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	size_t n = v < 0 ? 2 : 1;
+	char *p;
 
+	/* digits written backwards in place: no copy (results write ~20 numbers each) */
+	for (unsigned long long t = u; t >= 10; t /= 10)
+		n++;
+	p = buf + n;
+	*p = '\0';
 	do {
-		digits[sizeof(digits) - 1 - n++] = (char)('0' + u % 10);
+		*--p = (char)('0' + u % 10);
 		u /= 10;
 	} while (u);
 	if (v < 0)
-		digits[sizeof(digits) - 1 - n++] = '-';
-	memcpy(buf, digits + sizeof(digits) - n, n);
-	buf[n] = '\0';
+		buf[0] = '-';
 	return n;
 }
 
@@ -218,27 +232,205 @@ static void sha256_fetch(void)
 	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
 
-int bw_json_canonical_hash(const json_t *obj, char out[65])
+/* SHA-256 of b's bytes as hex into out. 0 or -1. */
+static int hash_hex(const struct cbuf *b, char out[65])
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
-	struct cbuf b;
-	int rc = -1;
 
 	pthread_once(&sha256_once, sha256_fetch);
-	buf_init(&b);
-	put_value(&b, obj);
-	if (b.failed || !sha256_md || !EVP_Digest(b.p, b.len, md, &mdlen, sha256_md, NULL) ||
+	if (b->failed || !sha256_md || !EVP_Digest(b->p, b->len, md, &mdlen, sha256_md, NULL) ||
 	    mdlen != 32)
-		goto done;
+		return -1;
 	for (unsigned int i = 0; i < mdlen; i++) {
 		out[2 * i] = hex[md[i] >> 4];
 		out[2 * i + 1] = hex[md[i] & 15];
 	}
 	out[64] = '\0';
-	rc = 0;
-done:
+	return 0;
+}
+
+int bw_json_canonical_hash(const json_t *obj, char out[65])
+{
+	struct cbuf b;
+	int rc;
+
+	buf_init(&b);
+	put_value(&b, obj);
+	rc = hash_hex(&b, out);
 	buf_cleanup(&b);
 	return rc;
+}
+
+/* The token form (json_scan.h). An object's members are emitted in key order; a member of an
+ * unescaped key and an unescaped scalar written without spaces ("k":v) is one copy of the
+ * input. */
+struct member {
+	const char *key;
+	uint32_t n;    /* key bytes (decoded) */
+	uint32_t tok;  /* the key's token */
+};
+
+static int member_cmp(const struct member *a, const struct member *b)
+{
+	uint32_t n = a->n < b->n ? a->n : b->n;
+	int c;
+
+	/* most keys differ in their first byte: no call for those */
+	if (n && a->key[0] != b->key[0])
+		return (unsigned char)a->key[0] < (unsigned char)b->key[0] ? -1 : 1;
+	c = memcmp(a->key, b->key, n);
+	return c ? c : (a->n > b->n) - (a->n < b->n);
+}
+
+struct tctx {
+	struct cbuf b;
+	const unsigned char *raw;
+	const char *text;
+	const struct bw_json_tok *tok;
+	int dup;
+};
+
+static void tput_string(struct tctx *c, const struct bw_json_tok *t)
+{
+	if (t->flags & BW_JT_ESCAPED)
+		put_string(&c->b, c->text + t->start, t->n);
+	else
+		put(&c->b, (const char *)c->raw + t->start - 1, t->len + 2);
+}
+
+/* A scalar as jansson dumps it: integers in shortest decimal (only "-0" differs from its
+ * input), reals through jansson itself (rare: actual_cost), literals and containers as is. */
+static void tput_scalar(struct tctx *c, const struct bw_json_tok *t)
+{
+	if (t->type == BW_JT_STRING) {
+		tput_string(c, t);
+	} else if (t->type == BW_JT_REAL) {
+		json_t *v = json_real(t->v.d);
+		char *s = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+		if (s)
+			put(&c->b, s, strlen(s));
+		else
+			c->b.failed = 1;
+		free(s);
+		json_decref(v);
+	} else if (t->type == BW_JT_INT && t->v.i == 0) {
+		put(&c->b, "0", 1);  /* also "-0" */
+	} else {
+		put(&c->b, (const char *)c->raw + t->start, t->len);
+	}
+}
+
+static int plain(const struct bw_json_tok *t)
+{
+	return !(t->flags & BW_JT_ESCAPED) && t->type != BW_JT_REAL && t->type != BW_JT_OBJECT &&
+	       t->type != BW_JT_ARRAY && !(t->type == BW_JT_INT && t->len == 2 && t->v.i == 0);
+}
+
+static void tput_value(struct tctx *c, uint32_t i);
+
+static void tput_object(struct tctx *c, uint32_t i)
+{
+	const struct bw_json_tok *tok = c->tok;
+	struct member small[32], *m = small;
+	uint32_t n = tok[i].n, k = i + 1;
+
+	if (n > 32 && !(m = malloc(n * sizeof(*m)))) {
+		c->b.failed = 1;
+		return;
+	}
+	for (uint32_t j = 0; j < n; j++) {
+		struct member x = { c->text + tok[k].start, tok[k].n, k };
+		uint32_t at = j;
+		/* insertion sort: events have a dozen keys, often nearly in order */
+		while (at > 0 && member_cmp(&m[at - 1], &x) > 0) {
+			m[at] = m[at - 1];
+			at--;
+		}
+		m[at] = x;
+		k = tok[k + 1].end;
+	}
+	put(&c->b, "{", 1);
+	for (uint32_t j = 0; j < n && !c->b.failed; j++) {
+		const struct bw_json_tok *key = &tok[m[j].tok], *val = key + 1;
+		if (j && member_cmp(&m[j - 1], &m[j]) == 0) {
+			c->dup = 1;
+			c->b.failed = 1;
+			break;
+		}
+		if (j)
+			put(&c->b, ",", 1);
+		if (plain(key) && plain(val) &&
+		    val->start == key->start + key->len + 2 + (val->type == BW_JT_STRING)) {
+			/* "key":value exactly as in the input */
+			uint32_t from = key->start - 1;
+			uint32_t to = val->start + val->len + (val->type == BW_JT_STRING);
+			put(&c->b, (const char *)c->raw + from, to - from);
+			continue;
+		}
+		tput_string(c, key);
+		put(&c->b, ":", 1);
+		tput_value(c, m[j].tok + 1);
+	}
+	put(&c->b, "}", 1);
+	if (m != small)
+		free(m);
+}
+
+static void tput_value(struct tctx *c, uint32_t i)
+{
+	const struct bw_json_tok *t = &c->tok[i];
+
+	if (t->type == BW_JT_OBJECT) {
+		tput_object(c, i);
+	} else if (t->type == BW_JT_ARRAY) {
+		uint32_t k = i + 1;
+		put(&c->b, "[", 1);
+		for (uint32_t j = 0; j < t->n && !c->b.failed; j++) {
+			if (j)
+				put(&c->b, ",", 1);
+			tput_value(c, k);
+			k = c->tok[k].end;
+		}
+		put(&c->b, "]", 1);
+	} else {
+		tput_scalar(c, t);
+	}
+}
+
+static void tctx_run(struct tctx *c, const unsigned char *raw, const char *text,
+		     const struct bw_json_tok *tok)
+{
+	buf_init(&c->b);
+	c->raw = raw;
+	c->text = text;
+	c->tok = tok;
+	c->dup = 0;
+	tput_value(c, 0);
+}
+
+int bw_json_tok_canonical_hash(const unsigned char *raw, const char *text,
+			       const struct bw_json_tok *tok, char out[65])
+{
+	struct tctx c;
+	int rc;
+
+	tctx_run(&c, raw, text, tok);
+	rc = c.dup ? 1 : hash_hex(&c.b, out);
+	buf_cleanup(&c.b);
+	return rc;
+}
+
+char *bw_json_tok_canonical_dump(const unsigned char *raw, const char *text,
+				 const struct bw_json_tok *tok)
+{
+	struct tctx c;
+	char *out = NULL;
+
+	tctx_run(&c, raw, text, tok);
+	if (!c.b.failed && (out = malloc(c.b.len + 1)))
+		memcpy(out, c.b.p, c.b.len + 1);
+	buf_cleanup(&c.b);
+	return out;
 }

@@ -56,9 +56,10 @@ void bw_usage_record_id_append(bson_t *b, const char *key, const char *org_id,
 bson_t *bw_usage_opening_record_bson(const char *org_id, const struct bw_breakdown *bd,
 				     int64_t version, int64_t period_start_ms, int64_t now_ms);
 
-/* The payments_usage_records document of an applied event (_id: the composite key): every field of the event (and
- * the whole event under "event"), the breakdown, hash, version, period start and source
- * position. New bson (caller bson_destroy), or NULL when the event cannot be converted. */
+/* The payments_usage_records document of an applied event (_id: the composite key): every field
+ * of the event at the top level in its order (a field named like one the record sets itself,
+ * e.g. "status", under "event" instead), the hash, status, breakdown, version, period start,
+ * processed_at and source position. New bson (caller bson_destroy), or NULL on OOM. */
 bson_t *bw_usage_record_bson(const struct bw_usage_event *ev, const struct bw_usage_outcome *out,
 			     int64_t period_start_ms, const rd_kafka_message_t *msg,
 			     int64_t now_ms);
