@@ -116,6 +116,20 @@ int64_t bw_mongo_now_ms(void);
  * stores numbers as doubles). Returns 1 and sets *out when present and usable; otherwise
  * returns 0 and sets *out to 0 (absent, null, another type, a fractional double). */
 int bw_mongo_get_int64(const bson_t *doc, const char *key, int64_t *out);
+/* The same reading of the member at it. */
+int bw_mongo_iter_int64(const bson_iter_t *it, int64_t *out);
+
+/* A member found by bw_mongo_find_keys() (bson_iter_t is over-aligned for a plain array). */
+struct bw_mongo_member {
+	bson_iter_t it;
+};
+
+/* One pass over doc's top-level members for keys[0..n) (n <= 32): out[i].it is positioned at
+ * the first member named keys[i], as bson_iter_init_find() would; returns the mask of the
+ * keys found (bit i for keys[i]). Each bson_iter_init_find() is a scan of its own: a reader
+ * of many members does one pass instead. */
+uint32_t bw_mongo_find_keys(const bson_t *doc, const char *const *keys, size_t n,
+			    struct bw_mongo_member *out);
 
 /* Appends a jansson value to b under key: objects and arrays recursively, integers as int64,
  * reals as double. Returns 0, or -1 when a value cannot be converted. */

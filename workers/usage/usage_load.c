@@ -23,22 +23,80 @@ static int read_charge(const bson_iter_t *it, char hash[65], struct bw_breakdown
 		       int64_t *version)
 {
 	const char *k = bson_iter_key(it);
+	int64_t *dst = NULL;
 
-	if (strcmp(k, "hash") == 0)
+	/* The six names differ in length: one comparison per member, not a chain. */
+	switch (bson_iter_key_len(it)) {
+	case 4:
+		if (strcmp(k, "hash") != 0)
+			return 0;
 		copy_hash(hash, it);
-	else if (strcmp(k, "from_subscription") == 0)
-		bd->from_subscription = bson_iter_as_int64(it);
-	else if (strcmp(k, "from_purchased") == 0)
-		bd->from_purchased = bson_iter_as_int64(it);
-	else if (strcmp(k, "from_granted") == 0)
-		bd->from_granted = bson_iter_as_int64(it);
-	else if (strcmp(k, "from_paid") == 0)
-		bd->from_paid = bson_iter_as_int64(it);
-	else if (strcmp(k, "balance_version") == 0)
-		*version = bson_iter_as_int64(it);
-	else
+		return 1;
+	case 17:
+		dst = strcmp(k, "from_subscription") == 0 ? &bd->from_subscription : NULL;
+		break;
+	case 14:
+		dst = strcmp(k, "from_purchased") == 0 ? &bd->from_purchased : NULL;
+		break;
+	case 12:
+		dst = strcmp(k, "from_granted") == 0 ? &bd->from_granted : NULL;
+		break;
+	case 9:
+		dst = strcmp(k, "from_paid") == 0 ? &bd->from_paid : NULL;
+		break;
+	case 15:
+		dst = strcmp(k, "balance_version") == 0 ? version : NULL;
+		break;
+	default:
+		break;
+	}
+	if (!dst)
 		return 0;
+	*dst = bson_iter_as_int64(it);
 	return 1;
+}
+
+static int cmp_pending(const void *a, const void *b)
+{
+	const struct bw_pending *x = *(struct bw_pending *const *)a;
+	const struct bw_pending *y = *(struct bw_pending *const *)b;
+	int c = strcmp(x->event_id, y->event_id);
+	return c ? c : (x < y ? -1 : x > y); /* equal ids: array order, as a scan has */
+}
+
+/* Indexes org->pending by event_id: a hot org holds hundreds of entries, and every event of
+ * the batch for that org looks its id up. */
+static int index_pending(struct bw_org *org, struct bw_err *err)
+{
+	if (org->npending == 0)
+		return 0;
+	org->pending_by_id = malloc(org->npending * sizeof(*org->pending_by_id));
+	if (!org->pending_by_id)
+		return bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
+	for (size_t i = 0; i < org->npending; i++)
+		org->pending_by_id[i] = &org->pending[i];
+	qsort(org->pending_by_id, org->npending, sizeof(*org->pending_by_id), cmp_pending);
+	return 0;
+}
+
+static int cmp_pending_key(const void *key, const void *elem)
+{
+	return strcmp(key, (*(struct bw_pending *const *)elem)->event_id);
+}
+
+struct bw_pending *bw_org_find_pending(const struct bw_org *org, const char *event_id)
+{
+	struct bw_pending **hit;
+
+	if (org->npending == 0)
+		return NULL;
+	hit = bsearch(event_id, org->pending_by_id, org->npending, sizeof(*hit),
+		      cmp_pending_key);
+	if (!hit)
+		return NULL;
+	while (hit > org->pending_by_id && strcmp(hit[-1]->event_id, event_id) == 0)
+		hit--;
+	return *hit;
 }
 
 static int load_pending(const bson_t *doc, struct bw_org *org, struct bw_err *err)
@@ -72,7 +130,7 @@ static int load_pending(const bson_t *doc, struct bw_org *org, struct bw_err *er
 		}
 		org->pending[org->npending++] = p;
 	}
-	return 0;
+	return index_pending(org, err);
 }
 
 static void balances_from_doc(const bson_t *doc, struct bw_org *org, int64_t free_grant)

@@ -11,6 +11,7 @@ void bw_org_reset(struct bw_org *org)
 	for (size_t i = 0; i < org->npending; i++)
 		free(org->pending[i].event_id);
 	free(org->pending);
+	free(org->pending_by_id);
 	/* new_pending entries borrow event ids from pending or from the batch's events */
 	free(org->new_pending);
 	bw_usage_alerts_free(org);

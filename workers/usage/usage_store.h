@@ -61,6 +61,7 @@ struct bw_org {
 	int64_t period_start_ms;
 	struct bw_pending *pending;  /* owned array */
 	size_t npending;
+	struct bw_pending **pending_by_id; /* owned array: pending sorted by event_id */
 	/* computed by the batch logic */
 	struct bw_balances new_bal;
 	int64_t new_version;
@@ -111,6 +112,9 @@ int bw_usage_store_load_org_types(struct bw_mongo *m, mongoc_client_t *client,
 int bw_usage_store_load_orgs(struct bw_mongo *m, mongoc_client_t *client,
 			     struct bw_org *const *orgs, size_t n, int64_t free_grant,
 			     struct bw_err *err);
+
+/* The first loaded pending entry of event_id (by binary search), or NULL. */
+struct bw_pending *bw_org_find_pending(const struct bw_org *org, const char *event_id);
 
 /* Finds the usage records of keys[0..n) (one query on _id). *out: new array sorted by
  * (org_id, event_id) (bw_found_records_free). */
