@@ -177,6 +177,45 @@ mongoc_collection_t *bw_mongo_coll(struct bw_mongo *m, mongoc_client_t *client,
 	return mongoc_client_get_collection(client, m->db, name);
 }
 
+mongoc_cursor_t *bw_mongo_find_cmd(struct bw_mongo *m, mongoc_client_t *client,
+				   const char *coll_name, const bson_t *filter,
+				   const bson_t *projection, int32_t batch_size,
+				   bson_error_t *error)
+{
+	mongoc_server_description_t *sd = NULL;
+	mongoc_collection_t *coll = NULL;
+	mongoc_cursor_t *cur = NULL;
+	bson_t cmd = BSON_INITIALIZER, opts = BSON_INITIALIZER, reply;
+
+	/* the server is chosen first so that getMore goes where the cursor lives */
+	sd = mongoc_client_select_server(client, false, NULL, error);
+	if (!sd)
+		goto done;
+	BSON_APPEND_INT32(&opts, "serverId", (int32_t)mongoc_server_description_id(sd));
+	BSON_APPEND_UTF8(&cmd, "find", coll_name);
+	BSON_APPEND_DOCUMENT(&cmd, "filter", filter);
+	if (projection)
+		BSON_APPEND_DOCUMENT(&cmd, "projection", projection);
+	if (batch_size > 0)
+		BSON_APPEND_INT32(&cmd, "batchSize", batch_size);
+	coll = bw_mongo_coll(m, client, coll_name);
+	if (!mongoc_collection_read_command_with_opts(coll, &cmd, NULL, &opts, &reply, error)) {
+		bson_destroy(&reply);
+		goto done;
+	}
+	cur = mongoc_cursor_new_from_command_reply_with_opts(client, &reply, &opts); /* steals */
+	if (mongoc_cursor_error(cur, error)) {
+		mongoc_cursor_destroy(cur);
+		cur = NULL;
+	}
+done:
+	mongoc_collection_destroy(coll);
+	mongoc_server_description_destroy(sd);
+	bson_destroy(&cmd);
+	bson_destroy(&opts);
+	return cur;
+}
+
 int bw_mongo_error(const bson_error_t *error, const char *what, struct bw_err *err)
 {
 	if (error->code == BW_MONGO_DUPLICATE_KEY)

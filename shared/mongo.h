@@ -108,6 +108,19 @@ int bw_mongo_bulk_check(uint32_t ok, const bson_t *reply, const bson_error_t *er
 			enum bw_err_kind dup_kind, size_t nreported, const char *what,
 			struct bw_mongo_bulk_result *res, struct bw_err *err);
 
+/* find on coll_name of the database, sent as a find command: the driver's
+ * mongoc_collection_find_with_opts() validates the whole filter first (bson_validate: about
+ * 2,000 instructions per member of a large $in, built here from checked values), the
+ * command path sends it as built. projection may be NULL; batch_size (> 0) asks for that
+ * many documents in the first reply (a $in of n ids matches at most n). Returns the cursor
+ * over the reply (later batches by getMore on the same server), or NULL with *error. One
+ * difference from the driver's find: no automatic retry of the read on a network error;
+ * the caller's batch is retried instead. */
+mongoc_cursor_t *bw_mongo_find_cmd(struct bw_mongo *m, mongoc_client_t *client,
+				   const char *coll_name, const bson_t *filter,
+				   const bson_t *projection, int32_t batch_size,
+				   bson_error_t *error);
+
 /* Milliseconds since the epoch, for timestamps stored in documents. */
 int64_t bw_mongo_now_ms(void);
 

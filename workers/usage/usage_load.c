@@ -68,6 +68,8 @@ static int cmp_pending(const void *a, const void *b)
  * the batch for that org looks its id up. */
 static int index_pending(struct bw_org *org, struct bw_err *err)
 {
+	free(org->pending_by_id); /* a second document of the org (no unique index) */
+	org->pending_by_id = NULL;
 	if (org->npending == 0)
 		return 0;
 	org->pending_by_id = malloc(org->npending * sizeof(*org->pending_by_id));
@@ -166,8 +168,7 @@ int bw_usage_store_load_org_types(struct bw_mongo *m, mongoc_client_t *client,
 {
 	bson_error_t error;
 	bson_t filter = BSON_INITIALIZER, cond, in;
-	bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}");
-	mongoc_collection_t *coll = NULL;
+	bson_t *proj = BCON_NEW("_id", BCON_INT32(1));
 	mongoc_cursor_t *cur = NULL;
 	const bson_t *doc;
 	size_t noids = 0;
@@ -192,10 +193,10 @@ int bw_usage_store_load_org_types(struct bw_mongo *m, mongoc_client_t *client,
 		rc = 0;
 		goto done;
 	}
-	coll = bw_mongo_coll(m, client, BW_COLL_ORGANIZATIONS);
-	cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
+	cur = bw_mongo_find_cmd(m, client, BW_COLL_ORGANIZATIONS, &filter, proj, (int32_t)noids,
+				&error);
 	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
-	while (mongoc_cursor_next(cur, &doc)) {
+	while (cur && mongoc_cursor_next(cur, &doc)) {
 		bson_iter_t it;
 		char hex[25];
 		if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
@@ -205,16 +206,15 @@ int bw_usage_store_load_org_types(struct bw_mongo *m, mongoc_client_t *client,
 		if (hit)
 			hit->org_enterprise = 1;
 	}
-	if (mongoc_cursor_error(cur, &error)) {
+	if (!cur || mongoc_cursor_error(cur, &error)) {
 		bw_mongo_error(&error, "load organizations", err);
 		goto done;
 	}
 	rc = 0;
 done:
 	mongoc_cursor_destroy(cur);
-	mongoc_collection_destroy(coll);
 	bson_destroy(&filter);
-	bson_destroy(opts);
+	bson_destroy(proj);
 	return rc;
 }
 
@@ -224,7 +224,6 @@ int bw_usage_store_load_orgs(struct bw_mongo *m, mongoc_client_t *client,
 {
 	bson_error_t error;
 	bson_t filter = BSON_INITIALIZER, cond, in;
-	mongoc_collection_t *coll = bw_mongo_coll(m, client, BW_COLL_CUSTOMERS);
 	mongoc_cursor_t *cur = NULL;
 	const bson_t *doc;
 	int rc = -1;
@@ -246,9 +245,9 @@ int bw_usage_store_load_orgs(struct bw_mongo *m, mongoc_client_t *client,
 	bson_append_array_end(&cond, &in);
 	bson_append_document_end(&filter, &cond);
 
-	cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
+	cur = bw_mongo_find_cmd(m, client, BW_COLL_CUSTOMERS, &filter, NULL, (int32_t)n, &error);
 	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
-	while (mongoc_cursor_next(cur, &doc)) {
+	while (cur && mongoc_cursor_next(cur, &doc)) {
 		bson_iter_t it;
 		if (!bson_iter_init_find(&it, doc, BW_CUST_ORG_ID) || !BSON_ITER_HOLDS_UTF8(&it))
 			continue;
@@ -260,7 +259,7 @@ int bw_usage_store_load_orgs(struct bw_mongo *m, mongoc_client_t *client,
 		if (load_pending(doc, *hit, err) != 0 || bw_usage_alerts_load(doc, *hit, err) != 0)
 			goto done;
 	}
-	if (mongoc_cursor_error(cur, &error)) {
+	if (!cur || mongoc_cursor_error(cur, &error)) {
 		bw_mongo_error(&error, "load customers", err);
 		goto done;
 	}
@@ -270,7 +269,6 @@ int bw_usage_store_load_orgs(struct bw_mongo *m, mongoc_client_t *client,
 done:
 	mongoc_cursor_destroy(cur);
 	bson_destroy(&filter);
-	mongoc_collection_destroy(coll);
 	return rc;
 }
 
@@ -330,12 +328,11 @@ int bw_usage_store_find_records(struct bw_mongo *m, mongoc_client_t *client,
 {
 	bson_error_t error;
 	bson_t filter = BSON_INITIALIZER, cond, in;
-	bson_t *opts = BCON_NEW("projection", "{", "hash", BCON_INT32(1), "from_subscription",
-				BCON_INT32(1), "from_purchased", BCON_INT32(1), "from_granted",
-				BCON_INT32(1), "from_paid", BCON_INT32(1), "balance_version",
-				BCON_INT32(1), "kafka_topic", BCON_INT32(1), "kafka_partition",
-				BCON_INT32(1), "kafka_offset", BCON_INT32(1), "}");
-	mongoc_collection_t *coll = bw_mongo_coll(m, client, BW_COLL_USAGE_RECORDS);
+	bson_t *proj = BCON_NEW("hash", BCON_INT32(1), "from_subscription", BCON_INT32(1),
+				"from_purchased", BCON_INT32(1), "from_granted", BCON_INT32(1),
+				"from_paid", BCON_INT32(1), "balance_version", BCON_INT32(1),
+				"kafka_topic", BCON_INT32(1), "kafka_partition", BCON_INT32(1),
+				"kafka_offset", BCON_INT32(1));
 	mongoc_cursor_t *cur = NULL;
 	struct bw_found_record *recs = NULL;
 	size_t count = 0, cap = 0;
@@ -360,9 +357,10 @@ int bw_usage_store_find_records(struct bw_mongo *m, mongoc_client_t *client,
 	}
 	bson_append_array_end(&cond, &in);
 	bson_append_document_end(&filter, &cond);
-	cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
+	cur = bw_mongo_find_cmd(m, client, BW_COLL_USAGE_RECORDS, &filter, proj, (int32_t)n,
+				&error);
 	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
-	while (mongoc_cursor_next(cur, &doc)) {
+	while (cur && mongoc_cursor_next(cur, &doc)) {
 		struct bw_found_record r;
 		if (!read_record(doc, &r)) {
 			found_record_cleanup(&r);
@@ -380,7 +378,7 @@ int bw_usage_store_find_records(struct bw_mongo *m, mongoc_client_t *client,
 		}
 		recs[count++] = r;
 	}
-	if (mongoc_cursor_error(cur, &error)) {
+	if (!cur || mongoc_cursor_error(cur, &error)) {
 		bw_mongo_error(&error, "find usage records", err);
 		goto done;
 	}
@@ -395,8 +393,7 @@ done:
 	bw_found_records_free(recs, count);
 	mongoc_cursor_destroy(cur);
 	bson_destroy(&filter);
-	bson_destroy(opts);
-	mongoc_collection_destroy(coll);
+	bson_destroy(proj);
 	return rc;
 }
 
