@@ -223,11 +223,11 @@ int bw_usage_store_load_orgs(struct bw_mongo *m, mongoc_client_t *client,
 			     struct bw_err *err)
 {
 	bson_error_t error;
-	bson_t filter = BSON_INITIALIZER, cond, in;
+	struct bw_bson_buf fbuf;
+	bson_t filter;
 	mongoc_cursor_t *cur = NULL;
 	const bson_t *doc;
 	int rc = -1;
-	char idx[16];
 
 	/* orgs must be sorted by org_id (the batch logic groups them so): lookups below. */
 	for (size_t i = 0; i < n; i++) {
@@ -235,16 +235,18 @@ int bw_usage_store_load_orgs(struct bw_mongo *m, mongoc_client_t *client,
 		bw_customer_init_fresh(&orgs[i]->cust, free_grant);
 		orgs[i]->bal.granted = free_grant; /* what a new org starts with */
 	}
-	BSON_APPEND_DOCUMENT_BEGIN(&filter, BW_CUST_ORG_ID, &cond);
-	BSON_APPEND_ARRAY_BEGIN(&cond, "$in", &in);
-	for (size_t i = 0; i < n; i++) {
-		const char *key;
-		bson_uint32_to_string((uint32_t)i, &key, idx, sizeof(idx));
-		bson_append_utf8(&in, key, -1, orgs[i]->org_id, -1);
+	bw_bson_buf_init(&fbuf, BW_BSON_BUF_MAX);
+	bw_bson_buf_begin_document(&fbuf, BW_CUST_ORG_ID);
+	bw_bson_buf_begin_array(&fbuf, "$in");
+	for (size_t i = 0; i < n; i++)
+		bw_bson_buf_utf8(&fbuf, NULL, orgs[i]->org_id);
+	bw_bson_buf_end(&fbuf);
+	bw_bson_buf_end(&fbuf);
+	if (bw_bson_buf_view(&fbuf, &filter) != 0) {
+		bw_err_set(err, BW_ERR_TRANSIENT, "load customers: filter out of memory or larger "
+			   "than a document");
+		goto done;
 	}
-	bson_append_array_end(&cond, &in);
-	bson_append_document_end(&filter, &cond);
-
 	cur = bw_mongo_find_cmd(m, client, BW_COLL_CUSTOMERS, &filter, NULL, (int32_t)n, &error);
 	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
 	while (cur && mongoc_cursor_next(cur, &doc)) {
@@ -268,7 +270,7 @@ int bw_usage_store_load_orgs(struct bw_mongo *m, mongoc_client_t *client,
 	rc = 0;
 done:
 	mongoc_cursor_destroy(cur);
-	bson_destroy(&filter);
+	bw_bson_buf_cleanup(&fbuf);
 	return rc;
 }
 
@@ -327,7 +329,8 @@ int bw_usage_store_find_records(struct bw_mongo *m, mongoc_client_t *client,
 				struct bw_found_record **out, size_t *nout, struct bw_err *err)
 {
 	bson_error_t error;
-	bson_t filter = BSON_INITIALIZER, cond, in;
+	struct bw_bson_buf fbuf;
+	bson_t filter;
 	bson_t *proj = BCON_NEW("hash", BCON_INT32(1), "from_subscription", BCON_INT32(1),
 				"from_purchased", BCON_INT32(1), "from_granted", BCON_INT32(1),
 				"from_paid", BCON_INT32(1), "balance_version", BCON_INT32(1),
@@ -337,26 +340,28 @@ int bw_usage_store_find_records(struct bw_mongo *m, mongoc_client_t *client,
 	struct bw_found_record *recs = NULL;
 	size_t count = 0, cap = 0;
 	const bson_t *doc;
-	char idx[16];
 	int rc = -1;
 
 	*out = NULL;
 	*nout = 0;
+	bw_bson_buf_init(&fbuf, BW_BSON_BUF_MAX);
 	if (n == 0) {
 		rc = 0;
 		goto done;
 	}
 	/* The composite _id: unique on every server without an extra index, and looked up
 	 * through the _id index by $in on both MongoDB and the local server. */
-	BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &cond);
-	BSON_APPEND_ARRAY_BEGIN(&cond, "$in", &in);
-	for (size_t i = 0; i < n; i++) {
-		const char *key;
-		bson_uint32_to_string((uint32_t)i, &key, idx, sizeof(idx));
-		bw_usage_record_id_append(&in, key, keys[i].org_id, keys[i].event_id);
+	bw_bson_buf_begin_document(&fbuf, "_id");
+	bw_bson_buf_begin_array(&fbuf, "$in");
+	for (size_t i = 0; i < n; i++)
+		bw_usage_record_id_buf(&fbuf, NULL, keys[i].org_id, keys[i].event_id);
+	bw_bson_buf_end(&fbuf);
+	bw_bson_buf_end(&fbuf);
+	if (bw_bson_buf_view(&fbuf, &filter) != 0) {
+		bw_err_set(err, BW_ERR_TRANSIENT, "find usage records: filter out of memory or "
+			   "larger than a document");
+		goto done;
 	}
-	bson_append_array_end(&cond, &in);
-	bson_append_document_end(&filter, &cond);
 	cur = bw_mongo_find_cmd(m, client, BW_COLL_USAGE_RECORDS, &filter, proj, (int32_t)n,
 				&error);
 	bw_metrics_add(BW_M_DB_ROUND_TRIPS, 1);
@@ -392,9 +397,22 @@ int bw_usage_store_find_records(struct bw_mongo *m, mongoc_client_t *client,
 done:
 	bw_found_records_free(recs, count);
 	mongoc_cursor_destroy(cur);
-	bson_destroy(&filter);
+	bw_bson_buf_cleanup(&fbuf);
 	bson_destroy(proj);
 	return rc;
+}
+
+void bw_usage_record_id_buf(struct bw_bson_buf *b, const char *key, const char *org_id,
+			    const char *event_id)
+{
+	/* Field order matters: {org_id, event_id} is the key, {event_id, org_id} another. */
+	bw_bson_buf_begin_document(b, key);
+	bw_bson_buf_utf8(b, "org_id", org_id);
+	if (event_id[0])
+		bw_bson_buf_utf8(b, "event_id", event_id);
+	else
+		bw_bson_buf_utf8(b, BW_CUST_OPENING, BW_OPENING_SOURCE);
+	bw_bson_buf_end(b);
 }
 
 const struct bw_found_record *bw_found_record_lookup(const struct bw_found_record *recs,
