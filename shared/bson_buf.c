@@ -5,7 +5,7 @@
 #include <string.h>
 
 /* Room for n more bytes; 0 (and sticky failure) past the maximum or out of memory. */
-static int reserve(struct bw_bson_buf *b, size_t n)
+static int grow(struct bw_bson_buf *b, size_t n)
 {
 	if (b->failed || b->depth == 0)
 		goto fail;
@@ -27,6 +27,15 @@ static int reserve(struct bw_bson_buf *b, size_t n)
 fail:
 	b->failed = 1;
 	return 0;
+}
+
+/* grow() with its common case (room left, no failure) inline: a member costs tens of
+ * instructions, so a call per member would be a good part of it. */
+static inline int reserve(struct bw_bson_buf *b, size_t n)
+{
+	if (BSON_LIKELY(n <= b->cap - b->len && !b->failed && b->depth > 0 && b->len + n <= b->max))
+		return 1;
+	return grow(b, n);
 }
 
 static void put_le32(uint8_t *at, uint32_t v)

@@ -50,9 +50,27 @@ static int64_t int_at(uint32_t has, const struct bw_mongo_member *m, int k)
 
 void bw_customer_read(const bson_t *doc, int64_t free_grant, struct bw_customer *c)
 {
-	struct bw_mongo_member m[K_COUNT];
-	uint32_t has = bw_mongo_find_keys(doc, read_keys, K_COUNT, m);
+	bw_customer_read_more(doc, free_grant, c, NULL, 0, NULL);
+}
+
+uint32_t bw_customer_read_more(const bson_t *doc, int64_t free_grant, struct bw_customer *c,
+			       const char *const *extra, size_t nextra,
+			       struct bw_mongo_member *extra_out)
+{
+	const char *keys[K_COUNT + BW_CUST_READ_EXTRA_MAX];
+	struct bw_mongo_member m[K_COUNT + BW_CUST_READ_EXTRA_MAX];
+	uint32_t has;
 	int64_t start = 0;
+
+	if (nextra > BW_CUST_READ_EXTRA_MAX)
+		nextra = BW_CUST_READ_EXTRA_MAX;
+	memcpy(keys, read_keys, sizeof(read_keys));
+	for (size_t i = 0; i < nextra; i++)
+		keys[K_COUNT + i] = extra[i];
+	has = bw_mongo_find_keys(doc, keys, K_COUNT + nextra, m);
+	for (size_t i = 0; i < nextra; i++)
+		if (has >> (K_COUNT + i) & 1)
+			extra_out[i] = m[K_COUNT + i];
 
 	memset(c, 0, sizeof(*c));
 	c->exists = 1;
@@ -74,6 +92,7 @@ void bw_customer_read(const bson_t *doc, int64_t free_grant, struct bw_customer 
 	if ((has >> K_PERIOD_START & 1) && period_ms_at(&m[K_PERIOD_START].it, &start) &&
 	    start > 0)
 		c->period_start_ms = start;
+	return has >> K_COUNT;
 }
 
 int64_t bw_customer_remaining(int64_t total, int64_t used)

@@ -74,6 +74,15 @@ void bw_customer_init_fresh(struct bw_customer *c, int64_t free_grant);
 /* Reads doc with the original integration's readings (above). */
 void bw_customer_read(const bson_t *doc, int64_t free_grant, struct bw_customer *c);
 
+struct bw_mongo_member; /* mongo.h */
+#define BW_CUST_READ_EXTRA_MAX 16
+/* bw_customer_read() that also finds the caller's members extra[0..nextra) (at most
+ * BW_CUST_READ_EXTRA_MAX) in the same single pass over doc: extra_out[i] is positioned at
+ * the first member named extra[i] when bit i of the returned mask is set. */
+uint32_t bw_customer_read_more(const bson_t *doc, int64_t free_grant, struct bw_customer *c,
+			       const char *const *extra, size_t nextra,
+			       struct bw_mongo_member *extra_out);
+
 /* What is left in a bucket: max(total - used, 0); 0 for a total <= 0; a negative (corrupt)
  * used counter never hands out more than the total. */
 int64_t bw_customer_remaining(int64_t total, int64_t used);

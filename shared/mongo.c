@@ -514,8 +514,7 @@ uint32_t bw_mongo_find_keys(const bson_t *doc, const char *const *keys, size_t n
 			if ((found >> i & 1) || lens[i] != len || memcmp(k, keys[i], len) != 0)
 				continue;
 			out[i].it = it;
-			found |= (uint32_t)1 << i;
-			break;
+			found |= (uint32_t)1 << i; /* no break: a key may be listed twice */
 		}
 	}
 	return found;

@@ -57,12 +57,9 @@ static int load_one_pending(bson_iter_t *sub, struct bw_org *org, struct bw_err 
 				   a.created_at_ms, err);
 }
 
-int bw_usage_alerts_load(const bson_t *doc, struct bw_org *org, struct bw_err *err)
+int bw_usage_alerts_load(uint32_t has, const struct bw_mongo_member *m, struct bw_org *org,
+			 struct bw_err *err)
 {
-	static const char *const keys[] = { BW_CUST_ALERTS_FIRED, BW_CUST_ALERT_EXHAUSTED,
-					    BW_CUST_PENDING_ALERTS };
-	struct bw_mongo_member m[3];
-	uint32_t has = bw_mongo_find_keys(doc, keys, 3, m); /* one pass, not one per field */
 	bson_iter_t arr, sub;
 
 	if ((has & 1) && BSON_ITER_HOLDS_ARRAY(&m[0].it) && bson_iter_recurse(&m[0].it, &arr))

@@ -143,8 +143,11 @@ int bw_usage_store_write_orgs(struct bw_mongo *m, mongoc_client_t *client,
 			      struct bw_err *err);
 
 /* Alert fields of the customer document (usage_alert_store.c). */
-/* Reads alerts_fired, alert_exhausted_fired and pending_alerts of doc into org. */
-int bw_usage_alerts_load(const bson_t *doc, struct bw_org *org, struct bw_err *err);
+/* Reads alerts_fired, alert_exhausted_fired and pending_alerts into org: the members m[0],
+ * m[1], m[2] of the customer document, each present when bit 0, 1, 2 of has is set (found
+ * with the balances in one pass: bw_customer_read_more). */
+int bw_usage_alerts_load(uint32_t has, const struct bw_mongo_member *m, struct bw_org *org,
+			 struct bw_err *err);
 /* Appends a new pending alert (event_id copied). */
 int bw_usage_alerts_add(struct bw_org *org, const char *event_id, int64_t threshold,
 			int64_t remaining, int64_t version, int64_t now_ms, struct bw_err *err);
