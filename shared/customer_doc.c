@@ -12,48 +12,87 @@ void bw_customer_init_fresh(struct bw_customer *c, int64_t free_grant)
 	c->has_opening = 1;
 }
 
-/* A member that is present and not null. */
-static int present(const bson_t *doc, const char *key)
-{
-	bson_iter_t it;
-	return bson_iter_init_find(&it, doc, key) && !BSON_ITER_HOLDS_NULL(&it);
-}
-
-/* The period start in milliseconds; 0 when none. */
-static int64_t period_start_ms(const bson_t *doc)
+/* A period field at it in milliseconds (bw_customer_period_ms). */
+static int period_ms_at(const bson_iter_t *it, int64_t *ms)
 {
 	int64_t v = 0;
 
-	if (!bw_customer_period_ms(doc, BW_CUST_PERIOD_START, &v) || v <= 0)
+	*ms = 0;
+	if (BSON_ITER_HOLDS_DATE_TIME(it)) {
+		*ms = bson_iter_date_time(it);
+		return 1;
+	}
+	if (!bw_mongo_iter_int64(it, &v))
 		return 0;
+	/* seconds until the year 5138; a number beyond that is already milliseconds */
+	*ms = v < 100000000000LL && v > -100000000000LL ? v * 1000 : v;
+	return 1;
+}
+
+/* The members bw_customer_read() reads, found in one pass over the document. */
+enum { K_VERSION, K_ALLOWANCE, K_SUB_USED, K_PURCHASED, K_PURCHASED_USED, K_GRANTED_USED,
+       K_PAID_USED, K_GRANTED, K_SUB_TYPE, K_OPENING, K_PERIOD_START, K_COUNT };
+static const char *const read_keys[K_COUNT] = {
+	BW_CUST_VERSION, BW_CUST_SUB_ALLOWANCE, BW_CUST_SUB_USED, BW_CUST_PURCHASED,
+	BW_CUST_PURCHASED_USED, BW_CUST_GRANTED_USED, BW_CUST_PAID_USED, BW_CUST_GRANTED,
+	BW_CUST_SUB_TYPE, BW_CUST_OPENING, BW_CUST_PERIOD_START,
+};
+
+/* Member k read as bw_mongo_get_int64 does: a missing or null member reads as 0. */
+static int64_t int_at(uint32_t has, const struct bw_mongo_member *m, int k)
+{
+	int64_t v = 0;
+
+	if (has >> k & 1)
+		bw_mongo_iter_int64(&m[k].it, &v);
 	return v;
 }
 
 void bw_customer_read(const bson_t *doc, int64_t free_grant, struct bw_customer *c)
 {
-	bson_iter_t it;
+	bw_customer_read_more(doc, free_grant, c, NULL, 0, NULL);
+}
+
+uint32_t bw_customer_read_more(const bson_t *doc, int64_t free_grant, struct bw_customer *c,
+			       const char *const *extra, size_t nextra,
+			       struct bw_mongo_member *extra_out)
+{
+	const char *keys[K_COUNT + BW_CUST_READ_EXTRA_MAX];
+	struct bw_mongo_member m[K_COUNT + BW_CUST_READ_EXTRA_MAX];
+	uint32_t has;
+	int64_t start = 0;
+
+	if (nextra > BW_CUST_READ_EXTRA_MAX)
+		nextra = BW_CUST_READ_EXTRA_MAX;
+	memcpy(keys, read_keys, sizeof(read_keys));
+	for (size_t i = 0; i < nextra; i++)
+		keys[K_COUNT + i] = extra[i];
+	has = bw_mongo_find_keys(doc, keys, K_COUNT + nextra, m);
+	for (size_t i = 0; i < nextra; i++)
+		if (has >> (K_COUNT + i) & 1)
+			extra_out[i] = m[K_COUNT + i];
 
 	memset(c, 0, sizeof(*c));
 	c->exists = 1;
-	c->has_version = bson_iter_init_find(&it, doc, BW_CUST_VERSION);
-	bw_mongo_get_int64(doc, BW_CUST_VERSION, &c->version);
-	/* bw_mongo_get_int64 reads a missing or null member as 0: the old readings */
-	bw_mongo_get_int64(doc, BW_CUST_SUB_ALLOWANCE, &c->allowance);
-	bw_mongo_get_int64(doc, BW_CUST_SUB_USED, &c->sub_used);
-	bw_mongo_get_int64(doc, BW_CUST_PURCHASED, &c->purchased);
-	bw_mongo_get_int64(doc, BW_CUST_PURCHASED_USED, &c->purchased_used);
-	bw_mongo_get_int64(doc, BW_CUST_GRANTED_USED, &c->granted_used);
-	bw_mongo_get_int64(doc, BW_CUST_PAID_USED, &c->paid_used);
-	c->grant_missing = !present(doc, BW_CUST_GRANTED);
-	if (c->grant_missing)
-		c->granted = free_grant;
-	else
-		bw_mongo_get_int64(doc, BW_CUST_GRANTED, &c->granted);
-	c->enterprise = bson_iter_init_find(&it, doc, BW_CUST_SUB_TYPE) &&
-			BSON_ITER_HOLDS_UTF8(&it) &&
-			strcmp(bson_iter_utf8(&it, NULL), BW_CUST_TYPE_ENTERPRISE) == 0;
-	c->has_opening = bson_iter_init_find(&it, doc, BW_CUST_OPENING);
-	c->period_start_ms = period_start_ms(doc);
+	c->has_version = has >> K_VERSION & 1;
+	/* a missing or null member reads as 0: the old readings */
+	c->version = int_at(has, m, K_VERSION);
+	c->allowance = int_at(has, m, K_ALLOWANCE);
+	c->sub_used = int_at(has, m, K_SUB_USED);
+	c->purchased = int_at(has, m, K_PURCHASED);
+	c->purchased_used = int_at(has, m, K_PURCHASED_USED);
+	c->granted_used = int_at(has, m, K_GRANTED_USED);
+	c->paid_used = int_at(has, m, K_PAID_USED);
+	c->grant_missing = !(has >> K_GRANTED & 1) || BSON_ITER_HOLDS_NULL(&m[K_GRANTED].it);
+	c->granted = c->grant_missing ? free_grant : int_at(has, m, K_GRANTED);
+	c->enterprise = (has >> K_SUB_TYPE & 1) && BSON_ITER_HOLDS_UTF8(&m[K_SUB_TYPE].it) &&
+			strcmp(bson_iter_utf8(&m[K_SUB_TYPE].it, NULL), BW_CUST_TYPE_ENTERPRISE) == 0;
+	c->has_opening = has >> K_OPENING & 1;
+	/* the period start in milliseconds; 0 when none */
+	if ((has >> K_PERIOD_START & 1) && period_ms_at(&m[K_PERIOD_START].it, &start) &&
+	    start > 0)
+		c->period_start_ms = start;
+	return has >> K_COUNT;
 }
 
 int64_t bw_customer_remaining(int64_t total, int64_t used)
@@ -148,29 +187,48 @@ void bw_customer_append_opening(bson_t *set, const struct bw_customer *c,
 		BSON_APPEND_INT64(set, BW_CUST_GRANTED, c->granted);
 }
 
-void bw_customer_append_pending(bson_t *parent, const char *key, const char *event_id,
+static void pending_members(struct bw_bson_buf *b, const char *event_id, const char *hash,
+			    int64_t from_subscription, int64_t from_purchased,
+			    int64_t from_granted, int64_t from_paid, int64_t version)
+{
+	bw_bson_buf_utf8(b, "event_id", event_id);
+	bw_bson_buf_utf8(b, "hash", hash);
+	bw_bson_buf_int64(b, "from_subscription", from_subscription);
+	bw_bson_buf_int64(b, "from_purchased", from_purchased);
+	bw_bson_buf_int64(b, "from_granted", from_granted);
+	bw_bson_buf_int64(b, "from_paid", from_paid);
+	bw_bson_buf_int64(b, "balance_version", version);
+}
+
+void bw_customer_append_pending(struct bw_bson_buf *b, const char *key, const char *event_id,
 				const char *hash, int64_t from_subscription,
 				int64_t from_purchased, int64_t from_granted, int64_t from_paid,
 				int64_t version)
 {
-	bson_t entry;
-
-	bson_append_document_begin(parent, key, -1, &entry);
-	BSON_APPEND_UTF8(&entry, "event_id", event_id);
-	BSON_APPEND_UTF8(&entry, "hash", hash);
-	BSON_APPEND_INT64(&entry, "from_subscription", from_subscription);
-	BSON_APPEND_INT64(&entry, "from_purchased", from_purchased);
-	BSON_APPEND_INT64(&entry, "from_granted", from_granted);
-	BSON_APPEND_INT64(&entry, "from_paid", from_paid);
-	BSON_APPEND_INT64(&entry, "balance_version", version);
-	bson_append_document_end(parent, &entry);
+	bw_bson_buf_begin_document(b, key);
+	pending_members(b, event_id, hash, from_subscription, from_purchased, from_granted,
+			from_paid, version);
+	bw_bson_buf_end(b);
 }
 
-void bw_customer_append_opening_pending(bson_t *parent, const char *key,
-					const struct bw_opening *o, int64_t version)
+int bw_customer_append_opening_pending(bson_t *parent, const char *key,
+				       const struct bw_opening *o, int64_t version)
 {
-	bw_customer_append_pending(parent, key, "", BW_CUST_OPENING, o->sub_used,
-				   o->purchased_used, o->granted_used, o->paid_used, version);
+	struct bw_bson_buf b;
+	bson_t entry;
+	int rc = -1;
+
+	bw_bson_buf_init(&b, 1024);
+	pending_members(&b, "", BW_CUST_OPENING, o->sub_used, o->purchased_used,
+			o->granted_used, o->paid_used, version);
+	if (bw_bson_buf_view(&b, &entry) != 0)
+		goto done;
+	if (!bson_append_document(parent, key, -1, &entry))
+		goto done;
+	rc = 0;
+done:
+	bw_bson_buf_cleanup(&b);
+	return rc;
 }
 
 int bw_customer_org_oid(const char *org_id, bson_oid_t *oid)
@@ -188,20 +246,11 @@ int bw_customer_org_oid(const char *org_id, bson_oid_t *oid)
 int bw_customer_period_ms(const bson_t *doc, const char *key, int64_t *ms)
 {
 	bson_iter_t it;
-	int64_t v = 0;
 
 	*ms = 0;
 	if (!bson_iter_init_find(&it, doc, key))
 		return 0;
-	if (BSON_ITER_HOLDS_DATE_TIME(&it)) {
-		*ms = bson_iter_date_time(&it);
-		return 1;
-	}
-	if (!bw_mongo_get_int64(doc, key, &v))
-		return 0;
-	/* seconds until the year 5138; a number beyond that is already milliseconds */
-	*ms = v < 100000000000LL && v > -100000000000LL ? v * 1000 : v;
-	return 1;
+	return period_ms_at(&it, ms);
 }
 
 void bw_customer_append_period(bson_t *set, int64_t start_s, int64_t end_s)

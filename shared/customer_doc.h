@@ -18,6 +18,8 @@
 #include <mongoc/mongoc.h>
 #include <stdint.h>
 
+#include "bson_buf.h"
+
 #define BW_CUST_ORG_ID "org_id"
 #define BW_CUST_VERSION "balance_version"
 #define BW_CUST_SUB_TYPE "subscription_type"
@@ -74,6 +76,15 @@ void bw_customer_init_fresh(struct bw_customer *c, int64_t free_grant);
 /* Reads doc with the original integration's readings (above). */
 void bw_customer_read(const bson_t *doc, int64_t free_grant, struct bw_customer *c);
 
+struct bw_mongo_member; /* mongo.h */
+#define BW_CUST_READ_EXTRA_MAX 16
+/* bw_customer_read() that also finds the caller's members extra[0..nextra) (at most
+ * BW_CUST_READ_EXTRA_MAX) in the same single pass over doc: extra_out[i] is positioned at
+ * the first member named extra[i] when bit i of the returned mask is set. */
+uint32_t bw_customer_read_more(const bson_t *doc, int64_t free_grant, struct bw_customer *c,
+			       const char *const *extra, size_t nextra,
+			       struct bw_mongo_member *extra_out);
+
 /* What is left in a bucket: max(total - used, 0); 0 for a total <= 0; a negative (corrupt)
  * used counter never hands out more than the total. */
 int64_t bw_customer_remaining(int64_t total, int64_t used);
@@ -105,19 +116,21 @@ int bw_customer_opening(struct bw_customer *c, struct bw_opening *o);
 void bw_customer_append_opening(bson_t *set, const struct bw_customer *c,
 				const struct bw_opening *o, int64_t now_ms);
 
-/* Appends one entry of pending_events as a document under key (a field name, or an array
- * index) of parent: a charge written with the balance whose record is not known to be stored
- * yet, split over the buckets, with the balance_version right after it. The usage worker
- * writes and reads them (usage_store, usage_load); the entry of event_id "" and hash
- * "opening_balance" is an org's opening balance. */
-void bw_customer_append_pending(bson_t *parent, const char *key, const char *event_id,
+/* Appends one entry of pending_events as a document under key (a field name, or NULL: the
+ * next index of the open array) of b: a charge written with the balance whose record is not
+ * known to be stored yet, split over the buckets, with the balance_version right after it.
+ * The usage worker writes and reads them (usage_store, usage_load); the entry of event_id ""
+ * and hash "opening_balance" is an org's opening balance. bson_buf: the usage worker's hot
+ * path; a failure is sticky in b (bson_buf.h). */
+void bw_customer_append_pending(struct bw_bson_buf *b, const char *key, const char *event_id,
 				const char *hash, int64_t from_subscription,
 				int64_t from_purchased, int64_t from_granted, int64_t from_paid,
 				int64_t version);
 
-/* Appends the opening balance's pending_events entry (above) for o under key of parent. */
-void bw_customer_append_opening_pending(bson_t *parent, const char *key,
-					const struct bw_opening *o, int64_t version);
+/* Appends the opening balance's pending_events entry (above) for o under key of parent.
+ * Returns 0, or -1 out of memory (parent unchanged). */
+int bw_customer_append_opening_pending(bson_t *parent, const char *key,
+				       const struct bw_opening *o, int64_t version);
 
 /* 1 when org_id is a 24-hex string (an organizations _id); oid then holds it. */
 int bw_customer_org_oid(const char *org_id, bson_oid_t *oid);

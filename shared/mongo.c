@@ -177,6 +177,45 @@ mongoc_collection_t *bw_mongo_coll(struct bw_mongo *m, mongoc_client_t *client,
 	return mongoc_client_get_collection(client, m->db, name);
 }
 
+mongoc_cursor_t *bw_mongo_find_cmd(struct bw_mongo *m, mongoc_client_t *client,
+				   const char *coll_name, const bson_t *filter,
+				   const bson_t *projection, int32_t batch_size,
+				   bson_error_t *error)
+{
+	mongoc_server_description_t *sd = NULL;
+	mongoc_collection_t *coll = NULL;
+	mongoc_cursor_t *cur = NULL;
+	bson_t cmd = BSON_INITIALIZER, opts = BSON_INITIALIZER, reply;
+
+	/* the server is chosen first so that getMore goes where the cursor lives */
+	sd = mongoc_client_select_server(client, false, NULL, error);
+	if (!sd)
+		goto done;
+	BSON_APPEND_INT32(&opts, "serverId", (int32_t)mongoc_server_description_id(sd));
+	BSON_APPEND_UTF8(&cmd, "find", coll_name);
+	BSON_APPEND_DOCUMENT(&cmd, "filter", filter);
+	if (projection)
+		BSON_APPEND_DOCUMENT(&cmd, "projection", projection);
+	if (batch_size > 0)
+		BSON_APPEND_INT32(&cmd, "batchSize", batch_size);
+	coll = bw_mongo_coll(m, client, coll_name);
+	if (!mongoc_collection_read_command_with_opts(coll, &cmd, NULL, &opts, &reply, error)) {
+		bson_destroy(&reply);
+		goto done;
+	}
+	cur = mongoc_cursor_new_from_command_reply_with_opts(client, &reply, &opts); /* steals */
+	if (mongoc_cursor_error(cur, error)) {
+		mongoc_cursor_destroy(cur);
+		cur = NULL;
+	}
+done:
+	mongoc_collection_destroy(coll);
+	mongoc_server_description_destroy(sd);
+	bson_destroy(&cmd);
+	bson_destroy(&opts);
+	return cur;
+}
+
 int bw_mongo_error(const bson_error_t *error, const char *what, struct bw_err *err)
 {
 	if (error->code == BW_MONGO_DUPLICATE_KEY)
@@ -424,6 +463,26 @@ int64_t bw_mongo_now_ms(void)
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+int bw_mongo_iter_int64(const bson_iter_t *it, int64_t *out)
+{
+	*out = 0;
+	if (BSON_ITER_HOLDS_INT64(it))
+		*out = bson_iter_int64(it);
+	else if (BSON_ITER_HOLDS_INT32(it))
+		*out = bson_iter_int32(it);
+	else if (BSON_ITER_HOLDS_DATE_TIME(it))
+		*out = bson_iter_date_time(it);
+	else if (BSON_ITER_HOLDS_DOUBLE(it)) {
+		/* Integral values only; the bounds keep the cast defined. */
+		double d = bson_iter_double(it);
+		if (!(d >= -9.2e18 && d <= 9.2e18) || d != (double)(int64_t)d)
+			return 0;
+		*out = (int64_t)d;
+	} else
+		return 0;
+	return 1;
+}
+
 int bw_mongo_get_int64(const bson_t *doc, const char *key, int64_t *out)
 {
 	bson_iter_t it;
@@ -431,21 +490,34 @@ int bw_mongo_get_int64(const bson_t *doc, const char *key, int64_t *out)
 	*out = 0;
 	if (!bson_iter_init_find(&it, doc, key))
 		return 0;
-	if (BSON_ITER_HOLDS_INT64(&it))
-		*out = bson_iter_int64(&it);
-	else if (BSON_ITER_HOLDS_INT32(&it))
-		*out = bson_iter_int32(&it);
-	else if (BSON_ITER_HOLDS_DATE_TIME(&it))
-		*out = bson_iter_date_time(&it);
-	else if (BSON_ITER_HOLDS_DOUBLE(&it)) {
-		/* Integral values only; the bounds keep the cast defined. */
-		double d = bson_iter_double(&it);
-		if (!(d >= -9.2e18 && d <= 9.2e18) || d != (double)(int64_t)d)
-			return 0;
-		*out = (int64_t)d;
-	} else
+	return bw_mongo_iter_int64(&it, out);
+}
+
+uint32_t bw_mongo_find_keys(const bson_t *doc, const char *const *keys, size_t n,
+			    struct bw_mongo_member *out)
+{
+	bson_iter_t it;
+	uint32_t found = 0, all;
+	size_t lens[32];
+
+	if (n > 32)
+		n = 32;
+	all = n == 32 ? UINT32_MAX : ((uint32_t)1 << n) - 1;
+	for (size_t i = 0; i < n; i++)
+		lens[i] = strlen(keys[i]);
+	if (!bson_iter_init(&it, doc))
 		return 0;
-	return 1;
+	while (found != all && bson_iter_next(&it)) {
+		const char *k = bson_iter_key(&it);
+		size_t len = bson_iter_key_len(&it);
+		for (size_t i = 0; i < n; i++) {
+			if ((found >> i & 1) || lens[i] != len || memcmp(k, keys[i], len) != 0)
+				continue;
+			out[i].it = it;
+			found |= (uint32_t)1 << i; /* no break: a key may be listed twice */
+		}
+	}
+	return found;
 }
 
 int bw_mongo_append_json(bson_t *b, const char *key, const json_t *v)

@@ -108,6 +108,19 @@ int bw_mongo_bulk_check(uint32_t ok, const bson_t *reply, const bson_error_t *er
 			enum bw_err_kind dup_kind, size_t nreported, const char *what,
 			struct bw_mongo_bulk_result *res, struct bw_err *err);
 
+/* find on coll_name of the database, sent as a find command: the driver's
+ * mongoc_collection_find_with_opts() validates the whole filter first (bson_validate: about
+ * 2,000 instructions per member of a large $in, built here from checked values), the
+ * command path sends it as built. projection may be NULL; batch_size (> 0) asks for that
+ * many documents in the first reply (a $in of n ids matches at most n). Returns the cursor
+ * over the reply (later batches by getMore on the same server), or NULL with *error. One
+ * difference from the driver's find: no automatic retry of the read on a network error;
+ * the caller's batch is retried instead. */
+mongoc_cursor_t *bw_mongo_find_cmd(struct bw_mongo *m, mongoc_client_t *client,
+				   const char *coll_name, const bson_t *filter,
+				   const bson_t *projection, int32_t batch_size,
+				   bson_error_t *error);
+
 /* Milliseconds since the epoch, for timestamps stored in documents. */
 int64_t bw_mongo_now_ms(void);
 
@@ -116,6 +129,20 @@ int64_t bw_mongo_now_ms(void);
  * stores numbers as doubles). Returns 1 and sets *out when present and usable; otherwise
  * returns 0 and sets *out to 0 (absent, null, another type, a fractional double). */
 int bw_mongo_get_int64(const bson_t *doc, const char *key, int64_t *out);
+/* The same reading of the member at it. */
+int bw_mongo_iter_int64(const bson_iter_t *it, int64_t *out);
+
+/* A member found by bw_mongo_find_keys() (bson_iter_t is over-aligned for a plain array). */
+struct bw_mongo_member {
+	bson_iter_t it;
+};
+
+/* One pass over doc's top-level members for keys[0..n) (n <= 32): out[i].it is positioned at
+ * the first member named keys[i], as bson_iter_init_find() would; returns the mask of the
+ * keys found (bit i for keys[i]). Each bson_iter_init_find() is a scan of its own: a reader
+ * of many members does one pass instead. */
+uint32_t bw_mongo_find_keys(const bson_t *doc, const char *const *keys, size_t n,
+			    struct bw_mongo_member *out);
 
 /* Appends a jansson value to b under key: objects and arrays recursively, integers as int64,
  * reals as double. Returns 0, or -1 when a value cannot be converted. */

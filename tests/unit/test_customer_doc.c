@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "customer_doc.h"
+#include "mongo.h"
 #include "testkit.h"
 
 static bson_t *doc_of(const char *json)
@@ -125,6 +126,32 @@ START_TEST(org_oid_only_for_24_lowercase_hex)
 }
 END_TEST
 
+START_TEST(read_more_reads_the_same_and_finds_the_extra_members)
+{
+	static const char *const extra[] = { "pending_events", "absent", "balance_version" };
+	bson_t *d = doc_of("{\"org_id\": \"o\", \"balance_version\": 7, "
+			   "\"pending_events\": [{\"event_id\": \"e\"}], "
+			   "\"subscription_type\": \"enterprise\", \"granted_credits\": 5, "
+			   "\"opening_balance\": {}, \"paid_spus_used\": 3}");
+	struct bw_customer a, b;
+	struct bw_mongo_member m[3];
+
+	bw_customer_read(d, 100, &a);
+	uint32_t has = bw_customer_read_more(d, 100, &b, extra, 3, m);
+	ck_assert(memcmp(&a, &b, sizeof(a)) == 0);
+	ck_assert_int_eq(a.version, 7);
+	ck_assert_int_eq(a.has_version, 1);
+	ck_assert_int_eq(a.enterprise, 1);
+	ck_assert_int_eq(a.granted, 5);
+	ck_assert_int_eq(a.has_opening, 1);
+	ck_assert_int_eq(a.paid_used, 3);
+	ck_assert_uint_eq(has, 1u | 4u);
+	ck_assert(BSON_ITER_HOLDS_ARRAY(&m[0].it));
+	ck_assert_int_eq(bson_iter_as_int64(&m[2].it), 7);
+	bson_destroy(d);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("customer_doc");
@@ -137,6 +164,7 @@ int main(void)
 	tcase_add_test(tc, remaining_never_negative);
 	tcase_add_test(tc, fresh_defaults_carry_the_grant_and_the_opening_marker);
 	tcase_add_test(tc, org_oid_only_for_24_lowercase_hex);
+	tcase_add_test(tc, read_more_reads_the_same_and_finds_the_extra_members);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

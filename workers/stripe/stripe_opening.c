@@ -59,8 +59,12 @@ static int open_once(struct bw_mongo *m, mongoc_client_t *client, const char *or
 	bson_append_document_end(&update, &set);
 	if (o.sub_used || o.purchased_used || o.granted_used || o.paid_used) {
 		BSON_APPEND_DOCUMENT_BEGIN(&update, "$push", &push);
-		bw_customer_append_opening_pending(&push, BW_CUST_PENDING, &o, version);
+		int built = bw_customer_append_opening_pending(&push, BW_CUST_PENDING, &o, version);
 		bson_append_document_end(&update, &push);
+		if (built != 0) {
+			bw_err_set(err, BW_ERR_TRANSIENT, "opening balance: out of memory");
+			goto done;
+		}
 	}
 	if (bw_stripe_update_one(m, client, BW_COLL_CUSTOMERS, &filter, &update, 0, &matched,
 				 err) != 0)

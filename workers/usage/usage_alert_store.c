@@ -57,18 +57,17 @@ static int load_one_pending(bson_iter_t *sub, struct bw_org *org, struct bw_err 
 				   a.created_at_ms, err);
 }
 
-int bw_usage_alerts_load(const bson_t *doc, struct bw_org *org, struct bw_err *err)
+int bw_usage_alerts_load(uint32_t has, const struct bw_mongo_member *m, struct bw_org *org,
+			 struct bw_err *err)
 {
-	bson_iter_t it, arr, sub;
+	bson_iter_t arr, sub;
 
-	if (bson_iter_init_find(&it, doc, BW_CUST_ALERTS_FIRED) && BSON_ITER_HOLDS_ARRAY(&it) &&
-	    bson_iter_recurse(&it, &arr))
+	if ((has & 1) && BSON_ITER_HOLDS_ARRAY(&m[0].it) && bson_iter_recurse(&m[0].it, &arr))
 		while (bson_iter_next(&arr) && org->alerts.nfired < BW_ALERT_MAX_THRESHOLDS)
 			org->alerts.fired[org->alerts.nfired++] = bson_iter_as_int64(&arr);
-	if (bson_iter_init_find(&it, doc, BW_CUST_ALERT_EXHAUSTED))
-		org->alerts.exhausted_fired = bson_iter_as_bool(&it);
-	if (!bson_iter_init_find(&it, doc, BW_CUST_PENDING_ALERTS) || !BSON_ITER_HOLDS_ARRAY(&it) ||
-	    !bson_iter_recurse(&it, &arr))
+	if (has & 2)
+		org->alerts.exhausted_fired = bson_iter_as_bool(&m[1].it);
+	if (!(has & 4) || !BSON_ITER_HOLDS_ARRAY(&m[2].it) || !bson_iter_recurse(&m[2].it, &arr))
 		return 0;
 	while (bson_iter_next(&arr))
 		if (BSON_ITER_HOLDS_DOCUMENT(&arr) && bson_iter_recurse(&arr, &sub) &&
@@ -119,6 +118,14 @@ void bw_usage_alerts_free(struct bw_org *org)
 	org->npalerts = org->palerts_cap = 0;
 }
 
+static int any_published(const struct bw_org *org)
+{
+	for (size_t i = 0; i < org->npalerts; i++)
+		if (org->palerts[i].published)
+			return 1;
+	return 0;
+}
+
 /* The $pull of org's published alerts by alert_id, or 0 when it published none. */
 static int build_clear(const struct bw_org *org, bson_t *filter, bson_t *update)
 {
@@ -162,6 +169,8 @@ int bw_usage_alerts_clear(struct bw_mongo *m, mongoc_client_t *client, struct bw
 	int rc = -1;
 
 	for (size_t i = 0; i < n; i++) {
+		if (!any_published(&orgs[i]))
+			continue; /* alerts are rare: most orgs have nothing to build */
 		bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER;
 		if (build_clear(&orgs[i], &filter, &update)) {
 			if (!bulk) {

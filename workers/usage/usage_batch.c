@@ -120,14 +120,6 @@ static int batch_prepare(struct batch *b, const struct bw_usage_ctx *ctx,
 	return 0;
 }
 
-static struct bw_pending *find_pending(struct bw_org *org, const char *event_id)
-{
-	for (size_t i = 0; i < org->npending; i++)
-		if (strcmp(org->pending[i].event_id, event_id) == 0)
-			return &org->pending[i];
-	return NULL;
-}
-
 static void set_outcome(struct item *it, enum bw_usage_status st, const struct bw_breakdown *bd,
 			const struct bw_balances *bal, int64_t version)
 {
@@ -290,7 +282,7 @@ static int org_compute(struct bw_org *org, struct item **items, size_t nitems,
 				it->out.reason = "event_id seen in this batch with different content";
 			continue;
 		}
-		p = find_pending(org, it->ev.event_id);
+		p = bw_org_find_pending(org, it->ev.event_id);
 		if (p) {
 			/* Applied by an attempt that did not finish (crash, or a write whose
 			 * outcome we could not see): finish it with the stored breakdown. */

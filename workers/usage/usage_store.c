@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bson_buf.h"
 #include "metrics.h"
 
 void bw_org_reset(struct bw_org *org)
@@ -11,6 +12,7 @@ void bw_org_reset(struct bw_org *org)
 	for (size_t i = 0; i < org->npending; i++)
 		free(org->pending[i].event_id);
 	free(org->pending);
+	free(org->pending_by_id);
 	/* new_pending entries borrow event ids from pending or from the batch's events */
 	free(org->new_pending);
 	bw_usage_alerts_free(org);
@@ -30,57 +32,63 @@ static int64_t iter_int64(const bson_iter_t *it)
 	return 0;
 }
 
-static void append_pending(bson_t *update_set, const struct bw_org *org)
+static void append_pending(struct bw_bson_buf *set, const struct bw_org *org)
 {
-	bson_t arr;
-	char idx[16];
-
-	BSON_APPEND_ARRAY_BEGIN(update_set, BW_CUST_PENDING, &arr);
+	bw_bson_buf_begin_array(set, BW_CUST_PENDING);
 	for (size_t i = 0; i < org->nnew_pending; i++) {
 		const struct bw_pending *p = &org->new_pending[i];
-		const char *key;
-		bson_uint32_to_string((uint32_t)i, &key, idx, sizeof(idx));
-		bw_customer_append_pending(&arr, key, p->event_id, p->hash, p->bd.from_subscription,
+		bw_customer_append_pending(set, NULL, p->event_id, p->hash, p->bd.from_subscription,
 					   p->bd.from_purchased, p->bd.from_granted,
 					   p->bd.from_paid, p->version);
 	}
-	bson_append_array_end(update_set, &arr);
+	bw_bson_buf_end(set);
 }
 
-static void build_update(const struct bw_org *org, int64_t free_grant, int64_t now,
-			 bson_t *filter, bson_t *update)
+/* The rarer parts of the $set, written by libbson-based helpers, copied in as members. */
+static void append_set_extras(struct bw_bson_buf *update, const struct bw_org *org,
+			      int64_t now)
 {
-	bson_t set, soi;
+	bson_t extra = BSON_INITIALIZER;
 
-	BSON_APPEND_UTF8(filter, BW_CUST_ORG_ID, org->org_id);
+	bw_usage_alerts_append_set(&extra, org);
+	if (org->write_opening)
+		bw_customer_append_opening(&extra, &org->cust, &org->opening, now);
+	if (!bson_empty(&extra))
+		bw_bson_buf_members(update, &extra);
+	bson_destroy(&extra);
+}
+
+/* The conditional update of org (bson_buf: built once, handed to the driver as is). */
+static void build_update(const struct bw_org *org, int64_t free_grant, int64_t now,
+			 struct bw_bson_buf *filter, struct bw_bson_buf *update)
+{
+	bw_bson_buf_utf8(filter, BW_CUST_ORG_ID, org->org_id);
 	if (org->exists && org->version_missing) {
 		/* A document created without a version (by hand or an older tool). */
-		bson_t cond;
-		BSON_APPEND_DOCUMENT_BEGIN(filter, BW_CUST_VERSION, &cond);
-		BSON_APPEND_BOOL(&cond, "$exists", false);
-		bson_append_document_end(filter, &cond);
+		bw_bson_buf_begin_document(filter, BW_CUST_VERSION);
+		bw_bson_buf_bool(filter, "$exists", 0);
+		bw_bson_buf_end(filter);
 	} else {
-		BSON_APPEND_INT64(filter, BW_CUST_VERSION, org->version);
+		bw_bson_buf_int64(filter, BW_CUST_VERSION, org->version);
 	}
-	BSON_APPEND_DOCUMENT_BEGIN(update, "$set", &set);
-	BSON_APPEND_INT64(&set, BW_CUST_SUB_USED, org->new_bal.subscription_used);
-	BSON_APPEND_INT64(&set, BW_CUST_PURCHASED_USED, org->new_bal.purchased_used);
-	BSON_APPEND_INT64(&set, BW_CUST_GRANTED_USED, org->new_bal.granted_used);
-	BSON_APPEND_INT64(&set, BW_CUST_PAID_USED, org->new_bal.paid_used);
-	BSON_APPEND_INT64(&set, BW_CUST_VERSION, org->new_version);
-	BSON_APPEND_DATE_TIME(&set, BW_CUST_UPDATED_AT, now);
-	append_pending(&set, org);
-	bw_usage_alerts_append_set(&set, org);
-	if (org->write_opening)
-		bw_customer_append_opening(&set, &org->cust, &org->opening, now);
-	bson_append_document_end(update, &set);
+	bw_bson_buf_begin_document(update, "$set");
+	bw_bson_buf_int64(update, BW_CUST_SUB_USED, org->new_bal.subscription_used);
+	bw_bson_buf_int64(update, BW_CUST_PURCHASED_USED, org->new_bal.purchased_used);
+	bw_bson_buf_int64(update, BW_CUST_GRANTED_USED, org->new_bal.granted_used);
+	bw_bson_buf_int64(update, BW_CUST_PAID_USED, org->new_bal.paid_used);
+	bw_bson_buf_int64(update, BW_CUST_VERSION, org->new_version);
+	bw_bson_buf_date_time(update, BW_CUST_UPDATED_AT, now);
+	append_pending(update, org);
+	append_set_extras(update, org, now);
+	bw_bson_buf_end(update);
 	if (!org->exists) {
 		/* A new org: the fields of a fresh customer document. Version 0 in the filter
 		 * never matches an existing document (every writer bumps it), so a concurrent
 		 * creation makes this upsert fail on the unique org_id index: a miss. */
-		BSON_APPEND_DOCUMENT_BEGIN(update, "$setOnInsert", &soi);
+		bson_t soi = BSON_INITIALIZER;
 		bw_customer_append_fresh(&soi, free_grant, now);
-		bson_append_document_end(update, &soi);
+		bw_bson_buf_document(update, "$setOnInsert", &soi);
+		bson_destroy(&soi);
 	}
 }
 
@@ -126,27 +134,36 @@ int bw_usage_store_write_orgs(struct bw_mongo *m, mongoc_client_t *client,
 	mongoc_collection_t *coll = bw_mongo_coll(m, client, BW_COLL_CUSTOMERS);
 	mongoc_bulk_operation_t *bulk = NULL;
 	struct bw_org **ops = calloc(n ? n : 1, sizeof(*ops));
+	struct bw_bson_buf fbuf, ubuf; /* reused for every org of the bulk */
 	size_t nops = 0;
 	int64_t now = bw_mongo_now_ms();
 	int rc = -1;
 
+	bw_bson_buf_init(&fbuf, BW_BSON_BUF_MAX);
+	bw_bson_buf_init(&ubuf, BW_BSON_BUF_MAX);
 	if (!ops) {
 		bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
 		goto done;
 	}
 	bulk = mongoc_collection_create_bulk_operation_with_opts(coll, bulk_opts);
 	for (size_t i = 0; i < n; i++) {
-		bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER;
+		bson_t filter, update;
 		if (!orgs[i]->dirty) {
 			orgs[i]->confirmed = 1;
 			continue;
 		}
-		build_update(orgs[i], free_grant, now, &filter, &update);
-		int ok = mongoc_bulk_operation_update_one_with_opts(
-			bulk, &filter, &update, orgs[i]->exists ? update_opts : upsert_opts, &error);
-		bson_destroy(&filter);
-		bson_destroy(&update);
-		if (!ok) {
+		bw_bson_buf_reset(&fbuf);
+		bw_bson_buf_reset(&ubuf);
+		build_update(orgs[i], free_grant, now, &fbuf, &ubuf);
+		if (bw_bson_buf_view(&fbuf, &filter) != 0 || bw_bson_buf_view(&ubuf, &update) != 0) {
+			bw_err_set(err, BW_ERR_TRANSIENT, "build bulk update: out of memory or "
+				   "larger than a document");
+			goto done;
+		}
+		/* the bulk copies both into its command */
+		if (!mongoc_bulk_operation_update_one_with_opts(
+			    bulk, &filter, &update, orgs[i]->exists ? update_opts : upsert_opts,
+			    &error)) {
 			bw_err_set(err, BW_ERR_TRANSIENT, "build bulk update: %s", error.message);
 			goto done;
 		}
@@ -169,6 +186,8 @@ int bw_usage_store_write_orgs(struct bw_mongo *m, mongoc_client_t *client,
 done:
 	bson_destroy(&reply);
 	mongoc_bulk_operation_destroy(bulk);
+	bw_bson_buf_cleanup(&fbuf);
+	bw_bson_buf_cleanup(&ubuf);
 	free(ops);
 	bson_destroy(bulk_opts);
 	bson_destroy(upsert_opts);
