@@ -18,9 +18,12 @@
  *
  *    N's database writes were complete before N published, so N+1 reads what N wrote; only
  *    the publish and its acks overlap. At most one batch is held. It is settled before the
- *    next batch publishes (so one wait for acks covers exactly one batch, and offsets are
- *    stored in order), and also when no message comes within 2 ms (the loop idles), before a
- *    partition revoke, and before run() returns: a rebalance or a stop hands over clean offsets.
+ *    next batch publishes: one wait for acks covers exactly one batch (the shared producer
+ *    reports delivery per flush, kafka_producer.h) and offsets are stored in order; N's acks
+ *    usually arrive before N+1's database work ends, so N+1 rarely waits. It is also settled
+ *    when no message comes within 2 ms (the loop idles), before a partition revoke, and before
+ *    run() returns: a rebalance or a stop hands over clean offsets. When apply(N+1) fails, N
+ *    is still settled (and stored) before N+1 is rewound.
  *
  * Outcomes (of apply, publish or settle, for the batch they concern):
  *   0                   for a bw_batch_fn: every message is done (DB effect durable, results/
