@@ -1,8 +1,11 @@
 /* kafka_consumer: see kafka_consumer.h.
  *
- * Flow of one batch: poll (fills c->batch) -> fn() -> store offsets (success) or rewind
- * (failure). The rebalance callback runs inside rd_kafka_consumer_poll() on this thread,
- * so it may process c->batch itself before partitions are taken away. */
+ * Flow of one batch: poll (fills c->batch) -> apply() -> settle the held batch (store its
+ * offsets) -> publish() -> hold this one (c->held). A failure anywhere rewinds what is in
+ * hand. A bw_batch_fn runs as a handler whose apply() does it all (plain_handler): it is
+ * settled at once. The rebalance callback runs inside rd_kafka_consumer_poll() on this
+ * thread, so it may settle c->held and process c->batch itself before partitions are taken
+ * away. */
 #include "kafka_consumer.h"
 
 #include <inttypes.h>
@@ -21,10 +24,16 @@ struct bw_consumer {
 	rd_kafka_t *rk;
 	char *topic;
 	int batch_max, batch_wait_ms, idle_exit_ms, backoff_max_ms;
-	rd_kafka_message_t **batch; /* owned messages, batch_max slots */
+	rd_kafka_message_t **batch; /* being filled: owned messages, batch_max slots */
 	size_t count;
-	bw_batch_fn fn;             /* set during run() */
-	void *opaque;
+	rd_kafka_message_t **held;  /* published, acks in flight: owned messages, batch_max slots */
+	size_t nheld;
+	void *held_state;           /* the handler's state of the held batch */
+	int64_t held_us;            /* handler time of the held batch so far */
+	const struct bw_batch_handler *h; /* set during run() */
+	void *opaque;               /* the handler's */
+	bw_batch_fn fn;             /* bw_consumer_run()'s, behind plain_handler */
+	void *fn_opaque;
 	int backoff_ms;
 	int64_t last_activity;      /* last message or assignment: the idle exit counts from it */
 	int64_t started_at;
@@ -33,7 +42,8 @@ struct bw_consumer {
 	struct bw_err fatal_err;
 };
 
-/* How long a started batch waits for one more message before it is handed over. */
+/* How long a started batch waits for one more message before it is handed over, and how long
+ * the loop waits for a first message before it settles the held batch. */
 #define BW_CONSUMER_LINGER_MS 2
 
 static int64_t now_ms(void)
@@ -43,13 +53,6 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void batch_release(struct bw_consumer *c)
 {
 	for (size_t i = 0; i < c->count; i++)
@@ -57,13 +60,25 @@ static void batch_release(struct bw_consumer *c)
 	c->count = 0;
 }
 
-/* Per partition in the batch: lowest offset (for rewind) or highest + 1 (for store). */
-static rd_kafka_topic_partition_list_t *batch_offsets(struct bw_consumer *c, int for_store)
+/* Drops the held batch without storing anything: the handler's state first (it may point into
+ * the messages), then the messages. */
+static void held_drop(struct bw_consumer *c)
 {
-	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+	if (c->held_state)
+		c->h->discard(c->opaque, c->held_state);
+	c->held_state = NULL;
+	for (size_t i = 0; i < c->nheld; i++)
+		rd_kafka_message_destroy(c->held[i]);
+	c->nheld = 0;
+}
 
-	for (size_t i = 0; i < c->count; i++) {
-		const rd_kafka_message_t *m = c->batch[i];
+/* Adds the partitions of msgs to list: per partition the lowest offset (for a rewind) or the
+ * highest + 1 (for_store). Merges with what list holds already. */
+static void offsets_add(rd_kafka_topic_partition_list_t *list, rd_kafka_message_t *const *msgs,
+			size_t count, int for_store)
+{
+	for (size_t i = 0; i < count; i++) {
+		const rd_kafka_message_t *m = msgs[i];
 		const char *topic = rd_kafka_topic_name(m->rkt);
 		rd_kafka_topic_partition_t *tp =
 			rd_kafka_topic_partition_list_find(list, topic, m->partition);
@@ -76,7 +91,21 @@ static rd_kafka_topic_partition_list_t *batch_offsets(struct bw_consumer *c, int
 			tp->offset = m->offset;
 		}
 	}
-	return list;
+}
+
+/* Stores the offsets after msgs: their effects are durable and their outputs acknowledged. */
+static void offsets_store(struct bw_consumer *c, rd_kafka_message_t *const *msgs, size_t count)
+{
+	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+
+	offsets_add(list, msgs, count, 1);
+	rd_kafka_resp_err_t rerr = rd_kafka_offsets_store(c->rk, list);
+	if (rerr)
+		/* Partitions revoked meanwhile: the new owner redelivers; effects are
+		 * idempotent, so this is informational. */
+		bw_log(BW_LOG_WARN, NULL, "offsets_store: %s", rd_kafka_err2str(rerr));
+	rd_kafka_topic_partition_list_destroy(list);
+	bw_fault_point("after_offset_store");
 }
 
 static void sleep_ms(int ms, volatile sig_atomic_t *stop)
@@ -90,59 +119,144 @@ static void sleep_ms(int ms, volatile sig_atomic_t *stop)
 	}
 }
 
-/* Runs the handler on the buffered batch and settles its offsets. Returns 0, or -1 when
- * the handler failed (the batch is rewound, or on FATAL c->fatal is set). */
+/* A batch failed with err: nothing more is stored. FATAL sets c->fatal. Otherwise the held
+ * batch and the buffered one are sought back to their first offsets (a failed held batch takes
+ * the next one with it, since offsets are stored in order), so both come again after the
+ * backoff. Both are dropped. Returns -1. */
+static int batch_fail(struct bw_consumer *c, const struct bw_err *err)
+{
+	if (err->kind == BW_ERR_FATAL) {
+		c->fatal = 1;
+		c->fatal_err = *err;
+	} else {
+		rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+		bw_metrics_add(BW_M_RETRIES, 1);
+		c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 100;
+		if (c->backoff_ms > c->backoff_max_ms)
+			c->backoff_ms = c->backoff_max_ms;
+		bw_log(BW_LOG_WARN, NULL, "batch of %zu failed (%s: %s); rewinding %zu, retry in %d ms",
+		       c->nheld ? c->nheld : c->count, bw_err_kind_name(err->kind), err->msg,
+		       c->nheld + c->count, c->backoff_ms);
+		offsets_add(list, c->held, c->nheld, 0);
+		offsets_add(list, c->batch, c->count, 0);
+		rd_kafka_error_t *serr = rd_kafka_seek_partitions(c->rk, list, 5000);
+		if (serr) {
+			bw_log(BW_LOG_WARN, NULL, "seek back failed: %s",
+			       rd_kafka_error_string(serr));
+			rd_kafka_error_destroy(serr);
+		}
+		rd_kafka_topic_partition_list_destroy(list);
+	}
+	held_drop(c);
+	batch_release(c);
+	return -1;
+}
+
+/* Settles the held batch: settle() waits for its outputs' acks, then its offsets are stored.
+ * Returns 0 (also when nothing is held), or -1 with err (the batch is still held). */
+static int held_settle(struct bw_consumer *c, struct bw_err *err)
+{
+	int64_t mark = bw_metrics_now_us(), started = mark;
+	int rc;
+
+	if (c->nheld == 0)
+		return 0;
+	rc = c->h->settle(c->opaque, c->held_state, err);
+	bw_metrics_stage_lap(BW_STAGE_ACK, &mark);
+	bw_metrics_batch(c->nheld, c->held_us + (mark - started), rc == 0);
+	if (rc != 0)
+		return -1;
+	offsets_store(c, c->held, c->nheld);
+	held_drop(c);
+	c->backoff_ms = 0;
+	return 0;
+}
+
+/* held_settle(), and batch_fail() when it fails. Returns 0 or -1. */
+static int held_finish(struct bw_consumer *c)
+{
+	struct bw_err err;
+
+	bw_err_clear(&err);
+	if (held_settle(c, &err) != 0)
+		return batch_fail(c, &err);
+	return 0;
+}
+
+/* Runs the buffered batch: apply(); then the held batch before it is settled (its acks came in
+ * meanwhile); then publish(), and the batch is held. A handler without publish() (a
+ * bw_batch_fn) is settled at once. Returns 0, or -1 after batch_fail(). */
 static int batch_process(struct bw_consumer *c)
 {
 	struct bw_err err;
-	rd_kafka_topic_partition_list_t *list;
-	int64_t started;
+	void *state = NULL;
+	int64_t mark, started;
 	int rc;
 
 	if (c->count == 0)
 		return 0;
 	bw_err_clear(&err);
 	bw_metrics_add(BW_M_BATCHES, 1);
-	started = now_us();
-	rc = c->fn(c->opaque, c->batch, c->count, &err);
-	bw_metrics_batch(c->count, now_us() - started, rc == 0);
+	started = bw_metrics_now_us();
+	rc = c->h->apply(c->opaque, c->batch, c->count, &state, &err);
+	int64_t handler_us = bw_metrics_now_us() - started;
+	struct bw_err herr;
+	bw_err_clear(&herr);
+	if (held_settle(c, &herr) != 0) {
+		/* Stored in order: this batch goes back with the one before it. */
+		if (state)
+			c->h->discard(c->opaque, state);
+		return batch_fail(c, &herr);
+	}
+	if (rc == 0 && c->h->publish) {
+		mark = bw_metrics_now_us();
+		rc = c->h->publish(c->opaque, state, &err);
+		handler_us += bw_metrics_now_us() - mark;
+		bw_metrics_stage_lap(BW_STAGE_PUBLISH, &mark);
+	}
 	bw_metrics_heartbeat();
-	if (rc == 0) {
-		list = batch_offsets(c, 1);
-		rd_kafka_resp_err_t rerr = rd_kafka_offsets_store(c->rk, list);
-		if (rerr)
-			/* Partitions revoked meanwhile: the new owner redelivers; effects are
-			 * idempotent, so this is informational. */
-			bw_log(BW_LOG_WARN, NULL, "offsets_store: %s", rd_kafka_err2str(rerr));
-		rd_kafka_topic_partition_list_destroy(list);
-		bw_fault_point("after_offset_store");
+	if (rc != 0) {
+		bw_metrics_batch(c->count, handler_us, 0);
+		if (state)
+			c->h->discard(c->opaque, state);
+		return batch_fail(c, &err);
+	}
+	if (!c->h->publish) {
+		bw_metrics_batch(c->count, handler_us, 1);
+		offsets_store(c, c->batch, c->count);
 		batch_release(c);
 		c->backoff_ms = 0;
 		return 0;
 	}
-	if (err.kind == BW_ERR_FATAL) {
-		c->fatal = 1;
-		c->fatal_err = err;
-		batch_release(c);
-		return -1;
-	}
-	/* Transient: rewind the batch's partitions so its messages come again. */
-	bw_metrics_add(BW_M_RETRIES, 1);
-	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 100;
-	if (c->backoff_ms > c->backoff_max_ms)
-		c->backoff_ms = c->backoff_max_ms;
-	bw_log(BW_LOG_WARN, NULL, "batch of %zu failed (%s: %s); rewinding, retry in %d ms",
-	       c->count, bw_err_kind_name(err.kind), err.msg, c->backoff_ms);
-	list = batch_offsets(c, 0);
-	rd_kafka_error_t *serr = rd_kafka_seek_partitions(c->rk, list, 5000);
-	if (serr) {
-		bw_log(BW_LOG_WARN, NULL, "seek back failed: %s", rd_kafka_error_string(serr));
-		rd_kafka_error_destroy(serr);
-	}
-	rd_kafka_topic_partition_list_destroy(list);
-	batch_release(c);
-	return -1;
+	rd_kafka_message_t **spare = c->held; /* empty: settled above */
+	c->held = c->batch;
+	c->nheld = c->count;
+	c->held_state = state;
+	c->held_us = handler_us;
+	c->batch = spare;
+	c->count = 0;
+	return 0;
 }
+
+/* Everything in hand, settled: the buffered batch processed, then the held one. */
+static int batch_finish(struct bw_consumer *c)
+{
+	if (batch_process(c) != 0)
+		return -1;
+	return held_finish(c);
+}
+
+/* bw_consumer_run()'s bw_batch_fn, as a handler whose apply() does everything. */
+static int plain_apply(void *opaque, rd_kafka_message_t *const *msgs, size_t count,
+		       void **state, struct bw_err *err)
+{
+	struct bw_consumer *c = opaque;
+
+	*state = NULL;
+	return c->fn(c->fn_opaque, msgs, count, err);
+}
+
+static const struct bw_batch_handler plain_handler = { plain_apply, NULL, NULL, NULL };
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t rerr,
 			 rd_kafka_topic_partition_list_t *parts, void *opaque)
@@ -161,12 +275,12 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t rerr,
 		else
 			rd_kafka_assign(rk, parts);
 	} else {
-		bw_log(BW_LOG_INFO, NULL, "revoking %d partitions; settling %zu buffered",
-		       parts->cnt, c->count);
+		bw_log(BW_LOG_INFO, NULL, "revoking %d partitions; settling %zu held, %zu buffered",
+		       parts->cnt, c->nheld, c->count);
 		/* Finish what we hold so its offsets go out with this generation. If it fails
 		 * the messages are dropped here and the new owner redelivers them. */
-		if (c->fn && c->count > 0 && batch_process(c) != 0)
-			batch_release(c);
+		if (c->h)
+			batch_finish(c);
 		if (rd_kafka_assignment_lost(rk) == 0)
 			rd_kafka_commit(rk, NULL, 0);
 		if (cooperative)
@@ -198,8 +312,9 @@ struct bw_consumer *bw_consumer_new(const struct bw_consumer_conf *conf, struct 
 		goto fail;
 	}
 	c->batch = calloc((size_t)conf->batch_max, sizeof(*c->batch));
+	c->held = calloc((size_t)conf->batch_max, sizeof(*c->held));
 	c->topic = strdup(conf->topic);
-	if (!c->batch || !c->topic) {
+	if (!c->batch || !c->held || !c->topic) {
 		bw_err_set(err, BW_ERR_FATAL, "out of memory");
 		goto fail;
 	}
@@ -291,16 +406,13 @@ static int take_message(struct bw_consumer *c, rd_kafka_message_t *m, struct bw_
 	return 0;
 }
 
-int bw_consumer_run(struct bw_consumer *c, bw_batch_fn fn, void *opaque,
-		    volatile sig_atomic_t *stop, struct bw_err *err)
+static int run(struct bw_consumer *c, volatile sig_atomic_t *stop, struct bw_err *err)
 {
-	int rc = 0;
+	int rc = 0, idle = 0;
 
-	c->fn = fn;
-	c->opaque = opaque;
 	c->last_activity = c->started_at = now_ms();
 	bw_fault_point("before_poll");
-	while (!(stop && *stop)) {
+	while (!(stop && *stop) && !idle) {
 		int64_t first_at = 0;
 
 		/* Fill a batch: block for the first message, then up to batch_wait_ms more. */
@@ -315,16 +427,31 @@ int bw_consumer_run(struct bw_consumer *c, bw_batch_fn fn, void *opaque,
 				 * waiting out batch_wait_ms (latency at low and medium load). */
 				timeout = left < BW_CONSUMER_LINGER_MS ? (int)left
 								       : BW_CONSUMER_LINGER_MS;
+			} else if (c->nheld > 0) {
+				/* Nothing new yet: settle the held batch rather than idle with
+				 * its offsets unstored. */
+				timeout = BW_CONSUMER_LINGER_MS;
 			}
+			int64_t mark = bw_metrics_now_us();
 			rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, timeout);
+			bw_metrics_stage_lap(BW_STAGE_WAIT, &mark);
 			bw_metrics_heartbeat();
 			if (c->fatal)
 				break;
 			if (!m && c->count > 0)
 				break;
+			if (!m && c->nheld > 0) {
+				if (held_finish(c) != 0 && !c->fatal)
+					sleep_ms(c->backoff_ms, stop);
+				if (c->fatal)
+					break;
+				continue;
+			}
 			if (!m) {
-				if (c->count == 0 && idle_expired(c))
-					goto done;
+				if (idle_expired(c)) {
+					idle = 1;
+					break;
+				}
 				continue;
 			}
 			size_t before = c->count;
@@ -348,15 +475,34 @@ int bw_consumer_run(struct bw_consumer *c, bw_batch_fn fn, void *opaque,
 		}
 	}
 	/* Stopping: settle what is in hand so its offsets go out with the final commit. */
-	if (batch_process(c) != 0 && c->fatal) {
+	if (batch_finish(c) != 0 && c->fatal) {
 		if (err)
 			*err = c->fatal_err;
 		rc = -1;
 	}
 done:
+	held_drop(c); /* only after a fatal error: nothing of it is stored */
 	batch_release(c);
-	c->fn = NULL;
+	c->h = NULL;
 	return rc;
+}
+
+int bw_consumer_run(struct bw_consumer *c, bw_batch_fn fn, void *opaque,
+		    volatile sig_atomic_t *stop, struct bw_err *err)
+{
+	c->fn = fn;
+	c->fn_opaque = opaque;
+	c->h = &plain_handler;
+	c->opaque = c;
+	return run(c, stop, err);
+}
+
+int bw_consumer_run_pipelined(struct bw_consumer *c, const struct bw_batch_handler *h,
+			      void *opaque, volatile sig_atomic_t *stop, struct bw_err *err)
+{
+	c->h = h;
+	c->opaque = opaque;
+	return run(c, stop, err);
 }
 
 void bw_consumer_destroy(struct bw_consumer *c)
@@ -370,6 +516,7 @@ void bw_consumer_destroy(struct bw_consumer *c)
 	}
 	batch_release(c);
 	free(c->batch);
+	free(c->held);
 	free(c->topic);
 	free(c);
 }

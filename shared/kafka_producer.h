@@ -1,7 +1,8 @@
 /* kafka_producer: the idempotent producer every worker publishes results and DLQ records with.
  *
- * enable.idempotence=true and acks=all always; other librdkafka properties come from the
- * environment (kafka_env.h: RDKAFKA_<name>, KAFKA_MESSAGE_MAX_BYTES). Sends are asynchronous;
+ * enable.idempotence=true and acks=all always; linger.ms 0 unless the environment sets it;
+ * other librdkafka properties come from the environment (kafka_env.h: RDKAFKA_<name>,
+ * KAFKA_MESSAGE_MAX_BYTES). Sends are asynchronous;
  * bw_producer_flush() waits for every delivery report and fails if any message since the
  * previous flush was not acknowledged, so a caller stores offsets only after a successful
  * flush. */

@@ -33,6 +33,11 @@ static const double dur_le[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 #define NSIZE (sizeof(size_le) / sizeof(size_le[0]))
 #define NDUR (sizeof(dur_le) / sizeof(dur_le[0]))
 
+static _Atomic uint64_t stage_us[BW_STAGE_COUNT];
+static const char *stage_names[BW_STAGE_COUNT] = {
+	"wait", "parse", "reads", "compute", "writes", "publish", "ack",
+};
+
 static _Atomic uint64_t size_buckets[NSIZE + 1], dur_buckets[NDUR + 1];
 static _Atomic uint64_t size_sum, dur_sum_us;
 static _Atomic int64_t heartbeat_ms, last_ok_unix_ms;
@@ -96,6 +101,28 @@ void bw_metrics_heartbeat(void)
 int64_t bw_metrics_heartbeat_age_ms(void)
 {
 	return mono_ms() - atomic_load_explicit(&heartbeat_ms, memory_order_relaxed);
+}
+
+int64_t bw_metrics_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void bw_metrics_stage_lap(enum bw_stage stage, int64_t *mark)
+{
+	int64_t now = bw_metrics_now_us();
+
+	if (now > *mark)
+		atomic_fetch_add_explicit(&stage_us[stage], (uint64_t)(now - *mark),
+					  memory_order_relaxed);
+	*mark = now;
+}
+
+uint64_t bw_metrics_stage_us(enum bw_stage stage)
+{
+	return atomic_load_explicit(&stage_us[stage], memory_order_relaxed);
 }
 
 static size_t bucket_of(const double *le, size_t n, double v)
@@ -281,6 +308,24 @@ static void render_messages(struct text *t)
 	pthread_mutex_unlock(&slow_lock);
 }
 
+/* Only for binaries that run batches: the others would show a block of zeros. */
+static void render_stages(struct text *t)
+{
+	uint64_t any = 0;
+
+	for (int i = 0; i < BW_STAGE_COUNT; i++)
+		any |= bw_metrics_stage_us((enum bw_stage)i);
+	if (!any)
+		return;
+	head(t, "bw_batch_stage_seconds_total", "counter",
+	     "Time spent per stage of a batch: wait (poll), parse, reads, compute, writes, publish "
+	     "(queue), ack (wait for acknowledgements and the after-ack steps)");
+	for (int i = 0; i < BW_STAGE_COUNT; i++)
+		put(t, "bw_batch_stage_seconds_total{worker=\"%s\",stage=\"%s\"} %.6f\n",
+		    worker_label, stage_names[i],
+		    (double)bw_metrics_stage_us((enum bw_stage)i) / 1e6);
+}
+
 static void render_kafka(struct text *t)
 {
 	head(t, "bw_consumer_lag", "gauge",
@@ -339,6 +384,7 @@ char *bw_metrics_render(void)
 		  size_buckets, (double)atomic_load(&size_sum));
 	histogram(&t, "bw_batch_duration_seconds", "Time the handler took per batch", dur_le,
 		  NDUR, dur_buckets, (double)atomic_load(&dur_sum_us) / 1e6);
+	render_stages(&t);
 	counter(&t, "bw_batch_retries_total",
 		"Batches (or sync steps) retried after a transient error", BW_M_RETRIES);
 	counter(&t, "bw_db_round_trips_total", "MongoDB round trips", BW_M_DB_ROUND_TRIPS);
@@ -363,13 +409,17 @@ char *bw_metrics_render(void)
 
 void bw_metrics_log(const char *why)
 {
-	char buf[768];
+	char buf[1024];
 	size_t used = 0;
 	struct rusage ru;
 
 	for (int i = 0; i < BW_M_COUNT && used < sizeof(buf); i++)
 		used += (size_t)snprintf(buf + used, sizeof(buf) - used, "\"%s\":%llu,", names[i],
 					 (unsigned long long)bw_metrics_get((enum bw_metric)i));
+	for (int i = 0; i < BW_STAGE_COUNT && used < sizeof(buf); i++)
+		used += (size_t)snprintf(buf + used, sizeof(buf) - used, "\"stage_%s_us\":%llu,",
+					 stage_names[i],
+					 (unsigned long long)bw_metrics_stage_us((enum bw_stage)i));
 	getrusage(RUSAGE_SELF, &ru);
 	if (used < sizeof(buf))
 		snprintf(buf + used, sizeof(buf) - used,

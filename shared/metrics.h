@@ -41,6 +41,29 @@ uint64_t bw_metrics_get(enum bw_metric m);
 void bw_metrics_gauge_set(enum bw_gauge g, int64_t v);
 int64_t bw_metrics_gauge_get(enum bw_gauge g);
 
+/* The stages of a batch, as time spent in each (microseconds, summed over batches): the
+ * consumer loop adds wait, publish and ack; a handler that splits its work adds the rest. */
+enum bw_stage {
+	BW_STAGE_WAIT,      /* polling for the batch's messages (consumer loop) */
+	BW_STAGE_PARSE,     /* parsing and validating the messages */
+	BW_STAGE_READS,     /* database reads */
+	BW_STAGE_COMPUTE,   /* in-memory work between the round trips (waterfall, documents) */
+	BW_STAGE_WRITES,    /* database writes */
+	BW_STAGE_PUBLISH,   /* queuing results, DLQ records and alerts (no waiting) */
+	BW_STAGE_ACK,       /* waiting for their acknowledgements, and the steps after them */
+	BW_STAGE_COUNT
+};
+
+/* Monotonic clock in microseconds: the mark that bw_metrics_stage_lap() measures from. */
+int64_t bw_metrics_now_us(void);
+
+/* Adds the time since *mark to stage and moves *mark to now, so consecutive laps with one
+ * mark split a sequence of steps without gaps. */
+void bw_metrics_stage_lap(enum bw_stage stage, int64_t *mark);
+
+/* Microseconds spent in stage so far. */
+uint64_t bw_metrics_stage_us(enum bw_stage stage);
+
 /* The labels of this process: worker name and its input (or, for the ingress, output) topic.
  * Copied; call at start, before other threads read them. topic may be NULL. */
 void bw_metrics_set_labels(const char *worker, const char *topic);
@@ -77,7 +100,8 @@ void bw_metrics_http(unsigned status);
  * new string (free()) or NULL when out of memory. */
 char *bw_metrics_render(void);
 
-/* Logs all counters plus CPU seconds and peak RSS (getrusage) at info level. */
+/* Logs all counters, the stage times (stage_<name>_us), CPU seconds and peak RSS (getrusage)
+ * at info level: one line "metrics <why> {json}". */
 void bw_metrics_log(const char *why);
 
 #endif

@@ -4,6 +4,8 @@
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "kafka_stats.h"
 #include "metrics.h"
@@ -99,6 +101,56 @@ START_TEST(dlq_reasons_are_bounded_labels)
 }
 END_TEST
 
+/* Laps of one mark split a sequence of steps without gaps; the stages show up in /metrics and
+ * as stage_<name>_us in the exit line (the bench reads those keys). */
+START_TEST(stage_laps_add_up_and_are_rendered_and_logged)
+{
+	char *text, line[4096];
+	int64_t mark = bw_metrics_now_us(), start = mark;
+	struct timespec ms5 = { 0, 5 * 1000000L };
+	FILE *log = tmpfile();
+
+	ck_assert_ptr_nonnull(log);
+	bw_metrics_set_labels("usage-worker", "usage.events");
+	text = bw_metrics_render();
+	ck_assert_ptr_null(strstr(text, "bw_batch_stage_seconds_total")); /* no batches: none */
+	free(text);
+	nanosleep(&ms5, NULL);
+	bw_metrics_stage_lap(BW_STAGE_READS, &mark);
+	nanosleep(&ms5, NULL);
+	bw_metrics_stage_lap(BW_STAGE_WRITES, &mark);
+	bw_metrics_stage_lap(BW_STAGE_ACK, &mark);
+	ck_assert_uint_ge(bw_metrics_stage_us(BW_STAGE_READS), 5000);
+	ck_assert_uint_ge(bw_metrics_stage_us(BW_STAGE_WRITES), 5000);
+	ck_assert_uint_eq(bw_metrics_stage_us(BW_STAGE_READS) + bw_metrics_stage_us(BW_STAGE_WRITES) +
+				  bw_metrics_stage_us(BW_STAGE_ACK),
+			  (uint64_t)(mark - start));
+	ck_assert_uint_eq(bw_metrics_stage_us(BW_STAGE_PARSE), 0);
+	text = bw_metrics_render();
+	ck_assert(has(text, "# TYPE bw_batch_stage_seconds_total counter\n"));
+	ck_assert(has(text, "bw_batch_stage_seconds_total" UW ",stage=\"parse\"} 0.000000\n"));
+	ck_assert_ptr_nonnull(strstr(text, "bw_batch_stage_seconds_total" UW ",stage=\"reads\"} 0.0"));
+	free(text);
+
+	int saved = dup(fileno(stderr));
+	fflush(stderr);
+	dup2(fileno(log), fileno(stderr));
+	bw_metrics_log("final");
+	fflush(stderr);
+	dup2(saved, fileno(stderr));
+	close(saved);
+	rewind(log);
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), log));
+	fclose(log);
+	ck_assert_ptr_nonnull(strstr(line, "metrics final {"));
+	char want[64];
+	snprintf(want, sizeof(want), "\\\"stage_reads_us\\\":%llu,",
+		 (unsigned long long)bw_metrics_stage_us(BW_STAGE_READS));
+	ck_assert_msg(strstr(line, want) != NULL, "%s not in %s", want, line);
+	ck_assert_ptr_nonnull(strstr(line, "\\\"stage_wait_us\\\":0,"));
+}
+END_TEST
+
 START_TEST(stats_give_the_lag_of_held_partitions)
 {
 	static const char stats[] =
@@ -138,6 +190,7 @@ int main(void)
 	tcase_add_test(tc, histograms_are_cumulative);
 	tcase_add_test(tc, dlq_reasons_are_bounded_labels);
 	tcase_add_test(tc, stats_give_the_lag_of_held_partitions);
+	tcase_add_test(tc, stage_laps_add_up_and_are_rendered_and_logged);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

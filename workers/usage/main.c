@@ -108,7 +108,7 @@ int main(void)
 	ctx.flush_timeout_ms = 30000;
 	bw_log(BW_LOG_INFO, NULL, "started: topic %s, group %s, batch %lld, order %s", cfg.topic,
 	       cfg.group_id, (long long)common.batch_max, cfg.waterfall_order);
-	if (bw_consumer_run(rt.consumer, bw_usage_process_batch, &ctx, stop, &err) != 0)
+	if (bw_consumer_run_pipelined(rt.consumer, &bw_usage_handler, &ctx, stop, &err) != 0)
 		goto fail;
 	exit_code = 0;
 	goto done;

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "usage_event.h"
+#include "usage_org.h"
 #include "usage_result.h"
 #include "usage_store.h"
 
@@ -36,6 +37,8 @@ struct batch {
 	size_t nvalid;
 	struct bw_org *orgs;
 	size_t norgs;
+	size_t nalerts;        /* alerts published (their $pull follows the acks) */
+	int settled;           /* acks in, alerts cleared */
 };
 
 static int cmp_by_event(const void *a, const void *b)
@@ -132,43 +135,6 @@ static void set_outcome(struct item *it, enum bw_usage_status st, const struct b
 	it->out.balance_version = version;
 }
 
-/* The first touch of an org the original integration wrote: its counters become its opening
- * balance (normalised by shared/customer_doc), written with this org's conditional update
- * (so exactly once, whichever worker wins) and kept as a pending entry ("" id) until a
- * later write has seen its row: a crash before the row is repaired on the next batch. */
-static void org_open(struct bw_org *org, struct bw_balances *bal, int64_t *version)
-{
-	struct bw_customer c = org->cust;
-
-	c.enterprise = bal->enterprise;
-	if (bw_customer_opening(&c, &org->opening) != 0) {
-		/* an excess that overflows paid_spus_used: keep the counters as they are */
-		c = org->cust;
-		org->opening = (struct bw_opening){ c.sub_used, c.purchased_used, c.granted_used,
-						    c.paid_used, c.sub_used, c.purchased_used,
-						    c.granted_used, c.paid_used };
-	}
-	org->write_opening = 1;
-	org->dirty = 1;
-	bal->subscription_used = org->opening.sub_used;
-	bal->purchased_used = org->opening.purchased_used;
-	bal->granted_used = org->opening.granted_used;
-	bal->paid_used = org->opening.paid_used;
-	(*version)++;
-	if (bal->subscription_used == 0 && bal->purchased_used == 0 && bal->granted_used == 0 &&
-	    bal->paid_used == 0)
-		return; /* nothing used before: the marker alone, no row */
-	struct bw_pending *np = &org->new_pending[org->nnew_pending++];
-	np->event_id = (char *)""; /* the opening key (usage_result.h) */
-	snprintf(np->hash, sizeof(np->hash), "%s", BW_CUST_OPENING);
-	np->bd = (struct bw_breakdown){ bal->subscription_used, bal->purchased_used,
-					 bal->granted_used, bal->paid_used };
-	np->version = *version;
-	org->record_opening = 1;
-	org->opening_bd = np->bd;
-	org->opening_version = np->version;
-}
-
 /* The earlier copy of it in this batch that charged (or repaired) the event, or NULL. */
 static const struct item *charged_copy(const struct item *it)
 {
@@ -182,19 +148,6 @@ static int same_message(const struct bw_found_record *rec, const rd_kafka_messag
 {
 	return rec->kafka_topic && strcmp(rec->kafka_topic, rd_kafka_topic_name(msg->rkt)) == 0 &&
 	       rec->kafka_partition == msg->partition && rec->kafka_offset == msg->offset;
-}
-
-/* Alerts: drop the fired thresholds no longer configured, re-arm from the balance read. */
-static void alerts_open(struct bw_org *org, const struct bw_balances *bal,
-			const struct bw_alert_cfg *cfg)
-{
-	size_t kept = 0;
-
-	for (size_t i = 0; i < org->alerts.nfired; i++)
-		if (bw_alert_cfg_has(cfg, org->alerts.fired[i]))
-			org->alerts.fired[kept++] = org->alerts.fired[i];
-	org->alerts.nfired = kept;
-	bw_alert_rearm(&org->alerts, bw_alert_remaining(bal));
 }
 
 /* Alerts fired by one charge become pending alerts of the org's write. */
@@ -242,12 +195,12 @@ static int org_compute(struct bw_org *org, struct item **items, size_t nitems,
 		}
 	}
 	if (org->exists && !org->cust.has_opening)
-		org_open(org, &bal, &version);
+		bw_usage_org_open(org, &bal, &version);
 	struct bw_alert_state alerts_read = org->alerts;
 	size_t npalerts_read = org->npalerts;
 	int alerting = !bal.enterprise;
 	if (alerting)
-		alerts_open(org, &bal, &ctx->alerts);
+		bw_usage_org_alerts_open(org, &bal, &ctx->alerts);
 	for (size_t i = 0; i < nitems; i++) {
 		struct item *it = items[i];
 		const struct bw_found_record *rec =
@@ -335,6 +288,7 @@ static int batch_apply(struct batch *b, const struct bw_usage_ctx *ctx,
 	struct bw_org **todo = calloc(b->norgs ? b->norgs : 1, sizeof(*todo));
 	struct bw_record_key *keys = NULL;
 	size_t ntodo = 0;
+	int64_t mark = bw_metrics_now_us();
 	int rc = -1;
 
 	if (!todo)
@@ -381,6 +335,7 @@ static int batch_apply(struct batch *b, const struct bw_usage_ctx *ctx,
 		if (bw_usage_store_find_records(ctx->mongo, client, keys, nids, &found, &nfound,
 						err) != 0)
 			goto done;
+		bw_metrics_stage_lap(BW_STAGE_READS, &mark);
 		/* b->valid is grouped by org: each org's events are one run. */
 		for (size_t i = 0, start = 0; i <= b->nvalid; i++) {
 			if (i < b->nvalid && (i == start || b->valid[i]->org == b->valid[start]->org))
@@ -395,9 +350,11 @@ static int batch_apply(struct batch *b, const struct bw_usage_ctx *ctx,
 			start = i;
 		}
 		bw_found_records_free(found, nfound);
+		bw_metrics_stage_lap(BW_STAGE_COMPUTE, &mark);
 		if (bw_usage_store_write_orgs(ctx->mongo, client, todo, ntodo, ctx->free_grant,
 					      err) != 0)
 			goto done;
+		bw_metrics_stage_lap(BW_STAGE_WRITES, &mark);
 		size_t left = 0;
 		for (size_t i = 0; i < ntodo; i++)
 			if (!todo[i]->confirmed)
@@ -418,7 +375,7 @@ static int batch_record(struct batch *b, const struct bw_usage_ctx *ctx,
 {
 	bson_t **docs = calloc(b->nvalid + b->norgs + 1, sizeof(*docs));
 	size_t ndocs = 0;
-	int64_t now = bw_mongo_now_ms();
+	int64_t now = bw_mongo_now_ms(), mark = bw_metrics_now_us();
 	int rc = -1;
 
 	if (!docs)
@@ -442,7 +399,9 @@ static int batch_record(struct batch *b, const struct bw_usage_ctx *ctx,
 								     org->opening_version,
 								     org->period_start_ms, now);
 	}
+	bw_metrics_stage_lap(BW_STAGE_COMPUTE, &mark);
 	rc = bw_usage_store_insert_records(ctx->mongo, client, docs, ndocs, err);
+	bw_metrics_stage_lap(BW_STAGE_WRITES, &mark);
 done:
 	for (size_t i = 0; i < ndocs; i++)
 		bson_destroy(docs[i]);
@@ -484,12 +443,14 @@ static int publish_alerts(struct batch *b, const struct bw_usage_ctx *ctx, struc
 			if (rc != 0)
 				return -1;
 			a->published = 1;
+			b->nalerts++;
 			bw_metrics_add(BW_M_ALERTS, 1);
 		}
 	}
 	return 0;
 }
 
+/* Queues one result per message, the DLQ records and the alerts; their acks come later. */
 static int batch_publish(struct batch *b, const struct bw_usage_ctx *ctx, struct bw_err *err)
 {
 	char now[BW_LOG_TIME_LEN];
@@ -517,9 +478,7 @@ static int batch_publish(struct batch *b, const struct bw_usage_ctx *ctx, struct
 		bw_metrics_add(metric_of[it->out.status], 1);
 		bw_metrics_add(BW_M_RESULTS, 1);
 	}
-	if (publish_alerts(b, ctx, err) != 0)
-		return -1;
-	return bw_producer_flush(ctx->producer, ctx->flush_timeout_ms, err);
+	return publish_alerts(b, ctx, err);
 }
 
 static void batch_cleanup(struct batch *b)
@@ -536,33 +495,89 @@ static void batch_cleanup(struct batch *b)
 	free(b->orgs);
 }
 
-int bw_usage_process_batch(void *opaque, rd_kafka_message_t *const *msgs, size_t count,
-			   struct bw_err *err)
+/* The steps of one batch: apply, publish, settle (usage_batch.h). */
+int bw_usage_batch_apply(void *opaque, rd_kafka_message_t *const *msgs, size_t count,
+			 void **state, struct bw_err *err)
 {
 	const struct bw_usage_ctx *ctx = opaque;
-	struct batch b;
+	struct batch *b = calloc(1, sizeof(*b));
 	mongoc_client_t *client = NULL;
+	int64_t mark = bw_metrics_now_us();
 	int rc = -1;
 
-	memset(&b, 0, sizeof(b));
-	if (batch_prepare(&b, ctx, msgs, count, err) != 0)
+	*state = NULL;
+	if (!b) {
+		bw_err_set(err, BW_ERR_TRANSIENT, "out of memory");
 		goto done;
+	}
+	if (batch_prepare(b, ctx, msgs, count, err) != 0)
+		goto done;
+	bw_metrics_stage_lap(BW_STAGE_PARSE, &mark);
 	client = bw_mongo_pop(ctx->mongo);
-	if (b.norgs > 0 && batch_apply(&b, ctx, client, err) != 0)
+	if (b->norgs > 0 && batch_apply(b, ctx, client, err) != 0)
 		goto done;
 	bw_fault_point("after_db_write");
-	if (batch_record(&b, ctx, client, err) != 0)
+	if (batch_record(b, ctx, client, err) != 0)
 		goto done;
 	bw_fault_point("after_records");
-	if (batch_publish(&b, ctx, err) != 0)
-		goto done;
-	bw_fault_point("after_results");
-	/* Only after the acks: a pending alert is removed once it is known published. */
-	if (bw_usage_alerts_clear(ctx->mongo, client, b.orgs, b.norgs, err) != 0)
-		goto done;
+	*state = b;
+	b = NULL; /* the loop's until bw_usage_batch_discard */
 	rc = 0;
 done:
 	bw_mongo_push(ctx->mongo, client);
-	batch_cleanup(&b);
+	bw_usage_batch_discard(opaque, b);
 	return rc;
 }
+
+int bw_usage_batch_publish(void *opaque, void *state, struct bw_err *err)
+{
+	struct batch *b = state;
+
+	if (batch_publish(b, opaque, err) != 0)
+		return -1;
+	/* An alert stays pending in its org until the $pull after its ack: the next batch's load
+	 * would see it and, holding a re-send of its event, publish it again. So a batch that
+	 * published alerts (rare: a threshold crossed) is settled before the next one loads. */
+	if (b->nalerts > 0)
+		return bw_usage_batch_settle(opaque, state, err);
+	return 0;
+}
+
+int bw_usage_batch_settle(void *opaque, void *state, struct bw_err *err)
+{
+	const struct bw_usage_ctx *ctx = opaque;
+	struct batch *b = state;
+	mongoc_client_t *client = NULL;
+	int rc = -1;
+
+	if (b->settled)
+		return 0;
+	/* Only this batch's messages are queued: the loop settles a batch before the next one
+	 * publishes, so this flush waits for exactly its results, DLQ records and alerts. */
+	if (bw_producer_flush(ctx->producer, ctx->flush_timeout_ms, err) != 0)
+		goto done;
+	bw_fault_point("after_results");
+	/* Only after the acks: a pending alert is removed once it is known published. */
+	if (b->nalerts > 0) {
+		client = bw_mongo_pop(ctx->mongo);
+		if (bw_usage_alerts_clear(ctx->mongo, client, b->orgs, b->norgs, err) != 0)
+			goto done;
+	}
+	b->settled = 1;
+	rc = 0;
+done:
+	bw_mongo_push(ctx->mongo, client);
+	return rc;
+}
+
+void bw_usage_batch_discard(void *opaque, void *state)
+{
+	(void)opaque;
+	if (state)
+		batch_cleanup(state);
+	free(state);
+}
+
+const struct bw_batch_handler bw_usage_handler = {
+	bw_usage_batch_apply, bw_usage_batch_publish, bw_usage_batch_settle, bw_usage_batch_discard,
+};

@@ -1,13 +1,20 @@
-/* usage_batch: the usage worker's batch handler (a bw_batch_fn for the consumer loop).
+/* usage_batch: the usage worker's batch handler (a pipelined bw_batch_handler for the consumer
+ * loop, kafka_consumer.h).
  *
- * One polled batch: parse and validate every message (invalid ones go to the DLQ); link the
- * copies of an event (org_id, event_id) inside the batch; group by org; read the backend's
- * organizations for the enterprise flag (1 query, only for ObjectId org ids), load those orgs
- * (1 query) and the usage records of the batch's events by their composite _id (1 query); run
- * the waterfall in memory, each copy judged after the one before; write every changed org
- * with one conditional update on balance_version (1 unordered bulk; misses are reloaded and
- * redone); insert the usage records (1 unordered bulk); publish one result per message and
- * wait for the acks. Only then does the loop store the offsets.
+ * One polled batch, in three steps:
+ *  apply    parse and validate every message (invalid ones go to the DLQ); link the copies of
+ *           an event (org_id, event_id) inside the batch; group by org; read the backend's
+ *           organizations for the enterprise flag (1 query, only for ObjectId org ids), load
+ *           those orgs (1 query) and the usage records of the batch's events by their
+ *           composite _id (1 query); run the waterfall in memory, each copy judged after the
+ *           one before; write every changed org with one conditional update on
+ *           balance_version (1 unordered bulk; misses are reloaded and redone); insert the
+ *           usage records (1 unordered bulk). Fault points after_db_write, after_records.
+ *  publish  queue one result per message, the DLQ records and the alerts (no waiting).
+ *  settle   wait for their acks (fault point after_results), then $pull the published alerts.
+ * Only then does the loop store the offsets (after_offset_store). The loop runs the next
+ * batch's apply while this batch's acks are in flight, and settles this batch before the next
+ * one publishes, so the flush in settle waits for this batch's messages only.
  *
  * Exactly-once effect: an applied event's id, hash and breakdown are written atomically with
  * the balances (pending_events on the customer document) and stay there until a later write
@@ -28,6 +35,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "kafka_consumer.h"
 #include "kafka_producer.h"
 #include "mongo.h"
 #include "usage_alert.h"
@@ -47,8 +55,16 @@ struct bw_usage_ctx {
 	int flush_timeout_ms;
 };
 
-/* bw_batch_fn: opaque is a struct bw_usage_ctx. */
-int bw_usage_process_batch(void *opaque, rd_kafka_message_t *const *msgs, size_t count,
-			   struct bw_err *err);
+/* The steps as bw_batch_handler members; opaque is a struct bw_usage_ctx, state the batch
+ * (new from apply, freed by discard, NULL-safe). publish settles a batch that published alerts
+ * at once (see there); settle is then a no-op. */
+int bw_usage_batch_apply(void *opaque, rd_kafka_message_t *const *msgs, size_t count,
+			 void **state, struct bw_err *err);
+int bw_usage_batch_publish(void *opaque, void *state, struct bw_err *err);
+int bw_usage_batch_settle(void *opaque, void *state, struct bw_err *err);
+void bw_usage_batch_discard(void *opaque, void *state);
+
+/* The four above, for bw_consumer_run_pipelined(). */
+extern const struct bw_batch_handler bw_usage_handler;
 
 #endif
