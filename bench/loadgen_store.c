@@ -16,8 +16,8 @@ static int cmp_long(const void *a, const void *b)
 }
 
 /* --records 1: a usage record per new event of [start, end), shaped like the worker's
- * (event fields, the event again under "event", hash, breakdown, Kafka position), inserted
- * with one unordered bulk. Returns the number inserted, or -1. */
+ * since issue 15 (the event's fields once, at the top level; hash, breakdown, Kafka position),
+ * inserted with one unordered bulk. Returns the number inserted, or -1. */
 static long insert_records(mongoc_collection_t *coll, const struct plan *p, long start, long end)
 {
 	bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
@@ -41,8 +41,7 @@ static long insert_records(mongoc_collection_t *coll, const struct plan *p, long
 			"prompt_tokens", BCON_INT64(900), "completion_tokens", BCON_INT64(100),
 			"total_tokens", BCON_INT64(1000), "bench_ts_us", BCON_INT64(i));
 		bson_t *doc = bson_new();
-		bson_concat(doc, ev);   /* the event's fields at the top level, and again: */
-		BSON_APPEND_DOCUMENT(doc, "event", ev);
+		bson_concat(doc, ev);   /* the event's fields at the top level (no "event" copy) */
 		BCON_APPEND(doc, "hash",
 			    BCON_UTF8("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
 			    "status", BCON_UTF8("applied"), "from_subscription", BCON_INT64(0),
