@@ -10,15 +10,23 @@
 
 static char fault_step[64];
 static long fault_remaining;
+static char fail_step[64];
 
 int bw_fault_init(void)
 {
 	const char *v = getenv("BW_FAULT_AT");
+	const char *f = getenv("BW_FAULT_FAIL");
 	const char *colon;
 	int64_t n = 1;
 	size_t len;
 
 	fault_step[0] = '\0';
+	fail_step[0] = '\0';
+	if (f && *f) {
+		if (strlen(f) >= sizeof(fail_step))
+			return -1;
+		strcpy(fail_step, f);
+	}
 	if (!v || !*v)
 		return 0;
 	colon = strchr(v, ':');
@@ -41,4 +49,12 @@ void bw_fault_point(const char *step)
 		return;
 	bw_log(BW_LOG_WARN, NULL, "fault injection: aborting at step %s", step);
 	abort();
+}
+
+int bw_fault_fails(const char *step)
+{
+	if (fail_step[0] == '\0' || strcmp(step, fail_step) != 0)
+		return 0;
+	bw_log(BW_LOG_WARN, NULL, "fault injection: failing step %s", step);
+	return 1;
 }

@@ -122,7 +122,8 @@ static void sleep_ms(int ms, volatile sig_atomic_t *stop)
 /* A batch failed with err: nothing more is stored. FATAL sets c->fatal. Otherwise the held
  * batch and the buffered one are sought back to their first offsets (a failed held batch takes
  * the next one with it, since offsets are stored in order), so both come again after the
- * backoff. Both are dropped. Returns -1. */
+ * backoff; if that seek fails, FATAL too (a later batch would be stored over them). Both are
+ * dropped. Returns -1. */
 static int batch_fail(struct bw_consumer *c, const struct bw_err *err)
 {
 	if (err->kind == BW_ERR_FATAL) {
@@ -140,11 +141,24 @@ static int batch_fail(struct bw_consumer *c, const struct bw_err *err)
 		offsets_add(list, c->held, c->nheld, 0);
 		offsets_add(list, c->batch, c->count, 0);
 		rd_kafka_error_t *serr = rd_kafka_seek_partitions(c->rk, list, 5000);
-		if (serr) {
-			bw_log(BW_LOG_WARN, NULL, "seek back failed: %s",
-			       rd_kafka_error_string(serr));
-			rd_kafka_error_destroy(serr);
+		const char *why = serr ? rd_kafka_error_string(serr) : NULL;
+		for (int i = 0; !why && i < list->cnt; i++)
+			if (list->elems[i].err)
+				why = rd_kafka_err2str(list->elems[i].err);
+		if (!why && bw_fault_fails("seek_back"))
+			why = "injected";
+		if (why) {
+			/* The fetch position is past the dropped messages: a later batch's offsets
+			 * would be stored over them and they would never be handled. Stop instead;
+			 * a restart resumes from the committed offsets. */
+			c->fatal = 1;
+			bw_err_set(&c->fatal_err, BW_ERR_FATAL,
+				   "seek back after a failed batch failed (%s): stopping so that a "
+				   "restart resumes from the committed offsets", why);
+			bw_log(BW_LOG_ERROR, NULL, "%s", c->fatal_err.msg);
 		}
+		if (serr)
+			rd_kafka_error_destroy(serr);
 		rd_kafka_topic_partition_list_destroy(list);
 	}
 	held_drop(c);

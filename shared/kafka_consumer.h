@@ -33,6 +33,8 @@
  *                       seeks the partitions of the failed batch and of the one in hand behind
  *                       it (a held batch that fails takes the next one with it) back to their
  *                       first offsets, backs off (exponential, capped) and polls them again;
+ *                       if that seek fails, the loop stops as for FATAL (polling on would
+ *                       store a later batch's offsets over the dropped messages);
  *   -1, FATAL           run() returns -1; nothing of the failed batch (or later) is stored.
  * On a revoke, a batch that fails is dropped and the new owner redelivers it. */
 #ifndef BW_KAFKA_CONSUMER_H

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "dlq.h"
+#include "fault.h"
 #include "kafka_consumer.h"
 #include "kafka_producer.h"
 #include "testkit.h"
@@ -16,6 +17,7 @@ struct seen {
 	int calls;
 	int fail_calls;          /* fail this many calls ... */
 	enum bw_err_kind fail_kind; /* ... with this kind */
+	const char *more_topic;  /* first call: produce three more messages here before failing */
 	struct bw_producer *dlq;
 };
 
@@ -27,6 +29,10 @@ static int record_batch(void *opaque, rd_kafka_message_t *const *msgs, size_t n,
 	s->calls++;
 	for (size_t i = 0; i < n && s->count < 64; i++)
 		s->offsets[s->count++] = msgs[i]->offset;
+	if (s->more_topic && s->calls == 1) {
+		const char *values[] = { "m3", "m4", "m5" };
+		tk_produce_many(s->more_topic, NULL, values, 3);
+	}
 	if (s->calls <= s->fail_calls)
 		return bw_err_set(err, s->fail_kind, "injected failure %d", s->calls);
 	if (s->dlq) {
@@ -109,6 +115,36 @@ START_TEST(transient_failure_rewinds_and_redelivers_the_batch)
 }
 END_TEST
 
+/* A failed batch is sought back; when that seek fails, the fetch position is past the dropped
+ * messages, so polling on would store the next batch's offsets over them: they would never be
+ * handled. The loop must stop instead, and a restart must get every message. */
+START_TEST(failed_seek_back_stops_the_loop_instead_of_skipping_the_batch)
+{
+	char topic[128], group[128];
+	struct seen s = { .fail_calls = 1, .fail_kind = BW_ERR_TRANSIENT };
+	struct seen after = { 0 };
+
+	tk_unique(topic, sizeof(topic), "loop_seek");
+	tk_unique(group, sizeof(group), "grp");
+	tk_create_topic(topic, 1, 0);
+	produce_three(topic);
+	s.more_topic = topic;
+
+	setenv("BW_FAULT_FAIL", "seek_back", 1);
+	ck_assert_int_eq(bw_fault_init(), 0);
+	ck_assert_int_eq(run_consumer(topic, group, &s, 4000), -1);
+	unsetenv("BW_FAULT_FAIL");
+	ck_assert_int_eq(bw_fault_init(), 0);
+	ck_assert_int_eq(s.calls, 1);
+
+	/* Nothing was committed: a restarted consumer gets all six, from offset 0. */
+	ck_assert_int_eq(run_consumer(topic, group, &after, 4000), 0);
+	ck_assert_int_eq(after.count, 6);
+	for (int i = 0; i < 6; i++)
+		ck_assert_int_eq(after.offsets[i], i);
+}
+END_TEST
+
 START_TEST(dlq_record_carries_original_bytes_reason_and_source)
 {
 	char topic[128], group[128], dlq_topic[160];
@@ -163,6 +199,7 @@ int main(void)
 	tcase_add_test(tc, offsets_are_not_committed_when_processing_fails);
 	tcase_add_test(tc, transient_failure_rewinds_and_redelivers_the_batch);
 	tcase_add_test(tc, dlq_record_carries_original_bytes_reason_and_source);
+	tcase_add_test(tc, failed_seek_back_stops_the_loop_instead_of_skipping_the_batch);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }
