@@ -41,8 +41,10 @@ static struct bw_json_tok *push(struct sc *c, uint8_t type, const unsigned char 
 		} else {
 			grown = realloc(s->tok, cap * sizeof(*grown));
 		}
-		if (!grown)
+		if (!grown) {
+			s->oom = 1;
 			return NULL;
+		}
 		s->tok = grown;
 		s->cap = cap;
 	}
@@ -259,6 +261,7 @@ int bw_json_scan(const unsigned char *buf, size_t len, int max_depth, struct bw_
 	s->tok = s->small;
 	s->n = 0;
 	s->cap = BW_JSON_SCAN_INLINE;
+	s->oom = 0;
 	if (len >= UINT32_MAX || max_depth < 1 || max_depth > MAX_STACK)
 		return -1;
 	skip_ws(&c);

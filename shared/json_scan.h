@@ -48,12 +48,14 @@ struct bw_json_tok {
 struct bw_json_scan {
 	struct bw_json_tok *tok;  /* small, or a heap array (bw_json_scan_cleanup frees it) */
 	uint32_t n, cap;
+	int oom;                  /* the scan stopped because the token array could not grow */
 	struct bw_json_tok small[BW_JSON_SCAN_INLINE];
 };
 
 /* Scans buf[0..len) (len below 4 GiB) into s (initialised here). The root must be an object
  * or an array; containers nest at most max_depth deep (the root is level 1). Strings keep
- * n = len until bw_json_scan_decode. Returns 0, or -1 when the text is not accepted (or OOM).
+ * n = len until bw_json_scan_decode. Returns 0, or -1 when the text is not accepted or, with
+ * s->oom set, memory ran out.
  * Always pair with bw_json_scan_cleanup. */
 int bw_json_scan(const unsigned char *buf, size_t len, int max_depth, struct bw_json_scan *s);
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "testkit.h"
 #include "usage_event.h"
 
@@ -153,6 +154,29 @@ START_TEST(oversized_event_is_refused)
 	ck_assert_int_eq(bw_usage_event_parse((const unsigned char *)json, strlen(json), 64, &ev,
 					      NULL, NULL, &err), -1);
 	ck_assert_ptr_nonnull(strstr(err.msg, "exceeds the limit"));
+}
+END_TEST
+
+/* Running out of memory is not the event's fault: a TRANSIENT error (the batch is retried),
+ * never INVALID (that would dead-letter a good event and store its offset: never charged). */
+START_TEST(out_of_memory_is_transient_not_a_refusal)
+{
+	const char *json = "{\"event_id\":\"e\",\"org_id\":\"o\",\"spus\":1,\"operation\":\"x\","
+			   "\"source\":\"y\",\"timestamp\":\"2026-01-01T00:00:00Z\"}";
+	struct bw_usage_event ev;
+	struct bw_err err;
+
+	setenv("BW_FAULT_FAIL", "usage_event_alloc", 1);
+	ck_assert_int_eq(bw_fault_init(), 0);
+	bw_err_clear(&err);
+	ck_assert_int_eq(bw_usage_event_parse((const unsigned char *)json, strlen(json), 4096, &ev,
+					      NULL, NULL, &err), -1);
+	ck_assert_int_eq(err.kind, BW_ERR_TRANSIENT);
+	unsetenv("BW_FAULT_FAIL");
+	ck_assert_int_eq(bw_fault_init(), 0);
+	ck_assert_int_eq(bw_usage_event_parse((const unsigned char *)json, strlen(json), 4096, &ev,
+					      NULL, NULL, &err), 0);
+	bw_usage_event_cleanup(&ev);
 }
 END_TEST
 
@@ -335,6 +359,7 @@ int main(void)
 	tcase_add_test(tc, same_content_same_hash_different_content_different_hash);
 	tcase_add_test(tc, scan_keeps_the_verdicts_and_reasons_of_the_jansson_parser);
 	tcase_add_test(tc, nesting_up_to_the_limit_is_kept);
+	tcase_add_test(tc, out_of_memory_is_transient_not_a_refusal);
 	suite_add_tcase(s, tc);
 	return tk_run_suite(s);
 }

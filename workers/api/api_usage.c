@@ -35,6 +35,8 @@ static int add_event(struct bw_api_usage_batch *b, size_t i, const json_t *item,
 		bw_usage_event_cleanup(&ev);
 		return 0;
 	}
+	if (err.kind == BW_ERR_TRANSIENT)  /* out of memory: not the event's fault */
+		return -1;
 	bad = json_pack("{sI so ss}", "index", (json_int_t)i, "event_id",
 			b->event_ids[i] ? json_string(b->event_ids[i]) : json_null(), "reason",
 			err.msg);

@@ -91,6 +91,11 @@ static int batch_prepare(struct batch *b, const struct bw_usage_ctx *ctx,
 		if (bw_usage_event_parse(msgs[i]->payload, msgs[i]->len, ctx->max_event_bytes,
 					 &it->ev, &it->raw_event_id, &it->raw_org_id,
 					 &perr) != 0) {
+			if (perr.kind == BW_ERR_TRANSIENT) {   /* out of memory: not the event's fault */
+				free(by_event);
+				*err = perr;
+				return -1;
+			}
 			reject(it, perr.msg);
 			it->out.event_id = it->raw_event_id;
 			it->out.org_id = it->raw_org_id;

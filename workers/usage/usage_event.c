@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "json.h"
 
 /* ---- fast path: one scan, fields from the tokens ---- */
@@ -109,10 +110,14 @@ static int parse_fast(const unsigned char *buf, size_t len, struct bw_usage_even
 	char *text;
 	int rc = 1;
 
-	if (bw_json_scan(buf, len, BW_USAGE_MAX_DEPTH, &sc) != 0 || sc.tok[0].type != BW_JT_OBJECT)
+	if (bw_json_scan(buf, len, BW_USAGE_MAX_DEPTH, &sc) != 0 || sc.tok[0].type != BW_JT_OBJECT) {
+		if (sc.oom)
+			rc = -1;
 		goto done;
+	}
 	rc = -1;
-	if (!(ev->block = malloc(sc.n * sizeof(*tok) + len + 1)))
+	if (bw_fault_fails("usage_event_alloc") ||
+	    !(ev->block = malloc(sc.n * sizeof(*tok) + len + 1)))
 		goto done;
 	tok = ev->block;
 	text = (char *)(tok + sc.n);
@@ -214,28 +219,32 @@ int bw_usage_event_parse(const unsigned char *buf, size_t len, size_t max_len,
 {
 	json_t *root = NULL;
 	char *canon = NULL;
-	int rc = -1;
+	int rc = -1, fast;
 
 	memset(ev, 0, sizeof(*ev));
 	if (event_id_out)
 		*event_id_out = NULL;
 	if (org_id_out)
 		*org_id_out = NULL;
-	if (buf && len > 0 && len <= max_len && parse_fast(buf, len, ev) == 0) {
-		rc = 0;
-		goto done;
-	}
+	fast = buf && len > 0 && len <= max_len ? parse_fast(buf, len, ev) : 1;
+	if (fast <= 0)
+		goto fast_done;
 	root = parse_reason(buf, len, max_len, event_id_out, org_id_out, err);
 	if (!root)
 		goto done;
 	/* jansson accepts what the scan refused: not expected (the fuzz target checks they
 	 * agree), but then its reading stands: the scan takes jansson's canonical text. */
 	canon = bw_json_canonical_dump(root);
-	if (canon && parse_fast((const unsigned char *)canon, strlen(canon), ev) == 0) {
-		rc = 0;
-		goto done;
-	}
+	fast = canon ? parse_fast((const unsigned char *)canon, strlen(canon), ev) : -1;
+	if (fast <= 0)
+		goto fast_done;
 	bw_err_set(err, BW_ERR_INVALID, "event cannot be read (the scan refused it, jansson not)");
+	goto done;
+fast_done:
+	if (fast == 0)
+		rc = 0;
+	else  /* out of memory: the event is not at fault, the batch is retried */
+		bw_err_set(err, BW_ERR_TRANSIENT, "out of memory reading the event");
 done:
 	if (rc == 0 && event_id_out && !*event_id_out)
 		*event_id_out = dup_str(ev->event_id);

@@ -4,7 +4,7 @@
  * tokens; the fields are read from the tokens and the canonical hash is made from them, with
  * no jansson tree and no allocation per field. A message the scan refuses goes through
  * jansson once more, for the wording of its reason (the tests pin those texts).
- * A message that fails here can never succeed: the caller DLQs it with err->msg. */
+ * A message refused here (INVALID) can never succeed: the caller DLQs it with err->msg. */
 #ifndef BW_USAGE_EVENT_H
 #define BW_USAGE_EVENT_H
 
@@ -30,7 +30,9 @@ struct bw_usage_event {
 };
 
 /* Parses buf[0..len) (at most max_len bytes) into ev. On success ev owns its memory:
- * bw_usage_event_cleanup(). On failure ev is left empty and err is INVALID with the reason;
+ * bw_usage_event_cleanup(). On failure ev is left empty and err is INVALID with the reason
+ * (the message can never succeed: DLQ it), or TRANSIENT when memory ran out (the event is not
+ * at fault: fail the batch so that it is retried);
  * *event_id_out/org_id_out (optional, new strings or NULL) receive the ids, on failure
  * when they could be read, so the rejection can still name them. */
 int bw_usage_event_parse(const unsigned char *buf, size_t len, size_t max_len,
