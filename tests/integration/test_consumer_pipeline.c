@@ -141,6 +141,15 @@ static int find(const struct rec *r, enum step step, int64_t first, int from)
 }
 
 /* Offsets the next consumer of group gets first (-1: none within the idle time). */
+/* The index of the first settle call that failed, or -1. */
+static int first_failed_settle(const struct rec *r)
+{
+	for (int i = 0; i < r->ncalls; i++)
+		if (r->calls[i].step == SETTLE && !r->calls[i].ok)
+			return i;
+	return -1;
+}
+
 static int64_t next_offset(const char *topic, const char *group)
 {
 	struct rec r = { .fail_settle = 0 };
@@ -212,7 +221,7 @@ START_TEST(failed_settle_brings_back_the_batch_and_the_next)
 {
 	char topic[128], group[128];
 	static struct rec r;
-	int failed = -1;
+	int failed;
 
 	memset(&r, 0, sizeof(r));
 	r.fail_settle = 2;
@@ -220,9 +229,7 @@ START_TEST(failed_settle_brings_back_the_batch_and_the_next)
 	setup(topic, sizeof(topic), group, sizeof(group), "pipe_fail");
 	ck_assert_int_eq(run_pipelined(topic, group, &r), 0);
 
-	for (int i = 0; i < r.ncalls && failed < 0; i++)
-		if (r.calls[i].step == SETTLE && !r.calls[i].ok)
-			failed = i;
+	failed = first_failed_settle(&r);
 	ck_assert_int_ge(failed, 0);
 	const struct call *f = &r.calls[failed];
 	/* N+1 (applied before N's settle) was discarded without a publish */
@@ -254,16 +261,14 @@ START_TEST(fatal_settle_stores_neither_the_batch_nor_the_next)
 {
 	char topic[128], group[128];
 	static struct rec r;
-	int failed = -1;
+	int failed;
 
 	memset(&r, 0, sizeof(r));
 	r.fail_settle = 2;
 	r.fail_kind = BW_ERR_FATAL;
 	setup(topic, sizeof(topic), group, sizeof(group), "pipe_fatal");
 	ck_assert_int_eq(run_pipelined(topic, group, &r), -1);
-	for (int i = 0; i < r.ncalls && failed < 0; i++)
-		if (r.calls[i].step == SETTLE && !r.calls[i].ok)
-			failed = i;
+	failed = first_failed_settle(&r);
 	ck_assert_int_ge(failed, 0);
 	int64_t failed_first = r.calls[failed].first, next_first = r.calls[failed].last + 1;
 	ck_assert_int_gt(failed_first, 0);

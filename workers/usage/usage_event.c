@@ -227,20 +227,21 @@ int bw_usage_event_parse(const unsigned char *buf, size_t len, size_t max_len,
 	if (org_id_out)
 		*org_id_out = NULL;
 	fast = buf && len > 0 && len <= max_len ? parse_fast(buf, len, ev) : 1;
-	if (fast <= 0)
-		goto fast_done;
-	root = parse_reason(buf, len, max_len, event_id_out, org_id_out, err);
-	if (!root)
-		goto done;
-	/* jansson accepts what the scan refused: not expected (the fuzz target checks they
-	 * agree), but then its reading stands: the scan takes jansson's canonical text. */
-	canon = bw_json_canonical_dump(root);
-	fast = canon ? parse_fast((const unsigned char *)canon, strlen(canon), ev) : -1;
-	if (fast <= 0)
-		goto fast_done;
-	bw_err_set(err, BW_ERR_INVALID, "event cannot be read (the scan refused it, jansson not)");
-	goto done;
-fast_done:
+	if (fast > 0) {
+		root = parse_reason(buf, len, max_len, event_id_out, org_id_out, err);
+		if (!root)
+			goto done;
+		/* jansson accepts what the scan refused: not expected (the fuzz target checks
+		 * they agree), but then its reading stands: the scan takes jansson's canonical
+		 * text. */
+		canon = bw_json_canonical_dump(root);
+		fast = canon ? parse_fast((const unsigned char *)canon, strlen(canon), ev) : -1;
+		if (fast > 0) {
+			bw_err_set(err, BW_ERR_INVALID,
+				   "event cannot be read (the scan refused it, jansson not)");
+			goto done;
+		}
+	}
 	if (fast == 0)
 		rc = 0;
 	else  /* out of memory: the event is not at fault, the batch is retried */
